@@ -1,0 +1,383 @@
+"""The LLaDA masked-diffusion Transformer in Flax NNX, with Hugging Face import.
+
+Architecture (SPEC.md section 1): bidirectional attention (no causal mask),
+pre-norm RMSNorm computed in float32, NeoX rotary embeddings in float32, GQA,
+SwiGLU MLP ``ff_out(silu(ff_proj(x)) * up_proj(x))``, final ``ln_f`` and an
+untied output projection. No biases, no dropout, no timestep input.
+
+Layers are stored stacked (leading ``layers`` axis) and run under
+``jax.lax.scan`` so that compile time does not grow with depth. The module only
+holds parameters; the forward pass is the pure function :func:`forward` over a
+dict of arrays, which is what jitted code (sampler, losses) calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+Params = dict[str, Any]
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _dtype(name: str):
+    if name not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
+    return _DTYPES[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class LLaDAConfig:
+    """Shape and numerics of a LLaDA model. Validated at construction."""
+
+    vocab_size: int = 126464
+    d_model: int = 4096
+    n_layers: int = 32
+    n_heads: int = 32
+    n_kv_heads: int | None = None  # None: same as n_heads (MHA)
+    mlp_hidden_size: int = 12288
+    embedding_size: int | None = None  # rows of wte / lm head; None: vocab_size
+    max_sequence_length: int = 4096
+    rope_theta: float = 500000.0
+    rms_norm_eps: float = 1e-5
+    mask_token_id: int = 126336
+    eos_token_id: int = 126081
+    bos_token_id: int = 126080
+    param_dtype: str = "float32"
+    dtype: str = "float32"  # compute dtype of matmuls; norms, rotary and softmax stay float32
+    remat: bool = False  # rematerialise each layer in the backward pass (training memory)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size",
+                     "max_sequence_length"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LLaDAConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"LLaDAConfig: d_model={self.d_model} is not divisible by "
+                             f"n_heads={self.n_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"LLaDAConfig: head_dim={self.head_dim} must be even for rotary")
+        if self.kv_heads <= 0 or self.n_heads % self.kv_heads:
+            raise ValueError(f"LLaDAConfig: n_heads={self.n_heads} must be a multiple of "
+                             f"n_kv_heads={self.n_kv_heads}")
+        if self.vocab_rows < self.vocab_size:
+            raise ValueError(f"LLaDAConfig: embedding_size={self.embedding_size} is smaller "
+                             f"than vocab_size={self.vocab_size}")
+        for tok in ("mask_token_id", "eos_token_id", "bos_token_id"):
+            if not 0 <= getattr(self, tok) < self.vocab_rows:
+                raise ValueError(f"LLaDAConfig.{tok}={getattr(self, tok)} is outside the "
+                                 f"vocabulary of {self.vocab_rows} rows")
+        _dtype(self.param_dtype)
+        _dtype(self.dtype)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+    @property
+    def vocab_rows(self) -> int:
+        return self.embedding_size or self.vocab_size
+
+    def replace(self, **kwargs) -> "LLaDAConfig":
+        return dataclasses.replace(self, **kwargs)
+
+    def num_params(self) -> int:
+        d, h, f = self.d_model, self.head_dim, self.mlp_hidden_size
+        per_layer = 2 * d + d * d * 2 + 2 * d * self.kv_heads * h + 3 * d * f
+        return self.n_layers * per_layer + 2 * self.vocab_rows * d + d
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Forward FLOPs per token: 2 x matmul params + attention score/value matmuls."""
+        d, f = self.d_model, self.mlp_hidden_size
+        kv = self.kv_heads * self.head_dim
+        matmul = self.n_layers * (2 * d * d + 2 * d * kv + 3 * d * f) + self.vocab_rows * d
+        attention = self.n_layers * 2 * seq_len * d
+        return 2.0 * (matmul + attention)
+
+    # ---- presets -----------------------------------------------------------------
+    @classmethod
+    def llada_8b(cls, **kw) -> "LLaDAConfig":
+        """GSAI-ML/LLaDA-8B-Instruct (and -Base)."""
+        return cls(**kw)
+
+    @classmethod
+    def tiny(cls, **kw) -> "LLaDAConfig":
+        """A few-thousand-parameter model for unit tests (vocab 64, mask 63, eos 62, bos 61)."""
+        base = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                    mlp_hidden_size=64, max_sequence_length=256, rope_theta=10000.0,
+                    mask_token_id=63, eos_token_id=62, bos_token_id=61)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def small(cls, **kw) -> "LLaDAConfig":
+        """The benchmark / demo scale: d_model 256, 4 layers, 4 heads, vocab 512."""
+        base = dict(vocab_size=512, d_model=256, n_layers=4, n_heads=4, n_kv_heads=4,
+                    mlp_hidden_size=768, max_sequence_length=1024, rope_theta=10000.0,
+                    mask_token_id=511, eos_token_id=510, bos_token_id=509)
+        base.update(kw)
+        return cls(**base)
+
+    # ---- Hugging Face config.json --------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, path_or_dict: str | os.PathLike | Mapping[str, Any],
+                       **overrides) -> "LLaDAConfig":
+        """Reads the keys of a Hugging Face LLaDA ``config.json`` (a path, a folder or a dict)."""
+        if isinstance(path_or_dict, Mapping):
+            hf = dict(path_or_dict)
+        else:
+            path = os.fspath(path_or_dict)
+            if os.path.isdir(path):
+                path = os.path.join(path, "config.json")
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"no Hugging Face config.json at {path}")
+            with open(path, encoding="utf-8") as f:
+                hf = json.load(f)
+        required = ("d_model", "n_layers", "n_heads", "vocab_size")
+        missing = [k for k in required if k not in hf]
+        if missing:
+            raise ValueError(f"Hugging Face config is missing keys {missing}; "
+                             f"expected a LLaDA config.json")
+        kw = dict(
+            vocab_size=hf["vocab_size"],
+            d_model=hf["d_model"],
+            n_layers=hf["n_layers"],
+            n_heads=hf["n_heads"],
+            n_kv_heads=hf.get("n_kv_heads"),
+            mlp_hidden_size=hf.get("mlp_hidden_size") or 4 * hf["d_model"],
+            embedding_size=hf.get("embedding_size"),
+            max_sequence_length=hf.get("max_sequence_length", 4096),
+            rope_theta=float(hf.get("rope_theta", 10000.0)),
+            rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
+            mask_token_id=hf.get("mask_token_id", 126336),
+            eos_token_id=hf.get("eos_token_id", 126081),
+            bos_token_id=hf.get("bos_token_id", 126080) if hf.get("bos_token_id") is not None
+            else 126080,
+        )
+        if kw["bos_token_id"] >= (kw["embedding_size"] or kw["vocab_size"]):
+            kw["bos_token_id"] = 0
+        kw.update(overrides)
+        return cls(**kw)
+
+    def to_hf_config(self) -> dict[str, Any]:
+        return {
+            "architectures": ["LLaDAModelLM"],
+            "model_type": "llada",
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.kv_heads,
+            "mlp_hidden_size": self.mlp_hidden_size,
+            "mlp_ratio": self.mlp_hidden_size // self.d_model,
+            "vocab_size": self.vocab_size,
+            "embedding_size": self.vocab_rows,
+            "max_sequence_length": self.max_sequence_length,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "mask_token_id": self.mask_token_id,
+            "eos_token_id": self.eos_token_id,
+            "pad_token_id": self.eos_token_id,
+            "bos_token_id": self.bos_token_id,
+            "activation_type": "silu",
+            "block_type": "llama",
+            "layer_norm_type": "rms",
+            "rope": True,
+            "weight_tying": False,
+            "include_bias": False,
+            "attention_layer_norm": False,
+            "multi_query_attention": None,
+        }
+
+
+# ---- parameter layout -----------------------------------------------------------------
+# One place that names every parameter, its shape, its logical axes for sharding and
+# its Hugging Face tensor. Linear kernels are stored [in, out] (HF stores [out, in]).
+def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
+    """name -> (shape, logical axes). Names under ``blocks/`` carry a leading layer axis."""
+    d, n, f, v = cfg.d_model, cfg.n_layers, cfg.mlp_hidden_size, cfg.vocab_rows
+    q, kv = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    return {
+        "wte": ((v, d), ("vocab", "embed")),
+        "blocks/attn_norm": ((n, d), ("layers", "norm")),
+        "blocks/q_proj": ((n, d, q), ("layers", "embed", "heads")),
+        "blocks/k_proj": ((n, d, kv), ("layers", "embed", "kv_heads")),
+        "blocks/v_proj": ((n, d, kv), ("layers", "embed", "kv_heads")),
+        "blocks/attn_out": ((n, q, d), ("layers", "heads", "embed")),
+        "blocks/ff_norm": ((n, d), ("layers", "norm")),
+        "blocks/ff_proj": ((n, d, f), ("layers", "embed", "mlp")),
+        "blocks/up_proj": ((n, d, f), ("layers", "embed", "mlp")),
+        "blocks/ff_out": ((n, f, d), ("layers", "mlp", "embed")),
+        "ln_f": ((d,), ("norm",)),
+        "lm_head": ((d, v), ("embed", "vocab")),
+    }
+
+
+def hf_tensor_name(name: str, layer: int | None = None) -> str:
+    """Our parameter name -> the Hugging Face LLaDA tensor name."""
+    if name.startswith("blocks/"):
+        return f"model.transformer.blocks.{layer}.{name.split('/', 1)[1]}.weight"
+    return {"wte": "model.transformer.wte.weight", "ln_f": "model.transformer.ln_f.weight",
+            "lm_head": "model.transformer.ff_out.weight"}[name]
+
+
+def hf_is_linear(name: str) -> bool:
+    """Linear weights are transposed between HF ([out, in]) and us ([in, out])."""
+    return name == "lm_head" or name.split("/")[-1] in {
+        "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
+
+
+class _Blocks(nnx.Module):
+    """The stacked per-layer parameters (leading axis = layer)."""
+
+
+class LLaDA(nnx.Module):
+    """Holds the parameters (``nnx.Param`` per name of :func:`param_specs`).
+
+    ``model(input_ids, attention_mask=None)`` returns float32 logits ``[B, L, V]``.
+    """
+
+    def __init__(self, config: LLaDAConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        pdt = _dtype(config.param_dtype)
+        init = jax.nn.initializers.normal(0.02)
+        self.blocks = _Blocks()
+        for name, (shape, _) in param_specs(config).items():
+            if name.endswith("norm") or name == "ln_f":
+                value = jnp.ones(shape, pdt)
+            else:
+                value = init(rngs.params(), shape, pdt)
+            owner, attr = (self.blocks, name[7:]) if name.startswith("blocks/") else (self, name)
+            setattr(owner, attr, nnx.Param(value))
+
+    def param_dict(self) -> Params:
+        """Plain ``{name: array}`` view (names of :func:`param_specs`) for jitted code."""
+        flat = nnx.to_flat_state(nnx.state(self, nnx.Param))
+        return {"/".join(map(str, path)): var[...] for path, var in flat}
+
+    def load_param_dict(self, params: Mapping[str, jax.Array]) -> None:
+        """Replaces the parameters in place (e.g. after a jitted update)."""
+        for name, value in params.items():
+            owner, attr = (self.blocks, name[7:]) if name.startswith("blocks/") else (self, name)
+            getattr(owner, attr).set_value(value)
+
+    def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+        return forward(self.param_dict(), self.config, input_ids, attention_mask)
+
+
+# ---- the forward pass --------------------------------------------------------------------
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """LLaDA RMSNorm: normalise in float32, cast back, then scale by the weight."""
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return weight.astype(x.dtype) * x32.astype(x.dtype)
+
+
+def rotary_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """sin, cos of shape [L, head_dim] (NeoX half layout, absolute positions, float32)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    freqs = jnp.arange(seq_len, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.sin(emb), jnp.cos(emb)
+
+
+def apply_rotary(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """x [B, L, H, D]; NeoX rotate_half = cat(-x2, x1); computed in float32."""
+    x32 = x.astype(jnp.float32)
+    x1, x2 = jnp.split(x32, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    out = x32 * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    return out.astype(x.dtype)
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """Bidirectional GQA attention.
+
+    q [B, L, H, D], k/v [B, L, K, D] with H = K * G, bias [B, L_k] additive or None.
+    Returns [B, L, H, D]. Scores and softmax in float32.
+    """
+    b, lq, h, d = q.shape
+    kh = k.shape[2]
+    g = h // kh
+    # [B, K, G, Lq, D] x [B, K, Lk, D]: head-major layout makes both matmuls plain
+    # batched GEMMs (no transposes inside the contraction).
+    qh = q.reshape(b, lq, kh, g, d).transpose(0, 2, 3, 1, 4)
+    kh_ = k.transpose(0, 2, 1, 3)
+    vh = v.transpose(0, 2, 1, 3)
+    scores = jnp.einsum("bkgqd,bkjd->bkgqj", qh, kh_,
+                        preferred_element_type=jnp.float32) * (d ** -0.5)
+    if bias is not None:
+        scores = scores + bias[:, None, None, None, :]
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgqj,bkjd->bkgqd", probs, vh)
+    return out.transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)
+
+
+def _layer(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, bias) -> jax.Array:
+    b, l, _ = x.shape
+    cdt = x.dtype
+    h = rms_norm(x, layer["attn_norm"], cfg.rms_norm_eps)
+    q = (h @ layer["q_proj"].astype(cdt)).reshape(b, l, cfg.n_heads, cfg.head_dim)
+    k = (h @ layer["k_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
+    v = (h @ layer["v_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
+    q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
+    a = attention(q, k, v, bias).reshape(b, l, cfg.n_heads * cfg.head_dim)
+    x = x + a @ layer["attn_out"].astype(cdt)
+    h = rms_norm(x, layer["ff_norm"], cfg.rms_norm_eps)
+    gate = jax.nn.silu(h @ layer["ff_proj"].astype(cdt))
+    up = h @ layer["up_proj"].astype(cdt)
+    return x + (gate * up) @ layer["ff_out"].astype(cdt)
+
+
+def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
+    """[B, L] bool (True = real token) -> additive float32 bias over keys."""
+    if attention_mask is None:
+        return None
+    return jnp.where(attention_mask.astype(bool), 0.0, -1e30).astype(jnp.float32)
+
+
+def forward(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+            attention_mask: jax.Array | None = None) -> jax.Array:
+    """Pure forward pass: int32 [B, L] -> float32 logits [B, L, V]."""
+    cdt = _dtype(cfg.dtype)
+    seq_len = input_ids.shape[1]
+    if seq_len > cfg.max_sequence_length:
+        raise ValueError(f"sequence of {seq_len} tokens exceeds max_sequence_length="
+                         f"{cfg.max_sequence_length}")
+    x = jnp.take(params["wte"], input_ids, axis=0).astype(cdt)
+    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+    bias = attention_bias(attention_mask)
+    layers = {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("blocks/")}
+
+    def body(x, layer):
+        return _layer(cfg, x, layer, sin, cos, bias), None
+
+    if cfg.remat:
+        body = jax.checkpoint(body, prevent_cse=False)
+    x, _ = jax.lax.scan(body, x, layers)
+    x = rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
+    logits = jnp.dot(x, params["lm_head"].astype(cdt), preferred_element_type=jnp.float32)
+    return logits[..., : cfg.vocab_size] if cfg.vocab_rows != cfg.vocab_size else logits
+
+
+def init_params(cfg: LLaDAConfig, seed: int = 0) -> Params:
+    return LLaDA(cfg, rngs=nnx.Rngs(seed)).param_dict()
+
+
+def abstract_model(cfg: LLaDAConfig) -> LLaDA:
+    """A model whose parameters are ShapeDtypeStructs (no memory allocated)."""
+    return nnx.eval_shape(lambda: LLaDA(cfg, rngs=nnx.Rngs(0)))
+
+
+from igpo_jax.models.hf_io import load_hf_checkpoint, save_hf_checkpoint  # noqa: E402,F401

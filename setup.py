@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="igpo_jax",
+    version="0.1.0",
+    description="IGPO (Inpainting-Guided Policy Optimization) for masked diffusion LLMs in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["igpo_jax", "igpo_jax.*"]),
+    install_requires=[
+        "jax>=0.6,<0.11",
+        "flax>=0.12",
+        "optax>=0.2.4",
+        "orbax-checkpoint>=0.11",
+        "grain>=0.2.10",
+        "sentencepiece>=0.2",
+        "ml-collections>=1.0",
+        "absl-py>=2.1",
+        "safetensors>=0.4",
+        "ml_dtypes>=0.5",
+        "numpy>=1.26",
+        "math-verify>=0.7",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6"],
+        "hf": ["tokenizers>=0.20"],
+        "tfds": ["tensorflow-datasets>=4.9.7", "array-record>=0.5"],
+        "plot": ["matplotlib>=3.8"],
+    },
+)

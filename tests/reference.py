@@ -1,0 +1,99 @@
+"""Independent numpy implementations used as ground truth in the tests.
+
+They work on Hugging Face-layout weights ([out, in] linear matrices, per-layer
+tensors by name) and follow SPEC.md sections 1 and 3 directly, sharing no code
+with the package.
+"""
+
+import json
+import os
+
+import numpy as np
+from safetensors.numpy import save_file
+
+
+def hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64, mask=63, eos=62):
+    return {"vocab_size": vocab, "embedding_size": vocab, "d_model": d, "n_layers": layers,
+            "n_heads": heads, "n_kv_heads": kv_heads, "mlp_hidden_size": mlp,
+            "max_sequence_length": 512, "rope_theta": 10000.0, "rms_norm_eps": 1e-5,
+            "mask_token_id": mask, "eos_token_id": eos, "bos_token_id": 1}
+
+
+def random_hf_weights(c, seed=0):
+    rng = np.random.default_rng(seed)
+    d, f, v = c["d_model"], c["mlp_hidden_size"], c["vocab_size"]
+    hd = d // c["n_heads"]
+    kv = c["n_kv_heads"] * hd
+    w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
+    t = {"model.transformer.wte.weight": w(v, d),
+         "model.transformer.ln_f.weight": 1 + w(d),
+         "model.transformer.ff_out.weight": w(v, d)}
+    for i in range(c["n_layers"]):
+        p = f"model.transformer.blocks.{i}."
+        t.update({p + "attn_norm.weight": 1 + w(d), p + "ff_norm.weight": 1 + w(d),
+                  p + "q_proj.weight": w(d, d), p + "k_proj.weight": w(kv, d),
+                  p + "v_proj.weight": w(kv, d), p + "attn_out.weight": w(d, d),
+                  p + "ff_proj.weight": w(f, d), p + "up_proj.weight": w(f, d),
+                  p + "ff_out.weight": w(d, f)})
+    return t
+
+
+def write_hf_checkpoint(path, c, tensors, sharded=False):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as fh:
+        json.dump(c, fh)
+    if not sharded:
+        save_file(tensors, os.path.join(path, "model.safetensors"))
+        return
+    names = sorted(tensors)
+    halves = [names[: len(names) // 2], names[len(names) // 2:]]
+    weight_map = {}
+    for i, part in enumerate(halves):
+        fn = f"model-{i + 1:05d}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, os.path.join(path, fn))
+        weight_map.update({n: fn for n in part})
+    with open(os.path.join(path, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {}, "weight_map": weight_map}, fh)
+
+
+def _rms(x, w, eps):
+    x = x.astype(np.float64)
+    return w * x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+
+
+def _rope(x, theta):
+    # x [B, L, H, D]; NeoX: rotate_half(x) = cat(-x2, x1)
+    L, D = x.shape[1], x.shape[3]
+    inv = 1.0 / theta ** (np.arange(0, D, 2) / D)
+    ang = np.arange(L)[:, None] * inv[None]
+    emb = np.concatenate([ang, ang], -1)
+    sin, cos = np.sin(emb)[None, :, None], np.cos(emb)[None, :, None]
+    x1, x2 = x[..., : D // 2], x[..., D // 2:]
+    return x * cos + np.concatenate([-x2, x1], -1) * sin
+
+
+def numpy_forward(t, c, ids, attention_mask=None):
+    """float64 forward of SPEC.md section 1 on HF weights. ids [B, L] -> logits [B, L, V]."""
+    B, L = ids.shape
+    H, K = c["n_heads"], c["n_kv_heads"]
+    D = c["d_model"] // H
+    eps = c["rms_norm_eps"]
+    x = t["model.transformer.wte.weight"][ids].astype(np.float64)
+    bias = np.zeros((B, L)) if attention_mask is None else np.where(attention_mask, 0.0, -1e30)
+    for i in range(c["n_layers"]):
+        p = lambda n: t[f"model.transformer.blocks.{i}.{n}.weight"].astype(np.float64)  # noqa
+        h = _rms(x, p("attn_norm"), eps)
+        q = _rope((h @ p("q_proj").T).reshape(B, L, H, D), c["rope_theta"])
+        k = _rope((h @ p("k_proj").T).reshape(B, L, K, D), c["rope_theta"])
+        v = (h @ p("v_proj").T).reshape(B, L, K, D)
+        k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)
+        s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        a = np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
+        x = x + a @ p("attn_out").T
+        h = _rms(x, p("ff_norm"), eps)
+        g = h @ p("ff_proj").T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ p("up_proj").T)) @ p("ff_out").T
+    x = _rms(x, t["model.transformer.ln_f.weight"], eps)
+    return x @ t["model.transformer.ff_out.weight"].astype(np.float64).T
