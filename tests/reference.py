@@ -19,12 +19,12 @@ def hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64, mask=63, eo
             "mask_token_id": mask, "eos_token_id": eos, "bos_token_id": 1}
 
 
-def random_hf_weights(c, seed=0):
+def random_hf_weights(c, seed=0, scale=0.3):
     rng = np.random.default_rng(seed)
     d, f, v = c["d_model"], c["mlp_hidden_size"], c["vocab_size"]
     hd = d // c["n_heads"]
     kv = c["n_kv_heads"] * hd
-    w = lambda *s: (rng.standard_normal(s) * 0.3).astype(np.float32)  # noqa: E731
+    w = lambda *s: (rng.standard_normal(s) * scale).astype(np.float32)  # noqa: E731
     t = {"model.transformer.wte.weight": w(v, d),
          "model.transformer.ln_f.weight": 1 + w(d),
          "model.transformer.ff_out.weight": w(v, d)}
@@ -97,3 +97,45 @@ def numpy_forward(t, c, ids, attention_mask=None):
         x = x + ((g / (1 + np.exp(-g))) * (h @ p("up_proj").T)) @ p("ff_out").T
     x = _rms(x, t["model.transformer.ln_f.weight"], eps)
     return x @ t["model.transformer.ff_out.weight"].astype(np.float64).T
+
+
+def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
+                   hint_ids=None, hint_mask=None, attention_mask=None):
+    """Step-by-step numpy version of SPEC.md section 3 at temperature 0, low_confidence.
+
+    Returns (x [B, P+G], log) where log lists (block, step, transferred positions per row).
+    """
+    B, P = prompt.shape
+    x = np.concatenate([prompt, np.full((B, gen_length), mask_id)], 1).astype(np.int64)
+    fixed = np.zeros((B, P + gen_length), bool)
+    if hint_mask is not None:
+        x[:, P:][hint_mask] = hint_ids[hint_mask]
+        fixed[:, P:] = hint_mask
+    attn = None
+    if attention_mask is not None:
+        attn = np.concatenate([attention_mask, np.ones((B, gen_length), bool)], 1)
+    nb = gen_length // block_length
+    spb = steps // nb
+    log = []
+    for b in range(nb):
+        lo, hi = P + b * block_length, P + (b + 1) * block_length
+        n = ((x[:, lo:hi] == mask_id) & ~fixed[:, lo:hi]).sum(1)
+        counts = np.stack([n // spb + (i < n % spb) for i in range(spb)], 1)
+        for i in range(spb):
+            logits = numpy_forward(t, c, x, attn)
+            logits[..., mask_id] = -np.inf
+            x0 = logits.argmax(-1)
+            p = np.exp(logits - logits.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            conf = np.take_along_axis(p, x0[..., None], -1)[..., 0]
+            masked = (x == mask_id) & ~fixed
+            conf = np.where(masked, conf, -np.inf)
+            conf[:, hi:] = -np.inf
+            conf[:, :lo] = -np.inf
+            moved = []
+            for r in range(B):
+                sel = np.argsort(-conf[r], kind="stable")[: counts[r, i]]
+                x[r, sel] = x0[r, sel]
+                moved.append(sorted(sel.tolist()))
+            log.append((b, i, moved))
+    return x, log

@@ -347,9 +347,9 @@ def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
     return jnp.where(attention_mask.astype(bool), 0.0, -1e30).astype(jnp.float32)
 
 
-def forward(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
-            attention_mask: jax.Array | None = None) -> jax.Array:
-    """Pure forward pass: int32 [B, L] -> float32 logits [B, L, V]."""
+def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+                  attention_mask: jax.Array | None = None) -> jax.Array:
+    """Final-normed hidden states ``[B, L, d_model]`` (compute dtype)."""
     cdt = _dtype(cfg.dtype)
     seq_len = input_ids.shape[1]
     if seq_len > cfg.max_sequence_length:
@@ -366,9 +366,20 @@ def forward(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
     if cfg.remat:
         body = jax.checkpoint(body, prevent_cse=False)
     x, _ = jax.lax.scan(body, x, layers)
-    x = rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
-    logits = jnp.dot(x, params["lm_head"].astype(cdt), preferred_element_type=jnp.float32)
+    return rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
+
+
+def logits_from_hidden(params: Params, cfg: LLaDAConfig, hidden: jax.Array) -> jax.Array:
+    """Output projection: ``[..., d_model]`` -> float32 ``[..., vocab_size]``."""
+    logits = jnp.dot(hidden, params["lm_head"].astype(hidden.dtype),
+                     preferred_element_type=jnp.float32)
     return logits[..., : cfg.vocab_size] if cfg.vocab_rows != cfg.vocab_size else logits
+
+
+def forward(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+            attention_mask: jax.Array | None = None) -> jax.Array:
+    """Pure forward pass: int32 ``[B, L]`` -> float32 logits ``[B, L, V]``."""
+    return logits_from_hidden(params, cfg, hidden_states(params, cfg, input_ids, attention_mask))
 
 
 def init_params(cfg: LLaDAConfig, seed: int = 0) -> Params:
