@@ -1,0 +1,178 @@
+"""Math rewards: answer extraction, equivalence, and the xmlcount format reward.
+
+SPEC.md section 6. Nothing here raises on model output: garbage, empty or huge
+strings score 0. Symbolic equivalence (math-verify) runs in a worker thread with
+a wall-clock bound, without signals, so the reward is safe to call from any
+thread and never hangs the trainer.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import re
+import threading
+
+log = logging.getLogger(__name__)
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+MAX_ANSWER_CHARS = 200  # longer "answers" are never sent to the symbolic checker
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the first brace-matched ``\\boxed{...}`` / ``\\fbox{...}``; ``\\boxed 5`` too."""
+    if not isinstance(text, str):
+        return None
+    starts = [i for i in (text.find(c) for c in _BOX_COMMANDS) if i >= 0]
+    while starts:
+        start = min(starts)
+        cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
+        i = start + len(cmd)
+        if i < len(text) and text[i] == " ":  # "\boxed 5": up to the next space or $
+            m = re.match(r" +([^\s$]+)", text[i:])
+            if m:
+                return m.group(1)
+        elif i < len(text) and text[i] == "{":
+            depth = 0
+            for j in range(i, len(text)):
+                if text[j] == "{":
+                    depth += 1
+                elif text[j] == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1:j]
+            return None  # unbalanced: no answer
+        starts = [k for k in (text.find(c, start + 1) for c in _BOX_COMMANDS) if k >= 0]
+    return None
+
+
+def gsm8k_answer(answer_field: str) -> str:
+    """GSM8K ground truth: the number after ``####``."""
+    if "####" not in answer_field:
+        raise ValueError(f"GSM8K answer has no '####': {answer_field[-80:]!r}")
+    return answer_field.split("####")[-1].strip().replace(",", "")
+
+
+def metamath_answer(response: str) -> str:
+    """MetaMathQA ground truth: the text after ``The answer is:``."""
+    if "The answer is:" not in response:
+        raise ValueError(f"MetaMathQA response has no 'The answer is:': {response[-80:]!r}")
+    return response.split("The answer is:")[-1].strip()
+
+
+_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_UNIT_WORDS = ("dollars", "dollar", "cents", "cm", "meters", "units", "degrees", "inches",
+               "feet", "hours", "minutes", "miles", "km", "kg", "pounds")
+
+
+def normalize(ans: str) -> str:
+    """Canonical string form: no $, spaces, \\left/\\right, units, thousands separators."""
+    s = str(ans).strip()
+    s = s.replace("\\!", "").replace("\\,", "").replace("\\;", "").replace("\\ ", "")
+    s = s.replace("\\$", "").replace("$", "").replace("\\left", "").replace("\\right", "")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\circ", "")
+    s = s.replace("\\%", "").replace("%", "")
+    s = _TEXT_RE.sub(r"\1", s)
+    s = s.strip().rstrip(".").strip()
+    for unit in _UNIT_WORDS:
+        s = re.sub(rf"(?<=\d)\s*{unit}$", "", s)
+    s = re.sub(r"(?<=\d),(?=\d{3}(\D|$))", "", s)  # 1,000 -> 1000
+    s = s.replace(" ", "")
+    if s.startswith("x=") or s.startswith("y="):
+        s = s[2:]
+    frac = re.fullmatch(r"\\frac\{?(-?\d+)\}?\{?(-?\d+)\}?", s)
+    if frac and int(frac.group(2)) != 0:
+        s = _number_str(int(frac.group(1)) / int(frac.group(2)))
+    elif re.fullmatch(r"-?\d+/\d+", s) and int(s.split("/")[1]) != 0:
+        a, b = s.split("/")
+        s = _number_str(int(a) / int(b))
+    elif re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", s):
+        s = _number_str(float(s))
+    return s
+
+
+def _number_str(x: float) -> str:
+    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else repr(round(x, 9))
+
+
+def _math_verify_equal(pred: str, gold: str) -> bool:
+    import math_verify
+    # Timeouts are ours (a bounded future), not math-verify's signal alarms, which
+    # only work in the main thread; silence its warning about that.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    gold_p = math_verify.parse("$" + gold + "$", parsing_timeout=None)
+    pred_p = math_verify.parse("$" + pred + "$", parsing_timeout=None)
+    if not gold_p or not pred_p:
+        return False
+    return bool(math_verify.verify(gold_p, pred_p, timeout_seconds=None))
+
+
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="math-verify")
+        return _POOL
+
+
+def is_equiv(pred: str | None, gold: str, timeout: float = 2.0, symbolic: bool = True) -> bool:
+    """Mathematical equivalence of an extracted answer and the ground truth.
+
+    Normalised string equality first; then math-verify (symbolic, fractions vs
+    decimals, percentages), bounded by ``timeout`` seconds. Never raises.
+    """
+    if pred is None or gold is None:
+        return False
+    try:
+        if normalize(pred) == normalize(gold):
+            return True
+        if not symbolic or len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+            return False
+        fut = _pool().submit(_math_verify_equal, normalize(pred) or pred, normalize(gold) or gold)
+        return fut.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        log.warning("equivalence check timed out after %.1fs: %r vs %r", timeout, pred[:50], gold)
+        return False
+    except Exception:  # noqa: BLE001 - a reward never raises on model output
+        return False
+
+
+def format_reward(text: str) -> float:
+    """xmlcount: 0.125 per tag present exactly once, +0.25 for ``\\boxed{`` (max 0.75)."""
+    if not isinstance(text, str):
+        return 0.0
+    score = sum(0.125 for tag in ("<reasoning>\n", "</reasoning>", "<answer>\n", "</answer>")
+                if text.count(tag) == 1)
+    return score + (0.25 if "\\boxed{" in text else 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MathReward:
+    """Correctness (``correct_weight`` or 0) plus ``format_weight`` x xmlcount."""
+
+    correct_weight: float = 3.0
+    format_weight: float = 1.0
+    timeout: float = 2.0
+    symbolic: bool = True
+
+    def correct(self, completion: str, gold: str) -> bool:
+        return is_equiv(extract_boxed(completion), gold, self.timeout, self.symbolic)
+
+    def __call__(self, completion: str, gold: str) -> tuple[float, bool]:
+        """(reward, correct)."""
+        try:
+            ok = self.correct(completion, gold)
+            return self.correct_weight * ok + self.format_weight * format_reward(completion), ok
+        except Exception:  # noqa: BLE001
+            log.exception("reward failed; scoring 0")
+            return 0.0, False
+
+    def batch(self, completions: list[str], golds: list[str]) -> tuple[list[float], list[bool]]:
+        out = [self(c, g) for c, g in zip(completions, golds)]
+        return [r for r, _ in out], [c for _, c in out]

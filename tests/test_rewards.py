@@ -1,0 +1,114 @@
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from igpo_jax import rewards
+
+EQUIV = [
+    ("72", "72"), ("72.0", "72"), ("72.00", "72"), ("1,000", "1000"), ("1,234,567", "1234567"),
+    ("$18", "18"), ("\\$18", "18"), ("18 dollars", "18"), ("\\text{18}", "18"),
+    ("18\\text{ cm}", "18"), ("10\\%", "10"), ("10%", "10"), ("\\frac{1}{2}", "0.5"),
+    ("\\dfrac{1}{2}", "\\frac{1}{2}"), ("1/2", "0.5"), ("0.5", "\\frac12"),
+    ("-3", "-3"), ("-\\frac{3}{4}", "-0.75"), ("x = 5", "5"), ("5.", "5"), (" 5 ", "5"),
+    ("90^\\circ", "90"), ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}"), ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("\\pi", "\\pi"), ("3\\pi/2", "\\frac{3\\pi}{2}"), ("(1, 2)", "(1,2)"),
+    ("\\left(1,2\\right)", "(1,2)"), ("0.333333333", "0.333333333"), ("\\frac{6}{4}", "\\frac{3}{2}"),
+    ("0.25", "\\frac{1}{4}"), ("2^{10}", "1024"),
+]
+NOT_EQUIV = [
+    ("71", "72"), ("7.2", "72"), ("1,001", "1000"), ("\\frac{1}{3}", "0.5"), ("-5", "5"),
+    ("", "5"), (None, "5"), ("five", "5"), ("\\sqrt{2}", "2"), ("(2,1)", "(1,2)"),
+    ("12", "1/2"), ("\\frac{2}{1}", "0.5"), ("3\\pi", "\\pi"), ("100", "10"),
+]
+
+
+@pytest.mark.parametrize("pred,gold", EQUIV)
+def test_equivalent(pred, gold):
+    assert rewards.is_equiv(pred, gold)
+
+
+@pytest.mark.parametrize("pred,gold", NOT_EQUIV)
+def test_not_equivalent(pred, gold):
+    assert not rewards.is_equiv(pred, gold)
+
+
+def test_table_size():
+    assert len(EQUIV) + len(NOT_EQUIV) >= 40
+
+
+@pytest.mark.parametrize("text,want", [
+    ("so \\boxed{42}.", "42"), ("\\boxed{\\frac{1}{2}} and \\boxed{3}", "\\frac{1}{2}"),
+    ("\\boxed{{a}+{b}}", "{a}+{b}"), ("\\boxed 5$ end", "5"), ("\\fbox{7}", "7"),
+    ("no box here", None), ("\\boxed{unclosed", None), ("", None),
+    ("\\fbox{1} then \\boxed{2}", "1"), ("\\boxed{2} then \\fbox{1}", "2"),
+])
+def test_extract_boxed(text, want):
+    assert rewards.extract_boxed(text) == want
+
+
+def test_ground_truth_parsers():
+    assert rewards.gsm8k_answer("Natalia sold ... 72 clips.\n#### 1,072") == "1072"
+    assert rewards.metamath_answer("... so 3 + 4 = 7.\nThe answer is: 7") == "7"
+    with pytest.raises(ValueError, match="####"):
+        rewards.gsm8k_answer("no marker")
+
+
+def test_format_reward_xmlcount():
+    good = "<reasoning>\n1+1=2\n</reasoning>\n<answer>\n\\boxed{2}\n</answer>"
+    assert rewards.format_reward(good) == 0.75
+    assert rewards.format_reward("<reasoning>\n<reasoning>\n") == 0.0
+    assert rewards.format_reward("</answer> \\boxed{") == 0.375
+    r = rewards.MathReward(correct_weight=3.0, format_weight=1.0)
+    assert r(good, "2") == (3.75, True)
+    assert r(good, "3") == (0.75, False)
+
+
+def test_hostile_outputs_never_raise_and_are_fast():
+    r = rewards.MathReward()
+    hostile = ["{" * 10000, "}" * 10000, "\\boxed{" * 3000, "\\boxed{" + "9" * 10000 + "}",
+               "\x00\xff\ud800?", "\\boxed{\\frac{1}{0}}", "\\boxed{" + "(" * 500 + "}",
+               "\\boxed{x^{x^{x^{x^{x^{x^{x^{x}}}}}}}}", ""]
+    t0 = time.time()
+    for h in hostile:
+        reward, ok = r(h, "5")
+        assert isinstance(reward, float) and ok is False
+    assert time.time() - t0 < 30
+
+
+def test_equivalence_timeout_is_bounded(monkeypatch):
+    release = threading.Event()
+
+    def slow(pred, gold):
+        release.wait(10)
+        return True
+
+    monkeypatch.setattr(rewards, "_math_verify_equal", slow)
+    t0 = time.time()
+    assert rewards.is_equiv("\\sqrt{2}", "\\frac{2}{\\sqrt{2}}", timeout=0.3) is False
+    assert time.time() - t0 < 2
+    release.set()
+
+
+def test_thread_safe():
+    results = []
+
+    def work():
+        results.append(rewards.is_equiv("\\frac{\\sqrt{2}}{2}", "\\sqrt{2}/2"))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_extract_never_raises(text):
+    out = rewards.extract_boxed(text)
+    assert out is None or isinstance(out, str)
+    assert rewards.format_reward(text) <= 0.75
