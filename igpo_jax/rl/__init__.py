@@ -1,0 +1,1 @@
+"""Reinforcement learning for masked diffusion LMs: GRPO and IGPO."""

@@ -1,0 +1,90 @@
+"""Group advantages and the clipped policy-gradient loss (SPEC.md section 4).
+
+Plain functions selected by name in the config. The loss returns a sum and a
+denominator so that micro-batches accumulate to exactly the full-batch loss.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def advantages_mean(rewards: jax.Array, group_size: int) -> jax.Array:
+    """A_i = r_i - mean of its group. ``rewards [N]``, groups are consecutive."""
+    r = rewards.reshape(-1, group_size)
+    return (r - r.mean(axis=1, keepdims=True)).reshape(-1)
+
+
+def advantages_std(rewards: jax.Array, group_size: int, eps: float = 1e-4) -> jax.Array:
+    """A_i = (r_i - mean) / (std + eps), std with ddof=1 as in TRL/d1."""
+    r = rewards.reshape(-1, group_size)
+    std = r.std(axis=1, ddof=1, keepdims=True)
+    return ((r - r.mean(axis=1, keepdims=True)) / (std + eps)).reshape(-1)
+
+
+ADVANTAGE_ESTIMATORS: dict[str, Callable] = {"mean": advantages_mean, "std": advantages_std}
+
+
+def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None,
+                advantages: jax.Array, loss_mask: jax.Array, *, ratio: str = "sequence",
+                eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.0,
+                aggregation: str = "token") -> tuple[jax.Array, jax.Array, dict]:
+    """Clipped surrogate + k3 KL. Returns ``(loss_sum, denominator, stat_sums)``.
+
+    Args:
+      logp, old_logp, ref_logp: ``[B, C]`` per-token log-probs (ref None: no KL).
+      advantages: ``[B]``.
+      loss_mask: bool ``[B, C]`` tokens that count.
+      ratio: ``token`` (rho per token) or ``sequence`` (GSPO: exp of the masked mean
+        log-ratio, broadcast to tokens).
+      aggregation: ``token`` (mean over all masked tokens) or ``sequence`` (mean per
+        sequence, then over sequences).
+    The loss is ``loss_sum / denominator`` summed over micro-batches.
+    """
+    m = loss_mask.astype(jnp.float32)
+    n_tok = m.sum(axis=1)
+    log_ratio = logp - old_logp
+    if ratio == "token":
+        rho = jnp.exp(log_ratio)
+    elif ratio == "sequence":
+        seq = (log_ratio * m).sum(axis=1) / jnp.maximum(n_tok, 1.0)
+        rho = jnp.broadcast_to(jnp.exp(seq)[:, None], logp.shape)
+    else:
+        raise ValueError(f"ratio={ratio!r}; expected 'token' or 'sequence'")
+    adv = advantages[:, None]
+    clipped = jnp.clip(rho, 1.0 - eps_low, 1.0 + eps_high)
+    per_token = -jnp.minimum(rho * adv, clipped * adv)
+    is_clipped = ((rho < 1.0 - eps_low) & (adv < 0)) | ((rho > 1.0 + eps_high) & (adv > 0))
+    kl = jnp.zeros_like(logp)
+    if ref_logp is not None:
+        d = ref_logp - logp
+        kl = jnp.exp(d) - d - 1.0
+        per_token = per_token + beta * kl
+    if aggregation == "token":
+        loss_sum, denom = (per_token * m).sum(), m.sum()
+    elif aggregation == "sequence":
+        has = (n_tok > 0).astype(jnp.float32)
+        loss_sum = ((per_token * m).sum(axis=1) / jnp.maximum(n_tok, 1.0) * has).sum()
+        denom = has.sum()
+    else:
+        raise ValueError(f"aggregation={aggregation!r}; expected 'token' or 'sequence'")
+    stats = {"clip_count": (is_clipped * m).sum(), "kl_sum": (kl * m).sum(),
+             "token_count": m.sum()}
+    return loss_sum, denom, stats
+
+
+def loss_denominator(loss_mask: jax.Array, aggregation: str) -> jax.Array:
+    """The denominator of the whole batch, known before the micro-batches run."""
+    if aggregation == "token":
+        return loss_mask.sum().astype(jnp.float32)
+    return (loss_mask.sum(axis=1) > 0).sum().astype(jnp.float32)
+
+
+POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss}
+
+
+def zero_grads_like(tree):
+    return jax.tree.map(jnp.zeros_like, tree)

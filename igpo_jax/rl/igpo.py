@@ -1,0 +1,179 @@
+"""IGPO: inpainting-guided exploration (SPEC.md section 5), vectorised in jnp.
+
+1. :func:`all_wrong_groups` finds groups in which no completion is correct.
+2. :func:`build_hints` cuts each ground-truth trace into random chunks and
+   reveals a random eta share of them at their own (or stretched) positions.
+3. The sampler fills the gaps around the clamped hints (``sampling.generate``).
+4. :func:`plan_replacements` picks at most floor(lambda G) correct hinted
+   completions per group and the members they replace; :func:`mix_groups`
+   applies the plan, after which advantages are recomputed on the mixed group.
+5. :func:`entropy_filter` keeps the top tau share of hint tokens by the old
+   policy's entropy in the loss mask; non-hint tokens are always kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+POSITIONS = ("as_is", "stretch")
+
+
+@dataclasses.dataclass(frozen=True)
+class HintConfig:
+    min_chunk: int = 5
+    max_chunk: int = 10
+    eta_low: float = 0.2
+    eta_high: float = 0.6
+    reserve: int = 30  # free positions at the end of the generation, never hinted
+    position: str = "as_is"  # "as_is" (paper, Eq. 4) or "stretch" (reference code)
+    max_stretch: float = 1.5
+    max_shift: int = 100  # stretch mode: a chunk moves right by at most this much
+    reveal_last_chunk: bool = False  # reference code: always reveal the last chunk
+
+    def __post_init__(self):
+        if not 1 <= self.min_chunk <= self.max_chunk:
+            raise ValueError(f"hints need 1 <= min_chunk <= max_chunk, got {self.min_chunk}, "
+                             f"{self.max_chunk}")
+        if not 0.0 <= self.eta_low <= self.eta_high <= 1.0:
+            raise ValueError(f"hints need 0 <= eta_low <= eta_high <= 1, got {self.eta_low}, "
+                             f"{self.eta_high}")
+        if self.position not in POSITIONS:
+            raise ValueError(f"hint position={self.position!r}; expected one of {POSITIONS}")
+        if self.reserve < 0 or self.max_stretch < 1.0:
+            raise ValueError("hints need reserve >= 0 and max_stretch >= 1")
+
+
+def all_wrong_groups(correct: jax.Array, group_size: int) -> jax.Array:
+    """bool ``[N / G]``: groups with no correct completion. ``correct [N]`` by groups."""
+    return ~jnp.any(correct.reshape(-1, group_size), axis=1)
+
+
+def sample_etas(key: jax.Array, num_groups: int, group_size: int, low: float,
+                high: float) -> jax.Array:
+    """``[num_groups * group_size]`` eta ~ U[low, high], sorted ascending within a group."""
+    eta = jax.random.uniform(key, (num_groups, group_size), minval=low, maxval=high)
+    return jnp.sort(eta, axis=1).reshape(-1)
+
+
+def _rank(values: jax.Array) -> jax.Array:
+    """Rank of each entry along the last axis in ascending order (ties by index)."""
+    order = jnp.argsort(values, axis=-1, stable=True)
+    return jnp.argsort(order, axis=-1, stable=True)
+
+
+def build_hints(key: jax.Array, trace_ids: jax.Array, trace_len: jax.Array,
+                revealable_len: jax.Array, eta: jax.Array, gen_length: int,
+                hc: HintConfig) -> tuple[jax.Array, jax.Array]:
+    """Hints over the generation positions from ground-truth traces.
+
+    Args:
+      trace_ids: int32 ``[M, T]`` tokenised ground-truth completions (padded).
+      trace_len: ``[M]`` real lengths.
+      revealable_len: ``[M]`` tokens ``[0, R)`` that may be revealed (the answer span,
+        and optionally the last step, lie after R).
+      eta: ``[M]`` share of chunks to reveal.
+    Returns:
+      ``hint_ids`` int32 ``[M, gen_length]`` and ``hint_mask`` bool ``[M, gen_length]``.
+    """
+    m, t = trace_ids.shape
+    budget = gen_length - hc.reserve
+    if budget <= 0:
+        raise ValueError(f"hint reserve {hc.reserve} leaves no room in gen_length {gen_length}")
+    k_size, k_pick = jax.random.split(key)
+    length = jnp.minimum(trace_len, budget)  # y* kept within gen_length - reserve
+    max_chunks = -(-t // hc.min_chunk)
+    sizes = jax.random.randint(k_size, (m, max_chunks), hc.min_chunk, hc.max_chunk + 1)
+    ends = jnp.cumsum(sizes, axis=1)
+    starts = ends - sizes
+    ends_c = jnp.minimum(ends, length[:, None])
+    valid = (starts < length[:, None]) & (ends_c - starts >= hc.min_chunk)
+    n_valid = valid.sum(axis=1)
+    idx = jnp.arange(max_chunks)[None, :]
+    if hc.reveal_last_chunk:
+        forced = valid & (idx == n_valid[:, None] - 1)
+        candidate = valid & ~forced
+    else:
+        forced = jnp.zeros_like(valid)
+        candidate = valid & (ends_c <= revealable_len[:, None])
+    n_cand = candidate.sum(axis=1)
+    # reference: hide int(n (1 - eta)) chunks, reveal the rest
+    n_hide = jnp.floor(n_cand * (1.0 - eta) + 1e-6).astype(jnp.int32)
+    n_reveal = n_cand - n_hide
+    prio = jnp.where(candidate, jax.random.uniform(k_pick, (m, max_chunks)), jnp.inf)
+    revealed = forced | (candidate & (_rank(prio) < n_reveal[:, None]))
+
+    if hc.position == "stretch":
+        s = jnp.clip(budget / jnp.maximum(length, 1), 1.0, hc.max_stretch)
+        shift = jnp.minimum(jnp.floor(starts * (s[:, None] - 1.0)), hc.max_shift).astype(jnp.int32)
+    else:
+        shift = jnp.zeros_like(starts)
+    revealed = revealed & (ends_c + shift <= budget)  # never in the reserved tail
+
+    pos = jnp.arange(t)[None, :]
+    chunk = jnp.clip(jax.vmap(lambda e: jnp.searchsorted(e, jnp.arange(t), side="right"))(ends),
+                     0, max_chunks - 1)
+    tok_revealed = (jnp.take_along_axis(revealed, chunk, axis=1)
+                    & (pos < jnp.take_along_axis(ends_c, chunk, axis=1)))
+    target = pos + jnp.take_along_axis(shift, chunk, axis=1)
+    target = jnp.where(tok_revealed, target, gen_length)  # out of range -> dropped
+    rows = jnp.arange(m)[:, None]
+    hint_ids = jnp.zeros((m, gen_length), jnp.int32).at[rows, target].set(trace_ids, mode="drop")
+    hint_mask = jnp.zeros((m, gen_length), bool).at[rows, target].set(True, mode="drop")
+    return hint_ids, hint_mask
+
+
+def plan_replacements(key: jax.Array, hinted_correct: jax.Array, lam: float) -> jax.Array:
+    """Which hinted completion replaces which group member.
+
+    Args:
+      hinted_correct: bool ``[g, G]`` correctness of the G hinted samples per group.
+      lam: at most floor(lam G) members are replaced.
+    Returns:
+      int32 ``[g, G]``: for each member, the index of the correct hinted completion
+      that replaces it, or -1 (keep). K = min(#correct, floor(lam G)) per group,
+      hinted completions and members both drawn at random.
+    """
+    g, size = hinted_correct.shape
+    k_max = int(lam * size + 1e-9)
+    k = jnp.minimum(hinted_correct.sum(axis=1), k_max)
+    k_hint, k_member = jax.random.split(key)
+    prio = jnp.where(hinted_correct, jax.random.uniform(k_hint, (g, size)), jnp.inf)
+    hint_order = jnp.argsort(prio, axis=1)  # correct ones first, random order
+    member_order = jnp.argsort(jax.random.uniform(k_member, (g, size)), axis=1)
+    slot = jnp.arange(size)[None, :]
+    source = jnp.where(slot < k[:, None], hint_order, -1)
+    rows = jnp.arange(g)[:, None]
+    return jnp.full((g, size), -1, jnp.int32).at[rows, member_order].set(source.astype(jnp.int32))
+
+
+def mix_groups(take: jax.Array, original: dict, hinted: dict) -> dict:
+    """Applies a replacement plan to per-sample arrays of the triggered groups.
+
+    ``take [g, G]`` from :func:`plan_replacements`; ``original`` and ``hinted`` are
+    dicts of arrays with leading dimension ``g * G`` and the same keys. Returns the
+    mixed dict plus ``replaced`` (bool ``[g * G]``).
+    """
+    flat_take = take.reshape(-1)
+    g, size = take.shape
+    source = (jnp.arange(g)[:, None] * size + jnp.maximum(take, 0)).reshape(-1)
+    replaced = flat_take >= 0
+    out = {}
+    for name, orig in original.items():
+        new = hinted[name][source]
+        sel = replaced.reshape((-1,) + (1,) * (orig.ndim - 1))
+        out[name] = jnp.where(sel, new, orig)
+    out["replaced"] = replaced
+    return out
+
+
+def entropy_filter(entropy: jax.Array, hint_mask: jax.Array, tau: float) -> jax.Array:
+    """bool ``[B, C]`` loss mask: all non-hint tokens, plus per row the top tau share
+    (at least one) of hint tokens by entropy."""
+    n = hint_mask.sum(axis=1)
+    k = jnp.where(n > 0, jnp.maximum(1, jnp.floor(tau * n + 1e-6).astype(jnp.int32)), 0)
+    score = jnp.where(hint_mask, entropy, -jnp.inf)
+    top = _rank(-score) < k[:, None]
+    return ~hint_mask | (top & hint_mask)

@@ -1,0 +1,63 @@
+"""One-step log-probability estimators for masked diffusion LMs (SPEC.md section 4).
+
+Every completion token is masked; each real prompt token is masked with
+probability ``p_mask_prompt`` (0.15 in d1, 0 in the IGPO reference run). One
+forward pass then gives, at every completion position, ``log p(token)`` and the
+predictive entropy. The prompt mask comes from a key, so the new, old and
+reference log-probs of one inner iteration share it exactly.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from igpo_jax.models import llada
+
+
+def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) -> jax.Array:
+    """bool ``[B, P]``: which real prompt tokens to mask (padding is never masked)."""
+    if p_mask_prompt <= 0:
+        return jnp.zeros(prompt_attn.shape, bool)
+    return (jax.random.uniform(key, prompt_attn.shape) < p_mask_prompt) & prompt_attn
+
+
+def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
+                        prompt_attn: jax.Array, completion_ids: jax.Array,
+                        mask_key: jax.Array, p_mask_prompt: float = 0.0,
+                        with_entropy: bool = True) -> tuple[jax.Array, jax.Array | None]:
+    """Per-token log-probs (and entropies) of a completion under the masked estimator.
+
+    Args:
+      prompt_ids, prompt_attn: int32 / bool ``[B, P]`` (left-padded prompts).
+      completion_ids: int32 ``[B, C]``.
+      mask_key: key of this inner iteration's prompt mask.
+    Returns:
+      ``logp [B, C]`` float32 and ``entropy [B, C]`` float32 (or None).
+    """
+    b, p = prompt_ids.shape
+    masked_prompt = jnp.where(prompt_mask(mask_key, prompt_attn, p_mask_prompt),
+                              cfg.mask_token_id, prompt_ids)
+    x = jnp.concatenate([masked_prompt, jnp.full(completion_ids.shape, cfg.mask_token_id,
+                                                 jnp.int32)], axis=1)
+    attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
+    hidden = llada.hidden_states(params, cfg, x, attn)[:, p:]
+    logits = llada.logits_from_hidden(params, cfg, hidden)  # [B, C, V] float32
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    tok = jnp.take_along_axis(logits, completion_ids[..., None], axis=-1)[..., 0]
+    logp = tok - logz
+    if not with_entropy:
+        return logp, None
+    probs = jnp.exp(logits - logz[..., None])
+    entropy = logz - jnp.sum(probs * logits, axis=-1)
+    return logp, entropy
+
+
+def completion_mask(completion_ids: jax.Array, eos_id: int, include_padding: bool = False
+                    ) -> jax.Array:
+    """bool ``[B, C]``: tokens up to and including the first EOS (or all positions)."""
+    if include_padding:
+        return jnp.ones(completion_ids.shape, bool)
+    is_eos = completion_ids == eos_id
+    before_first = jnp.cumsum(is_eos, axis=1) - is_eos == 0
+    return before_first
