@@ -8,6 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["igpo_jax", "igpo_jax.*"]),
+    package_data={"igpo_jax": ["assets/*"]},
     install_requires=[
         "jax>=0.6,<0.11",
         "flax>=0.12",

@@ -129,3 +129,15 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
 def batch_divisor(mesh: Mesh) -> int:
     """Global batch sizes must be multiples of this (data x fsdp)."""
     return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def replicate_unplaced(tree: Any, mesh: Mesh) -> Any:
+    """Replicates over the mesh every array not already spread over all its devices
+    (e.g. the step counters of a freshly initialised optimiser state)."""
+    replicated = NamedSharding(mesh, P())
+
+    def put(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) != mesh.size:
+            return jax.device_put(x, replicated)
+        return x
+    return jax.tree.map(put, tree)

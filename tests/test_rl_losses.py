@@ -75,11 +75,10 @@ def test_all_equal_group_has_zero_gradient():
     prompt = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
     attn = jnp.ones((2, 6), bool)
     comp = (jnp.arange(16, dtype=jnp.int32).reshape(2, 8) + 20) % 60
-    key = jax.random.key(0)
-    old, _ = logprobs.completion_logprobs(params, cfg, prompt, attn, comp, key)
+    old, _ = logprobs.completion_logprobs(params, cfg, prompt, attn, comp)
 
     def loss(p, rewards):
-        logp, _ = logprobs.completion_logprobs(p, cfg, prompt, attn, comp, key)
+        logp, _ = logprobs.completion_logprobs(p, cfg, prompt, attn, comp)
         adv = grpo.advantages_mean(rewards, 2)
         s, d, _ = grpo.policy_loss(logp, jax.lax.stop_gradient(old), None, adv,
                                    jnp.ones((2, 8), bool))
@@ -100,8 +99,7 @@ def test_completion_logprobs_against_hand_softmax(tmp_path):
     attn = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
     comp = np.array([[9, 10, 11, 62], [12, 13, 62, 62]], np.int32)
     logp, ent = logprobs.completion_logprobs(model.param_dict(), model.config, jnp.asarray(prompt),
-                                             jnp.asarray(attn), jnp.asarray(comp),
-                                             jax.random.key(0), p_mask_prompt=0.0)
+                                             jnp.asarray(attn), jnp.asarray(comp))
     x = np.concatenate([prompt, np.full((2, 4), 63)], 1)
     full_attn = np.concatenate([attn, np.ones((2, 4), bool)], 1)
     logits = ref.numpy_forward(t, c, x, full_attn)[:, 5:]
@@ -126,10 +124,12 @@ def test_prompt_mask_rate_and_reuse():
     params = llada.init_params(cfg)
     pr = jnp.arange(20, dtype=jnp.int32).reshape(2, 10)
     comp = jnp.full((2, 4), 5, jnp.int32)
-    a1 = logprobs.completion_logprobs(params, cfg, pr, jnp.ones((2, 10), bool), comp, key, 0.5)[0]
-    a2 = logprobs.completion_logprobs(params, cfg, pr, jnp.ones((2, 10), bool), comp, key, 0.5)[0]
-    a3 = logprobs.completion_logprobs(params, cfg, pr, jnp.ones((2, 10), bool), comp,
-                                      jax.random.key(4), 0.5)[0]
+    at = jnp.ones((2, 10), bool)
+
+    def lp(k):
+        m = logprobs.prompt_mask(k, at, 0.5)
+        return logprobs.completion_logprobs(params, cfg, pr, at, comp, m)[0]
+    a1, a2, a3 = lp(key), lp(key), lp(jax.random.key(4))
     np.testing.assert_array_equal(a1, a2)
     assert float(jnp.abs(a1 - a3).max()) > 0
 

@@ -24,22 +24,23 @@ def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) ->
 
 def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
                         prompt_attn: jax.Array, completion_ids: jax.Array,
-                        mask_key: jax.Array, p_mask_prompt: float = 0.0,
+                        masked_prompt: jax.Array | None = None,
                         with_entropy: bool = True) -> tuple[jax.Array, jax.Array | None]:
     """Per-token log-probs (and entropies) of a completion under the masked estimator.
 
     Args:
       prompt_ids, prompt_attn: int32 / bool ``[B, P]`` (left-padded prompts).
       completion_ids: int32 ``[B, C]``.
-      mask_key: key of this inner iteration's prompt mask.
+      masked_prompt: bool ``[B, P]`` prompt tokens to replace by the mask token
+        (from :func:`prompt_mask`; None = no prompt masking).
     Returns:
       ``logp [B, C]`` float32 and ``entropy [B, C]`` float32 (or None).
     """
-    b, p = prompt_ids.shape
-    masked_prompt = jnp.where(prompt_mask(mask_key, prompt_attn, p_mask_prompt),
-                              cfg.mask_token_id, prompt_ids)
-    x = jnp.concatenate([masked_prompt, jnp.full(completion_ids.shape, cfg.mask_token_id,
-                                                 jnp.int32)], axis=1)
+    p = prompt_ids.shape[1]
+    if masked_prompt is not None:
+        prompt_ids = jnp.where(masked_prompt, cfg.mask_token_id, prompt_ids)
+    x = jnp.concatenate([prompt_ids, jnp.full(completion_ids.shape, cfg.mask_token_id,
+                                              jnp.int32)], axis=1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
     hidden = llada.hidden_states(params, cfg, x, attn)[:, p:]
     logits = llada.logits_from_hidden(params, cfg, hidden)  # [B, C, V] float32

@@ -1,0 +1,139 @@
+"""The config schema: defaults for every key, and validation before any compute.
+
+Recipe files in ``configs/`` start from :func:`base_config` and override what
+they need; ``--config.key=value`` overrides come on top. :func:`validate`
+checks the whole config and names the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from igpo_jax.rl.igpo import POSITIONS
+from igpo_jax.sampling import REMASKING
+
+MODES = ("rl", "sft", "eval")
+ALGOS = ("grpo", "igpo")
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.mode = "rl"  # rl | sft | eval
+    c.seed = 0
+    c.workdir = ""  # set by --workdir
+
+    c.model = ml_collections.ConfigDict(dict(
+        preset="tiny",  # tiny | small | llada_8b (random init) ... unless hf_dir / init_from
+        hf_dir="",  # Hugging Face LLaDA folder (config.json + safetensors)
+        init_from="",  # a workdir (or its checkpoints/ folder) of an earlier run, e.g. SFT
+        param_dtype="float32", dtype="float32", remat=False,
+        overrides=ml_collections.ConfigDict(dict(d_model=0, n_layers=0, n_heads=0,
+                                                 n_kv_heads=0, mlp_hidden_size=0)),
+    ))
+    c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))
+    c.data = ml_collections.ConfigDict(dict(
+        source="synthetic",  # synthetic | gsm8k | metamath | math | amc | jsonl
+        seed=0,  # data generation (synthetic); the run's shuffling uses config.seed
+        train_path="", test_path="", skip_bad_rows=False, system_prompt="",
+        question_field="question", answer_field="answer", trace_field="",
+        metamath_types=("GSM_AnsAug", "MATH_AnsAug"),
+        synthetic=ml_collections.ConfigDict(dict(
+            modulus=5, min_terms=2, max_terms=6, num_train=2000, num_test=200,
+            heldout_share=0.2, test_min_terms=2, test_max_terms=6)),
+    ))
+    c.sampler = ml_collections.ConfigDict(dict(
+        prompt_len=16, gen_length=64, block_length=16, steps=32, temperature=1.2,
+        remasking="low_confidence", cfg_scale=0.0,
+        rollout_batch_size=32,  # rows per sampler call (rollouts are chunked to this)
+    ))
+    c.rl = ml_collections.ConfigDict(dict(
+        algo="igpo", num_steps=10, prompts_per_step=4, group_size=8,
+        num_iterations=1,  # mu: optimiser steps per batch of rollouts
+        beta=0.0, eps_low=0.2, eps_high=0.2,
+        ratio="sequence",  # token | sequence (GSPO)
+        aggregation="token",  # token | sequence
+        advantage="mean",  # mean | std
+        p_mask_prompt=0.0,  # 0.15 = d1 estimator
+        train_on_padding=False,  # reference code: every generated position counts
+        micro_batch_size=16,
+    ))
+    c.igpo = ml_collections.ConfigDict(dict(
+        min_chunk=5, max_chunk=10, eta_low=0.2, eta_high=0.6, reserve=30,
+        position="as_is", reveal_last_chunk=False, exclude_last_step=False,
+        lam=0.5, tau=0.2,
+    ))
+    c.reward = ml_collections.ConfigDict(dict(correct_weight=3.0, format_weight=1.0,
+                                              timeout=2.0))
+    c.optim = ml_collections.ConfigDict(dict(lr=5e-7, warmup_steps=50, schedule="linear",
+                                             b1=0.9, b2=0.99, weight_decay=0.1, grad_clip=0.2))
+    c.checkpoint = ml_collections.ConfigDict(dict(every=1, keep=3))
+    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+    c.log_every = 1
+    return c
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def _check(cond: bool, key: str, value, fix: str):
+    if not cond:
+        raise ConfigError(f"config.{key}={value!r}: {fix}")
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Checks the config as a whole; raises :class:`ConfigError` on the first problem."""
+    _check(c.mode in MODES, "mode", c.mode, f"expected one of {MODES}")
+    s, rl, ig = c.sampler, c.rl, c.igpo
+    for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
+        _check(s[k] > 0, f"sampler.{k}", s[k], "must be positive")
+    _check(s.gen_length % s.block_length == 0, "sampler.gen_length", s.gen_length,
+           f"must be a multiple of sampler.block_length={s.block_length}")
+    nb = s.gen_length // s.block_length
+    _check(s.steps % nb == 0, "sampler.steps", s.steps,
+           f"must be a multiple of the number of blocks gen_length/block_length={nb}")
+    _check(s.remasking in REMASKING, "sampler.remasking", s.remasking, f"expected {REMASKING}")
+    _check(s.temperature >= 0, "sampler.temperature", s.temperature, "must be >= 0")
+    _check(rl.algo in ALGOS, "rl.algo", rl.algo, f"expected one of {ALGOS}")
+    _check(rl.group_size >= 2, "rl.group_size", rl.group_size,
+           "group methods need at least 2 completions per prompt")
+    _check(rl.num_steps >= 0, "rl.num_steps", rl.num_steps, "must be >= 0")
+    _check(rl.prompts_per_step >= 1, "rl.prompts_per_step", rl.prompts_per_step, "must be >= 1")
+    _check(rl.num_iterations >= 1, "rl.num_iterations", rl.num_iterations, "must be >= 1")
+    n = rl.prompts_per_step * rl.group_size
+    _check(rl.micro_batch_size > 0 and n % rl.micro_batch_size == 0, "rl.micro_batch_size",
+           rl.micro_batch_size, f"must divide prompts_per_step x group_size = {n}")
+    _check(rl.ratio in ("token", "sequence"), "rl.ratio", rl.ratio, "expected token|sequence")
+    _check(rl.aggregation in ("token", "sequence"), "rl.aggregation", rl.aggregation,
+           "expected token|sequence")
+    _check(rl.advantage in ("mean", "std"), "rl.advantage", rl.advantage, "expected mean|std")
+    _check(0 <= rl.p_mask_prompt < 1, "rl.p_mask_prompt", rl.p_mask_prompt, "must be in [0, 1)")
+    _check(rl.beta >= 0, "rl.beta", rl.beta, "must be >= 0")
+    _check(0 <= rl.eps_low < 1 and rl.eps_high >= 0, "rl.eps_low/eps_high",
+           (rl.eps_low, rl.eps_high), "need 0 <= eps_low < 1 and eps_high >= 0")
+    _check(0 <= ig.eta_low <= ig.eta_high <= 1, "igpo.eta_low/eta_high",
+           (ig.eta_low, ig.eta_high), "need 0 <= eta_low <= eta_high <= 1")
+    _check(0 < ig.lam <= 1, "igpo.lam", ig.lam, "need 0 < lambda <= 1")
+    _check(0 < ig.tau <= 1, "igpo.tau", ig.tau, "need 0 < tau <= 1 (1 = no entropy filter)")
+    _check(1 <= ig.min_chunk <= ig.max_chunk, "igpo.min_chunk/max_chunk",
+           (ig.min_chunk, ig.max_chunk), "need 1 <= min_chunk <= max_chunk")
+    _check(0 <= ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
+           f"must be smaller than sampler.gen_length={s.gen_length}")
+    _check(ig.position in POSITIONS, "igpo.position", ig.position, f"expected {POSITIONS}")
+    o = c.optim
+    _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
+           (o.lr, o.warmup_steps), "must be >= 0")
+    _check(c.checkpoint.every >= 1 and c.checkpoint.keep >= 1, "checkpoint.every/keep",
+           (c.checkpoint.every, c.checkpoint.keep), "must be >= 1")
+    _check(c.tokenizer.kind in ("sentencepiece", "hf"), "tokenizer.kind", c.tokenizer.kind,
+           "expected sentencepiece|hf")
+    m = c.model
+    _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
+           "expected tiny|small|llada_8b, or set model.hf_dir")
+    for key in ("hf_dir", "init_from"):
+        _check(not m[key] or os.path.isdir(m[key]), f"model.{key}", m[key], "folder not found")
+    for key in ("train_path", "test_path"):
+        path = c.data[key]
+        _check(not path or os.path.exists(path), f"data.{key}", path, "file not found")

@@ -1,0 +1,160 @@
+"""Data sources: each returns a list of :class:`Example` for a split.
+
+``synthetic`` (offline default), ``gsm8k`` (``question``, ``answer`` with
+``####``), ``metamath`` (``query``, ``response``, ``type``; GSM_AnsAug and
+MATH_AnsAug, de-duplicated), ``math`` (``problem``, ``solution``, ``answer``),
+``amc`` (``problem``, ``answer``) and ``jsonl`` (field names from config).
+
+A malformed row stops loading with an error naming the file and line, unless
+``skip_bad_rows`` is set: then it is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any, Callable, Mapping
+
+from igpo_jax import rewards
+from igpo_jax.data import Example, format_trace, synthetic
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """A data file or row that cannot be used."""
+
+
+def read_json_rows(path: str) -> list[tuple[int, Any]]:
+    """(line number, parsed row) for JSONL, or for a JSON list (line = index + 1)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"data file {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if text.lstrip().startswith("["):
+        try:
+            return list(enumerate(json.loads(text), start=1))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON: {e}") from e
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as e:
+            rows.append((n, DataError(f"{path}:{n}: bad JSON: {e.msg}")))
+    return rows
+
+
+def _field(row: Mapping, name: str, where: str) -> str:
+    if not isinstance(row, Mapping):
+        raise DataError(f"{where}: row is not a JSON object")
+    value = row.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{where}: missing or empty field {name!r}")
+    return str(value)
+
+
+def _gsm8k(row, where, cfg) -> Example:
+    q, a = _field(row, "question", where), _field(row, "answer", where)
+    try:
+        ans = rewards.gsm8k_answer(a)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from e
+    reasoning = a.split("####")[0].strip()
+    return Example(q, ans, format_trace(reasoning, ans), where)
+
+
+def _metamath(row, where, cfg) -> Example | None:
+    kind = str(row.get("type", "")) if isinstance(row, Mapping) else ""
+    if cfg.get("metamath_types") and kind not in cfg["metamath_types"]:
+        return None
+    q, r = _field(row, "query", where), _field(row, "response", where)
+    try:
+        ans = rewards.metamath_answer(r)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from e
+    reasoning = r.split("The answer is:")[0].strip()
+    return Example(q, ans, format_trace(reasoning, ans), where)
+
+
+def _math(row, where, cfg) -> Example:
+    q, sol = _field(row, "problem", where), str(row.get("solution") or "")
+    ans = row.get("answer") or rewards.extract_boxed(sol)
+    if not ans:
+        raise DataError(f"{where}: no 'answer' field and no \\boxed answer in the solution")
+    return Example(q, str(ans), format_trace(sol, str(ans)) if sol else "", where)
+
+
+def _amc(row, where, cfg) -> Example:
+    ans = row.get("answer") if isinstance(row, Mapping) else None
+    if ans is None or str(ans).strip() == "":
+        raise DataError(f"{where}: missing or empty field 'answer'")
+    return Example(_field(row, "problem", where), str(ans), "", where)
+
+
+def _generic(row, where, cfg) -> Example:
+    q = _field(row, cfg.get("question_field", "question"), where)
+    a = _field(row, cfg.get("answer_field", "answer"), where)
+    trace_field = cfg.get("trace_field")
+    trace = ""
+    if trace_field:
+        reasoning = _field(row, trace_field, where)
+        trace = reasoning if "<answer>" in reasoning else format_trace(reasoning, a)
+    return Example(q, a, trace, where)
+
+
+FILE_SOURCES: dict[str, Callable] = {"gsm8k": _gsm8k, "metamath": _metamath, "math": _math,
+                                     "amc": _amc, "jsonl": _generic}
+
+
+def load_file(kind: str, path: str, cfg: Mapping[str, Any] | None = None) -> list[Example]:
+    cfg = dict(cfg or {})
+    if kind not in FILE_SOURCES:
+        raise ValueError(f"data source {kind!r}; expected one of {sorted(FILE_SOURCES)}")
+    parse = FILE_SOURCES[kind]
+    out, bad, seen = [], 0, set()
+    for line, row in read_json_rows(path):
+        where = f"{path}:{line}"
+        try:
+            if isinstance(row, Exception):
+                raise row
+            ex = parse(row, where, cfg)
+        except DataError:
+            if not cfg.get("skip_bad_rows"):
+                raise
+            bad += 1
+            continue
+        if ex is None:
+            continue
+        if kind == "metamath":  # de-duplicate queries
+            if ex.question in seen:
+                continue
+            seen.add(ex.question)
+        out.append(ex)
+    if bad:
+        log.warning("%s: skipped %d malformed rows (data.skip_bad_rows=True)", path, bad)
+    if not out:
+        raise DataError(f"{path}: no usable rows ({bad} malformed)")
+    return out
+
+
+def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:
+    """Examples of ``split`` (``train`` or ``test``) as the data config describes."""
+    cfg = dict(data_cfg)
+    source = cfg.get("source", "synthetic")
+    if source == "synthetic":
+        syn = dict(cfg.get("synthetic", {}))
+        num = syn.pop(f"num_{split}", 1000)
+        syn.pop("num_test" if split == "train" else "num_train", None)
+        test_range = (syn.pop("test_min_terms", None), syn.pop("test_max_terms", None))
+        if split == "test":
+            syn["min_terms"] = test_range[0] or syn.get("min_terms", 2)
+            syn["max_terms"] = test_range[1] or syn.get("max_terms", 6)
+        return synthetic.generate(num, split, seed=cfg.get("seed", 0), **syn)
+    path = cfg.get(f"{split}_path")
+    if not path:
+        raise ValueError(f"data.source={source!r} needs data.{split}_path")
+    return load_file(source, path, cfg)

@@ -1,0 +1,86 @@
+"""The offline synthetic reasoning task (the embedded default).
+
+Running sums modulo ``modulus``: the question lists the terms, the reasoning
+adds them one at a time in fixed-width lines, the answer is the final sum::
+
+    question:  3 1 4 2
+    trace:     <reasoning>
+               3+1=4
+               4+4=3
+               3+2=0
+               </reasoning>
+               <answer>
+               \\boxed{0}
+               </answer>
+
+Each step is one entry of a small addition table, so a small model can learn a
+step; difficulty grows with the number of terms (errors compound), which gives
+solved short chains and whole groups failing on long ones. Problems are split
+into train and held-out sets by a hash of their terms, so the splits are
+disjoint for any seed; generation is deterministic by seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from igpo_jax.data import Example, format_trace
+
+
+def solve(terms: list[int], modulus: int) -> tuple[list[str], int]:
+    """Reasoning lines and the answer of a running sum mod ``modulus``."""
+    acc = terms[0]
+    lines = []
+    for t in terms[1:]:
+        new = (acc + t) % modulus
+        lines.append(f"{acc}+{t}={new}")
+        acc = new
+    return lines, acc
+
+
+def is_heldout(terms: list[int], heldout_share: float) -> bool:
+    h = int.from_bytes(hashlib.sha256(" ".join(map(str, terms)).encode()).digest()[:8], "big")
+    return (h % 10_000) < heldout_share * 10_000
+
+
+def make_example(terms: list[int], modulus: int) -> Example:
+    lines, ans = solve(terms, modulus)
+    return Example(question=" ".join(map(str, terms)), answer=str(ans),
+                   trace=format_trace("\n".join(lines), str(ans)), meta=f"n_terms={len(terms)}")
+
+
+def generate(num: int, split: str, seed: int = 0, modulus: int = 5, min_terms: int = 2,
+             max_terms: int = 6, heldout_share: float = 0.2) -> list[Example]:
+    """``num`` problems of the ``train`` or ``test`` split, term counts uniform in
+    ``[min_terms, max_terms]``. Deterministic by (seed, split)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"synthetic split={split!r}; expected 'train' or 'test'")
+    if not 2 <= modulus <= 10:
+        raise ValueError(f"synthetic modulus={modulus} must be in [2, 10] (one digit a term)")
+    if not 2 <= min_terms <= max_terms:
+        raise ValueError(f"synthetic terms need 2 <= min_terms <= max_terms, got "
+                         f"{min_terms}, {max_terms}")
+    if not 0 < heldout_share < 1:
+        raise ValueError(f"synthetic heldout_share={heldout_share} must be in (0, 1)")
+    want_heldout = split == "test"
+    rng = np.random.default_rng([seed, int(want_heldout)])
+    out: list[Example] = []
+    tries = 0
+    while len(out) < num:
+        tries += 1
+        if tries > 100 * num + 1000:
+            raise ValueError(f"could not draw {num} {split} problems with terms "
+                             f"{min_terms}..{max_terms} mod {modulus}; too few distinct ones")
+        n = int(rng.integers(min_terms, max_terms + 1))
+        terms = rng.integers(0, modulus, n).tolist()
+        if is_heldout(terms, heldout_share) == want_heldout:
+            out.append(make_example(terms, modulus))
+    return out
+
+
+def tokenizer_corpus() -> list[str]:
+    """Texts the shipped character tokenizer is trained on."""
+    exs = generate(200, "train", modulus=10, min_terms=2, max_terms=8)
+    return [e.question for e in exs] + [e.trace for e in exs]

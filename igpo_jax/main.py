@@ -1,0 +1,26 @@
+"""Entry point: ``python -m igpo_jax.main --config configs/X.py --workdir DIR``.
+
+``--config`` takes a config file (``path.py`` or ``path.py:arg``) and
+``--config.key=value`` overrides; the config's ``mode`` picks the stage.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from igpo_jax import run
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.INFO)
+    run.run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,212 @@
+"""The RL loop (GRPO and IGPO share every line but the rollout augmentation).
+
+Per step: rollout (sampler) -> rewards -> IGPO augmentation -> advantages ->
+old and reference log-probs -> ``num_iterations`` optimiser steps -> metrics ->
+checkpoint. All per-step randomness derives from ``fold_in(seed, step)`` and the
+data order from the grain iterator state in the checkpoint, so a resumed run
+repeats exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from igpo_jax import experiment, optim, sampling
+from igpo_jax import rewards as rewards_lib
+from igpo_jax import sharding as shd
+from igpo_jax.checkpoint import Checkpointer
+from igpo_jax.data.pipeline import index_iterator
+from igpo_jax.data.sources import load_examples
+from igpo_jax.metrics import MetricsWriter, Progress
+from igpo_jax.models import llada
+from igpo_jax.rl import grpo, igpo, logprobs
+from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
+
+log = logging.getLogger(__name__)
+
+
+@flax.struct.dataclass
+class TrainBatch:
+    """What crosses from rollout to loss. Leading dimension N = prompts x G."""
+
+    prompt_ids: jax.Array  # int32 [N, P]
+    prompt_attn: jax.Array  # bool [N, P]
+    masked_prompt: jax.Array  # bool [N, P] prompt tokens masked in this inner iteration
+    completion_ids: jax.Array  # int32 [N, C]
+    loss_mask: jax.Array  # bool [N, C]: completion mask & IGPO entropy filter
+    advantages: jax.Array  # float32 [N]
+    old_logp: jax.Array  # float32 [N, C]
+    ref_logp: jax.Array  # float32 [N, C] (zeros when beta == 0)
+
+
+def _micro(x, n):
+    return x.reshape((n, x.shape[0] // n) + x.shape[1:])
+
+
+def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int):
+    """jit: (params, prompt, attn, masked_prompt, completion) -> (logp, entropy), by micro-batch."""
+    def fn(params, prompt_ids, prompt_attn, masked_prompt, completion_ids):
+        def one(xs):
+            p, a, comp, m = xs
+            return logprobs.completion_logprobs(params, cfg, p, a, comp, m)
+        xs = tuple(_micro(x, n_micro) for x in (prompt_ids, prompt_attn, completion_ids,
+                                                masked_prompt))
+        logp, ent = jax.lax.map(one, xs)
+        return logp.reshape(completion_ids.shape), ent.reshape(completion_ids.shape)
+    return jax.jit(fn)
+
+
+def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
+                    rl: ml_collections.ConfigDict, n_micro: int):
+    use_ref = rl.beta > 0
+
+    def loss_fn(params, mb: TrainBatch, denom):
+        logp, _ = logprobs.completion_logprobs(params, cfg, mb.prompt_ids, mb.prompt_attn,
+                                               mb.completion_ids, mb.masked_prompt,
+                                               with_entropy=False)
+        s, _, stats = grpo.policy_loss(
+            logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages, mb.loss_mask,
+            ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high, beta=rl.beta,
+            aggregation=rl.aggregation)
+        return s / denom, stats
+
+    def step(params, opt_state, batch: TrainBatch):
+        denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation), 1.0)
+        micro = jax.tree.map(lambda x: _micro(x, n_micro), batch)
+
+        def acc(carry, mb):
+            g_sum, l_sum, st_sum = carry
+            (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, denom)
+            return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss,
+                    jax.tree.map(jnp.add, st_sum, stats)), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        st0 = {"clip_count": 0.0, "kl_sum": 0.0, "token_count": 0.0}
+        (grads, loss, st), _ = jax.lax.scan(acc, (zeros, 0.0, st0), micro)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        n_tok = jnp.maximum(st["token_count"], 1.0)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                   "clip_frac": st["clip_count"] / n_tok, "kl": st["kl_sum"] / n_tok,
+                   "loss_tokens": st["token_count"]}
+        return params, opt_state, metrics
+
+    return step
+
+
+def _stage_done_marker(workdir: str, stage: str) -> str:
+    return os.path.join(workdir, f"{stage}.done")
+
+
+def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
+    """Runs (or resumes) the RL stage of config ``c`` in ``workdir``.
+
+    ``stop_after``: return after this many steps of this call, with a checkpoint
+    written, as an interrupted run would (used for time-sliced jobs and tests).
+    Returns a summary with the final parameters.
+    """
+    rl, s = c.rl, c.sampler
+    mesh = experiment.build_mesh(c)
+    tok = experiment.build_tokenizer(c)
+    cfg = experiment.model_config(c, tok)
+    log.info("%s", experiment.describe(cfg))
+    n = rl.prompts_per_step * rl.group_size
+    if n % shd.batch_divisor(mesh):
+        raise ValueError(f"prompts_per_step x group_size = {n} must be divisible by the mesh's "
+                         f"data x fsdp = {shd.batch_divisor(mesh)}")
+    examples = load_examples(c.data.to_dict(), "train")
+    data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
+                               jax.process_index(), jax.process_count())
+    params = experiment.initial_params(c, cfg, mesh)
+    # frozen reference policy; a copy, because the update step donates `params`
+    ref_params = jax.tree.map(jnp.copy, params) if rl.beta > 0 else None
+    total_updates = rl.num_steps * rl.num_iterations
+    tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
+    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
+    writer = MetricsWriter(workdir)
+    start = 0
+    if ckpt.latest_step() is not None:
+        params, opt_state, meta = ckpt.restore(None, params, opt_state)
+        start = int(meta["step"])
+        data_iter.set_state(meta["data_state"])
+        writer.truncate_after(start * rl.num_iterations)
+        log.info("resumed %s at step %d from %s", meta.get("stage"), start, ckpt.directory)
+
+    sc = sampling.SamplerConfig(s.gen_length, s.block_length, s.steps, s.temperature,
+                                s.remasking, s.cfg_scale)
+    hints = igpo.HintConfig(**{k: c.igpo[k] for k in (
+        "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
+        "reveal_last_chunk")})
+    worker = RolloutWorker(cfg, sc, RolloutConfig(
+        rl.group_size, s.prompt_len, min(s.rollout_batch_size, n), rl.algo, c.igpo.lam,
+        c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
+        rewards_lib.MathReward(c.reward.correct_weight, c.reward.format_weight,
+                               c.reward.timeout), mesh)
+    n_micro = n // rl.micro_batch_size
+    logprob_fn = make_logprob_fn(cfg, n_micro)
+    param_sh = jax.tree.map(lambda x: x.sharding, params)
+    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
+    train_step = jax.jit(make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
+                         out_shardings=(param_sh, opt_sh, None))
+    key = jax.random.key(c.seed)
+    progress = Progress(rl.num_steps, f"{rl.algo}", start)
+    last = {}
+    end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
+    for step in range(start, end):
+        step_key = jax.random.fold_in(key, step)
+        idx = next(data_iter)
+        batch = worker(params, [examples[int(i)] for i in idx], step_key)
+        adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](jnp.asarray(batch.rewards),
+                                                      rl.group_size)
+        comp_mask = logprobs.completion_mask(jnp.asarray(batch.completion_ids), cfg.eos_token_id,
+                                             rl.train_on_padding)
+        arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
+                                      c=batch.completion_ids, h=batch.hint_mask), mesh)
+        # old (and reference) log-probs of every inner iteration, before any update
+        olds = []
+        for j in range(rl.num_iterations):
+            if j > 0 and rl.p_mask_prompt == 0:
+                olds.append(olds[0])  # same mask, same parameters: same numbers
+                continue
+            mk = jax.random.fold_in(jax.random.fold_in(step_key, 7919), j)
+            masked = shd.shard_batch(logprobs.prompt_mask(mk, jnp.asarray(batch.prompt_attn),
+                                                          rl.p_mask_prompt), mesh)
+            old, ent = logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
+            ref = (logprob_fn(ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
+                   if ref_params is not None else jnp.zeros_like(old))
+            keep = (igpo.entropy_filter(ent, arrays["h"], c.igpo.tau) if rl.algo == "igpo"
+                    else jnp.ones_like(arrays["h"]))
+            olds.append((masked, old, ref, keep))
+        t_up = time.time()
+        for j, (masked, old, ref, keep) in enumerate(olds):
+            tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"],
+                            comp_mask & keep, adv, old, ref)
+            params, opt_state, m = train_step(params, opt_state, tb)
+            opt_step = step * rl.num_iterations + j + 1
+            kept = float(jnp.sum(keep & arrays["h"] & comp_mask))
+            last = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
+                        **{k: float(v) for k, v in m.items()}, lr=float(schedule(opt_step - 1)),
+                        hint_tokens_kept=kept, update_seconds=time.time() - t_up,
+                        **batch.stats)
+            writer.write(last)
+        meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
+                    seed=c.seed)
+        if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:
+            ckpt.save(step + 1, params, opt_state, meta, force=True)
+        if (step + 1) % c.log_every == 0:
+            progress.update(step + 1, acc=last["accuracy"], wrong=last["frac_all_wrong_groups"],
+                            loss=last["loss"], repl=last["num_replaced"])
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+    return {"steps": end, "last": last, "params": params}

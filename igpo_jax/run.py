@@ -1,0 +1,46 @@
+"""Dispatches a validated config to its stage, after the checks that need no compute."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import ml_collections
+
+from igpo_jax import configlib
+
+log = logging.getLogger(__name__)
+
+
+def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
+    workdir = workdir or c.get("workdir") or ""
+    if not workdir:
+        raise configlib.ConfigError("no workdir: pass --workdir DIR (or set config.workdir)")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise configlib.ConfigError(f"workdir {workdir} is not writable: {e}") from e
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(c.to_json_best_effort(indent=2))
+    return workdir
+
+
+def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
+    configlib.validate(c)
+    workdir = prepare_workdir(c, workdir)
+    if c.mode == "rl":
+        from igpo_jax.rl import trainer
+        out = trainer.train(c, workdir)
+        return {k: v for k, v in out.items() if k != "params"}
+    raise configlib.ConfigError(f"config.mode={c.mode!r} is not available yet")
+
+
+def summary_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2, default=str)

@@ -1,0 +1,182 @@
+"""One tokenizer interface with SentencePiece and Hugging Face ``tokenizers`` backends.
+
+Both expose the ids the recipe needs (mask, EOS/pad, BOS, end-of-turn) and
+``prompt_ids(question)``: the LLaDA chat template of SPEC.md section 1 for the
+HF backend (LLaDA-8B-Instruct), or ``BOS + system + question + newline`` for
+small SentencePiece models.
+
+The package ships ``assets/synthetic_sp.model``, a character-level SentencePiece
+model of the synthetic task, rebuilt by ``python -m igpo_jax.tokenizers``.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import os
+import string
+from typing import Iterable, Sequence
+
+import numpy as np
+
+MASK_TOKEN = "<|mdm_mask|>"
+EOT_TOKEN = "<|eot_id|>"
+HEADER_START, HEADER_END = "<|start_header_id|>", "<|end_header_id|>"
+LLADA_BOS, LLADA_EOS = "<|startoftext|>", "<|endoftext|>"
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+SYNTHETIC_SP_MODEL = os.path.join(ASSETS, "synthetic_sp.model")
+
+
+class Tokenizer(abc.ABC):
+    """What the recipe needs from a tokenizer."""
+
+    vocab_size: int
+    bos_id: int
+    eos_id: int  # also the pad id (LLaDA pads completions with EOS)
+    mask_id: int
+    eot_id: int
+
+    @abc.abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Text -> ids, no special tokens added."""
+
+    @abc.abstractmethod
+    def decode(self, ids: Iterable[int]) -> str:
+        """Ids -> text; special tokens are dropped."""
+
+    @abc.abstractmethod
+    def prompt_ids(self, question: str, system_prompt: str | None = None) -> list[int]:
+        """The token ids the model is conditioned on for a question."""
+
+    @property
+    def pad_id(self) -> int:
+        return self.eos_id
+
+    def decode_completion(self, ids: Sequence[int]) -> str:
+        """Text of a completion up to its first EOS / end-of-turn token."""
+        ids = [int(i) for i in ids]
+        for stop in (self.eos_id, self.eot_id):
+            if stop in ids:
+                ids = ids[: ids.index(stop)]
+        return self.decode(ids)
+
+    def completion_ids(self, text: str, length: int) -> np.ndarray:
+        """A target completion: ``text`` then EOS padding to ``length`` (truncated if longer)."""
+        ids = self.encode(text)[:length]
+        return np.asarray(ids + [self.eos_id] * (length - len(ids)), np.int32)
+
+
+class SentencePieceTokenizer(Tokenizer):
+    def __init__(self, model_path: str = SYNTHETIC_SP_MODEL):
+        import sentencepiece as spm
+        if not os.path.exists(model_path):
+            raise FileNotFoundError(f"SentencePiece model {model_path} does not exist")
+        self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        self.path = model_path
+        self.vocab_size = self.sp.vocab_size()
+        self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
+        self.mask_id = self._special(MASK_TOKEN)
+        self.eot_id = self._special(EOT_TOKEN)
+        self._special_ids = {self.bos_id, self.eos_id, self.mask_id, self.eot_id}
+
+    def _special(self, piece: str) -> int:
+        i = self.sp.piece_to_id(piece)
+        if i == self.sp.unk_id():
+            raise ValueError(f"SentencePiece model {self.path} has no {piece!r} piece; the "
+                             f"recipe needs it as a user-defined symbol")
+        return i
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode([int(i) for i in ids if int(i) not in self._special_ids])
+
+    def prompt_ids(self, question: str, system_prompt: str | None = None) -> list[int]:
+        text = (system_prompt + "\n" if system_prompt else "") + question + "\n"
+        return [self.bos_id] + self.encode(text)
+
+
+class HFTokenizer(Tokenizer):
+    """LLaDA's ``tokenizer.json`` through the ``tokenizers`` library, with its chat template."""
+
+    def __init__(self, path: str, chat_template: bool = True):
+        try:
+            from tokenizers import Tokenizer as _HF
+        except ImportError as e:  # pragma: no cover - exercised only without the extra
+            raise ImportError("the Hugging Face tokenizer needs `pip install igpo_jax[hf]`") from e
+        file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+        if not os.path.exists(file):
+            raise FileNotFoundError(f"no tokenizer.json at {file}")
+        self.tok = _HF.from_file(file)
+        self.vocab_size = self.tok.get_vocab_size()
+        self.chat_template = chat_template
+
+        def tid(token):
+            i = self.tok.token_to_id(token)
+            if i is None:
+                raise ValueError(f"{file} has no {token!r} token")
+            return i
+        self.bos_id, self.eos_id = tid(LLADA_BOS), tid(LLADA_EOS)
+        self.mask_id, self.eot_id = tid(MASK_TOKEN), tid(EOT_TOKEN)
+        self.header_ids = (tid(HEADER_START), tid(HEADER_END))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def _turn(self, role: str, content: str | None) -> list[int]:
+        start, end = self.header_ids
+        ids = [start] + self.encode(role) + [end] + self.encode("\n\n")
+        return ids if content is None else ids + self.encode(content) + [self.eot_id]
+
+    def prompt_ids(self, question: str, system_prompt: str | None = None) -> list[int]:
+        if not self.chat_template:
+            return [self.bos_id] + self.encode((system_prompt + "\n" if system_prompt else "")
+                                               + question)
+        ids = [self.bos_id]
+        if system_prompt:
+            ids += self._turn("system", system_prompt)
+        return ids + self._turn("user", question) + self._turn("assistant", None)
+
+
+def load_tokenizer(kind: str, path: str | None = None) -> Tokenizer:
+    """``kind``: ``sentencepiece`` (default path: the shipped synthetic model) or ``hf``."""
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(path or SYNTHETIC_SP_MODEL)
+    if kind == "hf":
+        if not path:
+            raise ValueError("tokenizer.kind='hf' needs tokenizer.path (a folder with "
+                             "tokenizer.json, e.g. LLaDA-8B-Instruct)")
+        return HFTokenizer(path)
+    raise ValueError(f"tokenizer.kind={kind!r}; expected 'sentencepiece' or 'hf'")
+
+
+SYNTHETIC_SYMBOLS = ["\n", "<reasoning>", "</reasoning>", "<answer>", "</answer>", "\\boxed{",
+                     MASK_TOKEN, EOT_TOKEN, HEADER_START, HEADER_END]
+
+
+def train_char_sentencepiece(texts: Iterable[str], out_path: str) -> None:
+    """Trains a character-level SentencePiece model with the recipe's special pieces."""
+    import sentencepiece as spm
+    alphabet = string.digits + string.ascii_letters + " +-*/=()[]{}.,:;?!%$^_\\'\"<>|"
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts) + [alphabet] * 20), model_writer=model,
+        model_type="char", vocab_size=len(alphabet) + len(SYNTHETIC_SYMBOLS) + 3,
+        hard_vocab_limit=False, user_defined_symbols=SYNTHETIC_SYMBOLS, unk_id=0, bos_id=1,
+        eos_id=2, pad_id=-1, add_dummy_prefix=False, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, character_coverage=1.0, minloglevel=2)
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    with open(out_path, "wb") as f:
+        f.write(model.getvalue())
+
+
+if __name__ == "__main__":
+    from igpo_jax.data import synthetic
+    train_char_sentencepiece(synthetic.tokenizer_corpus(), SYNTHETIC_SP_MODEL)
+    tok = SentencePieceTokenizer()
+    print(f"wrote {SYNTHETIC_SP_MODEL}: vocab {tok.vocab_size}, bos {tok.bos_id}, eos "
+          f"{tok.eos_id}, mask {tok.mask_id}, eot {tok.eot_id}")
