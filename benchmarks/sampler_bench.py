@@ -80,8 +80,9 @@ def main():
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
 
-    cfg = getattr(llada.LLaDAConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
     seq = args.prompt + args.gen
+    cfg = getattr(llada.LLaDAConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
+    cfg = cfg.replace(max_sequence_length=max(cfg.max_sequence_length, seq))
     params = llada.init_params(cfg, seed=0)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, cfg.vocab_size - 8, (args.batch, args.prompt)).astype(np.int32)

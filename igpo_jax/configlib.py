@@ -15,6 +15,12 @@ from igpo_jax.rl.igpo import POSITIONS
 from igpo_jax.sampling import REMASKING
 
 MODES = ("rl", "sft", "eval")
+
+# SPEC.md section 6: reasoning in <reasoning> tags, the boxed answer in <answer> tags.
+MATH_SYSTEM_PROMPT = (
+    "You are a math expert. You will be given a question to solve. Solve it step by step. "
+    "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
+    "Your reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>")
 ALGOS = ("grpo", "igpo")
 
 
@@ -132,6 +138,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
     m = c.model
     _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
            "expected tiny|small|llada_8b, or set model.hf_dir")
+    _check(m.preset != "llada_8b" or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,
+           "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
     for key in ("hf_dir", "init_from"):
         _check(not m[key] or os.path.isdir(m[key]), f"model.{key}", m[key], "folder not found")
     for key in ("train_path", "test_path"):
