@@ -18,11 +18,14 @@ def get_config():
     c.model.preset = "tiny"
     c.model.overrides.d_model = 64
     c.model.overrides.mlp_hidden_size = 128
-    c.data.synthetic.update(modulus=5, min_terms=2, max_terms=4, num_train=200, num_test=40)
+    c.data.synthetic.update(modulus=5, min_terms=2, max_terms=4, test_min_terms=2,
+                            test_max_terms=4, num_train=200, num_test=40)
     c.sampler.update(prompt_len=12, gen_length=48, block_length=16, steps=12, temperature=1.2,
                      rollout_batch_size=16)
     c.rl.update(algo="igpo", num_steps=3, prompts_per_step=2, group_size=8, num_iterations=2,
                 beta=0.01, micro_batch_size=8)
     c.igpo.update(min_chunk=3, max_chunk=6, reserve=8, exclude_last_step=True)
+    c.sft.update(num_steps=4, batch_size=8, micro_batch_size=4)
+    c.eval.update(num_examples=8, batch_size=8)
     c.optim.update(lr=1e-3, warmup_steps=0, schedule="constant")
     return c

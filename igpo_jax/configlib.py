@@ -70,6 +70,20 @@ def base_config() -> ml_collections.ConfigDict:
         position="as_is", reveal_last_chunk=False, exclude_last_step=False,
         lam=0.5, tau=0.2,
     ))
+    c.sft = ml_collections.ConfigDict(dict(
+        num_steps=100, batch_size=32, micro_batch_size=32, eps=1e-3,
+        t_sampling="uniform",  # uniform | stratified (t in equal strata across the batch)
+        overlong="drop",  # traces longer than gen_length: drop | truncate
+        rewritten_path="",  # JSONL {"question", "trace"}: length-aligned traces to train on
+    ))
+    c.eval = ml_collections.ConfigDict(dict(
+        split="test", num_examples=0,  # 0 = all
+        k=1,  # samples per problem: pass@1 at temperature 0, avg@k above it
+        temperature=0.0, batch_size=32,
+        every=0,  # RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)
+        during_examples=64,
+        after_train=False,  # RL/SFT: evaluate on the held-out split when training ends
+    ))
     c.reward = ml_collections.ConfigDict(dict(correct_weight=3.0, format_weight=1.0,
                                               timeout=2.0))
     c.optim = ml_collections.ConfigDict(dict(lr=5e-7, warmup_steps=50, schedule="linear",
@@ -128,6 +142,23 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _check(0 <= ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
            f"must be smaller than sampler.gen_length={s.gen_length}")
     _check(ig.position in POSITIONS, "igpo.position", ig.position, f"expected {POSITIONS}")
+    f = c.sft
+    _check(f.num_steps >= 0 and f.batch_size >= 1, "sft.num_steps/batch_size",
+           (f.num_steps, f.batch_size), "need num_steps >= 0 and batch_size >= 1")
+    _check(f.micro_batch_size >= 1 and f.batch_size % f.micro_batch_size == 0,
+           "sft.micro_batch_size", f.micro_batch_size, f"must divide sft.batch_size={f.batch_size}")
+    _check(f.t_sampling in ("uniform", "stratified"), "sft.t_sampling", f.t_sampling,
+           "expected uniform|stratified")
+    _check(f.overlong in ("drop", "truncate"), "sft.overlong", f.overlong, "expected drop|truncate")
+    _check(0 < f.eps < 1, "sft.eps", f.eps, "must be in (0, 1)")
+    _check(not f.rewritten_path or os.path.exists(f.rewritten_path), "sft.rewritten_path",
+           f.rewritten_path, "file not found")
+    e = c.eval
+    _check(e.k >= 1 and e.batch_size >= 1, "eval.k/batch_size", (e.k, e.batch_size),
+           "must be >= 1")
+    _check(e.temperature > 0 or e.k == 1, "eval.k", e.k,
+           "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
+    _check(e.split in ("train", "test"), "eval.split", e.split, "expected train|test")
     o = c.optim
     _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
            (o.lr, o.warmup_steps), "must be >= 0")

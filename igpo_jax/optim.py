@@ -32,3 +32,30 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int
         optax.adamw(sched, b1=cfg["b1"], b2=cfg["b2"], weight_decay=cfg["weight_decay"]),
     )
     return tx, sched
+
+
+def accumulate_gradients(loss_fn, params, batch, n_micro: int):
+    """Sums ``value_and_grad(loss_fn)`` over ``n_micro`` micro-batches (leading axis split).
+
+    ``loss_fn(params, micro_batch) -> (loss, stats dict)``; the loss must already be
+    normalised by the full batch's denominator, so the sum is the full-batch loss.
+    Returns ``(grads, loss, stats)`` with stats summed.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    micro = jax.tree.map(lambda x: x.reshape((n_micro, x.shape[0] // n_micro) + x.shape[1:]),
+                         batch)
+    first = jax.tree.map(lambda x: x[0], micro)
+    stats_shape = jax.eval_shape(lambda: loss_fn(params, first)[1])
+
+    def body(carry, mb):
+        g_sum, l_sum, st_sum = carry
+        (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+        return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss,
+                jax.tree.map(jnp.add, st_sum, stats)), None
+
+    init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shape))
+    (grads, loss, stats), _ = jax.lax.scan(body, init, micro)
+    return grads, loss, stats

@@ -35,11 +35,18 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
 def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
     configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
+    if c.mode == "eval":
+        from igpo_jax import evaluate
+        return evaluate.run_eval(c, workdir)
     if c.mode == "rl":
-        from igpo_jax.rl import trainer
-        out = trainer.train(c, workdir)
-        return {k: v for k, v in out.items() if k != "params"}
-    raise configlib.ConfigError(f"config.mode={c.mode!r} is not available yet")
+        from igpo_jax.rl.trainer import train
+    else:
+        from igpo_jax.sft import train
+    out = train(c, workdir)
+    if c.eval.after_train:
+        from igpo_jax import evaluate
+        out["eval"] = evaluate.run_eval(c, workdir, params=out["params"])
+    return {k: v for k, v in out.items() if k != "params"}
 
 
 def summary_json(summary: dict) -> str:

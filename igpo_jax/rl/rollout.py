@@ -100,7 +100,8 @@ class RolloutWorker:
         wrong = np.asarray(igpo.all_wrong_groups(jnp.asarray(ok), G))
         stats = dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
                      frac_all_wrong_groups=float(wrong.mean()), inpaint_triggered=0,
-                     num_replaced=0, hinted_accuracy=float("nan"))
+                     num_replaced=0, hinted_accuracy=float("nan"), hinted_samples=0,
+                     hint_tokens=0)
         groups = [g for g in np.where(wrong)[0] if examples[g].trace]
         if self.rc.algo == "igpo" and groups:
             rows = np.concatenate([np.arange(g * G, (g + 1) * G) for g in groups])
@@ -127,7 +128,7 @@ class RolloutWorker:
                 if mixed["replaced"][j]:
                     texts[r] = h_texts[int(mixed["idx"][j])]
             stats.update(inpaint_triggered=len(groups), num_replaced=int(mixed["replaced"].sum()),
-                         hinted_accuracy=float(h_ok.mean()),
+                         hinted_accuracy=float(h_ok.mean()), hinted_samples=len(rows),
                          hint_tokens=int(hint_mask.sum()))
         after = np.asarray(igpo.all_wrong_groups(jnp.asarray(ok), G))
         same = np.ptp(rew.reshape(-1, G), axis=1) == 0

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from igpo_jax import experiment, optim, sampling
+from igpo_jax import evaluate, experiment, optim, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
 from igpo_jax.checkpoint import Checkpointer
@@ -81,17 +81,8 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
 
     def step(params, opt_state, batch: TrainBatch):
         denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation), 1.0)
-        micro = jax.tree.map(lambda x: _micro(x, n_micro), batch)
-
-        def acc(carry, mb):
-            g_sum, l_sum, st_sum = carry
-            (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, denom)
-            return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss,
-                    jax.tree.map(jnp.add, st_sum, stats)), None
-
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        st0 = {"clip_count": 0.0, "kl_sum": 0.0, "token_count": 0.0}
-        (grads, loss, st), _ = jax.lax.scan(acc, (zeros, 0.0, st0), micro)
+        grads, loss, st = optim.accumulate_gradients(
+            lambda p, mb: loss_fn(p, mb, denom), params, batch, n_micro)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         n_tok = jnp.maximum(st["token_count"], 1.0)
@@ -159,6 +150,10 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     train_step = jax.jit(make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
                          out_shardings=(param_sh, opt_sh, None))
     key = jax.random.key(c.seed)
+    heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
+    if start == 0:
+        heldout.maybe(0, params, rollouts=0)
+    rollouts = start * n  # completions sampled so far (hinted ones counted separately)
     progress = Progress(rl.num_steps, f"{rl.algo}", start)
     last = {}
     end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
@@ -199,6 +194,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
                         hint_tokens_kept=kept, update_seconds=time.time() - t_up,
                         **batch.stats)
             writer.write(last)
+        rollouts += n
+        heldout.maybe(step + 1, params, rollouts=rollouts)
         meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
                     seed=c.seed)
         if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:

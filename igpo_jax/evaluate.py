@@ -1,0 +1,183 @@
+"""Evaluation: pass@1 (temperature 0) or avg@k (temperature > 0) over any source.
+
+Every generation is written to ``generations.jsonl`` with its extracted answer
+and grade as soon as its batch finishes, and ``summary.json`` at the end. A
+re-run skips the batches already written, so an interrupted evaluation resumes
+where it stopped (batches and their random keys are fixed by the seed).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+from typing import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from igpo_jax import experiment, rewards as rewards_lib, sampling
+from igpo_jax.data import Example
+from igpo_jax.data.pipeline import encode_prompts
+from igpo_jax.data.sources import load_examples
+from igpo_jax.metrics import Progress
+from igpo_jax.models import llada
+from igpo_jax.tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def _done_rows(path: str) -> dict[tuple[int, int], dict]:
+    if not os.path.exists(path):
+        return {}
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a torn last line from an interruption: redo from there
+            rows[(r["index"], r["sample"])] = r
+    return rows
+
+
+def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[Example],
+             sampler_cfg: sampling.SamplerConfig, out_dir: str, *, k: int = 1,
+             batch_size: int = 32, prompt_len: int, seed: int = 0,
+             system_prompt: str | None = None, mesh=None,
+             reward: rewards_lib.MathReward | None = None, show_progress: bool = True) -> dict:
+    """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
+    reward = reward or rewards_lib.MathReward()
+    os.makedirs(out_dir, exist_ok=True)
+    gen_path = os.path.join(out_dir, "generations.jsonl")
+    done = _done_rows(gen_path)
+    if done and jax.process_index() == 0:  # rewrite without a possibly torn tail
+        with open(gen_path, "w", encoding="utf-8") as f:
+            for r in done.values():
+                f.write(json.dumps(r) + "\n")
+    pairs = [(i, j) for i in range(len(examples)) for j in range(k)]
+    batches = [pairs[a:a + batch_size] for a in range(0, len(pairs), batch_size)]
+    prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt)
+    key = jax.random.fold_in(jax.random.key(seed), 424242)
+    progress = Progress(len(batches), f"eval {os.path.basename(out_dir.rstrip('/'))}",
+                        unit="batch") if show_progress else None
+    for b, batch in enumerate(batches):
+        if all(p in done for p in batch):
+            continue
+        idx = np.array([i for i, _ in batch] + [batch[0][0]] * (batch_size - len(batch)))
+        out = sampling.generate_params(params, cfg, prompts[idx], sampler_cfg,
+                                       jax.random.fold_in(key, b), attention_mask=attn[idx],
+                                       mesh=mesh)
+        comps = np.asarray(out)[: len(batch), prompt_len:]
+        rows = []
+        for (i, j), comp in zip(batch, comps):
+            text = tok.decode_completion(comp)
+            r, ok = reward(text, examples[i].answer)
+            rows.append(dict(index=i, sample=j, question=examples[i].question,
+                             answer=examples[i].answer, meta=examples[i].meta,
+                             completion=text, extracted=rewards_lib.extract_boxed(text),
+                             correct=bool(ok), reward=float(r)))
+        if jax.process_index() == 0:
+            with open(gen_path, "a", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r) + "\n")
+        done.update({(r["index"], r["sample"]): r for r in rows})
+        if progress:
+            progress.update(b + 1, acc=float(np.mean([r["correct"] for r in done.values()])))
+    summary = summarize(list(done.values()), k, sampler_cfg)
+    if jax.process_index() == 0:
+        with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def summarize(rows: list[dict], k: int, sc: sampling.SamplerConfig) -> dict:
+    by_meta = collections.defaultdict(list)
+    for r in rows:
+        by_meta[r.get("meta") or "all"].append(r["correct"])
+    acc = float(np.mean([r["correct"] for r in rows])) if rows else 0.0
+    return {"metric": "pass@1" if k == 1 else f"avg@{k}", "accuracy": acc,
+            "num_examples": len({r["index"] for r in rows}), "k": k,
+            "format_reward": float(np.mean([rewards_lib.format_reward(r["completion"])
+                                            for r in rows])) if rows else 0.0,
+            "by_meta": {m: float(np.mean(v)) for m, v in sorted(by_meta.items())},
+            "sampler": dict(gen_length=sc.gen_length, block_length=sc.block_length,
+                            steps=sc.steps, temperature=sc.temperature,
+                            remasking=sc.remasking)}
+
+
+def format_table(summaries: dict[str, dict]) -> str:
+    lines = ["| run | metric | accuracy | examples | format |", "|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        lines.append(f"| {name} | {s['metric']} | {100 * s['accuracy']:.1f}% | "
+                     f"{s['num_examples']} | {s['format_reward']:.2f} |")
+    return "\n".join(lines)
+
+
+def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
+    s = c.sampler
+    return sampling.SamplerConfig(s.gen_length, s.block_length, s.steps, c.eval.temperature,
+                                  s.remasking, s.cfg_scale)
+
+
+def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> list[Example]:
+    examples = load_examples(c.data.to_dict(), c.eval.split)
+    n = limit or c.eval.num_examples
+    return examples[:n] if n else examples
+
+
+def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
+             limit: int | None = None, show_progress: bool = True) -> dict:
+    """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``."""
+    mesh = experiment.build_mesh(c)
+    tok = experiment.build_tokenizer(c)
+    cfg = experiment.model_config(c, tok)
+    if params is None:
+        params = experiment.initial_params(c, cfg, mesh)
+    examples = eval_examples(c, limit)
+    summary = evaluate(params, cfg, tok, examples, sampler_for_eval(c),
+                       os.path.join(workdir, name), k=c.eval.k, batch_size=c.eval.batch_size,
+                       prompt_len=c.sampler.prompt_len, seed=c.seed,
+                       system_prompt=c.data.system_prompt or None, mesh=mesh,
+                       reward=rewards_lib.MathReward(c.reward.correct_weight,
+                                                     c.reward.format_weight, c.reward.timeout),
+                       show_progress=show_progress)
+    if show_progress and jax.process_index() == 0:
+        print(format_table({name: summary}))
+    return summary
+
+
+class PeriodicEval:
+    """Held-out accuracy during training, appended to ``workdir/heldout.jsonl``."""
+
+    def __init__(self, c: ml_collections.ConfigDict, workdir: str, cfg, tok, mesh):
+        self.c, self.workdir, self.cfg, self.tok, self.mesh = c, workdir, cfg, tok, mesh
+        self.every = c.eval.every
+        self.examples = eval_examples(c, c.eval.during_examples) if self.every else []
+        self.path = os.path.join(workdir, "heldout.jsonl")
+
+    def maybe(self, step: int, params, **extra) -> dict | None:
+        if not self.every or step % self.every:
+            return None
+        out_dir = os.path.join(self.workdir, "heldout", f"step_{step:06d}")
+        s = evaluate(params, self.cfg, self.tok, self.examples, sampler_for_eval(self.c),
+                     out_dir, k=1, batch_size=self.c.eval.batch_size,
+                     prompt_len=self.c.sampler.prompt_len, seed=self.c.seed,
+                     system_prompt=self.c.data.system_prompt or None, mesh=self.mesh,
+                     show_progress=False)
+        rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"], **extra)
+        if jax.process_index() == 0:
+            rows = [r for r in _read_jsonl(self.path) if r["step"] != step]
+            with open(self.path, "w", encoding="utf-8") as f:
+                for r in rows + [rec]:
+                    f.write(json.dumps(r) + "\n")
+        return rec
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

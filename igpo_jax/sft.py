@@ -1,0 +1,188 @@
+"""Supervised fine-tuning of a masked diffusion LM (SPEC.md section 2).
+
+The prompt is never masked; each response token (EOS padding included, so the
+model learns to stop) is masked with probability p = (1 - eps) t + eps; the loss
+is the sum of CE / p over masked response tokens divided by the response length,
+averaged over the batch. ``t_sampling = "stratified"`` draws the batch's t in
+equal strata (lower-variance gradients, as LLaDA does for its likelihood
+estimate); ``uniform`` is the plain recipe.
+
+Length alignment: traces longer than the generation budget (``gen_length``
+tokens with at least one EOS) are dropped or truncated (``sft.overlong``), and the
+counts are reported. Rewritten traces can replace the originals through a JSONL
+file of ``{"question", "trace"}`` rows (``sft.rewritten_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from igpo_jax import experiment, optim
+from igpo_jax import sharding as shd
+from igpo_jax.checkpoint import Checkpointer
+from igpo_jax.data import Example
+from igpo_jax.data.pipeline import encode_prompts, index_iterator
+from igpo_jax.data.sources import load_examples, read_json_rows
+from igpo_jax.metrics import MetricsWriter, Progress
+from igpo_jax.models import llada
+from igpo_jax.tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, target_ids,
+                    noise_mask, p_mask) -> jax.Array:
+    """Sum over the batch of per-example losses (divide by the batch size).
+
+    target_ids int32 ``[B, C]``, noise_mask bool ``[B, C]`` (response tokens to
+    mask), p_mask float ``[B]`` (their masking probability).
+    """
+    p = prompt_ids.shape[1]
+    x = jnp.concatenate([prompt_ids, jnp.where(noise_mask, cfg.mask_token_id, target_ids)], 1)
+    attn = jnp.concatenate([prompt_attn, jnp.ones(target_ids.shape, bool)], 1)
+    logits = llada.logits_from_hidden(params, cfg, llada.hidden_states(params, cfg, x, attn)[:, p:])
+    ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, target_ids[..., None], -1)[..., 0]
+    per_example = (ce * noise_mask / p_mask[:, None]).sum(1) / target_ids.shape[1]
+    return per_example.sum()
+
+
+def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform"):
+    """(noise_mask bool ``shape``, p_mask ``[B]``) with p = (1 - eps) t + eps."""
+    k_t, k_m = jax.random.split(key)
+    b = shape[0]
+    u = jax.random.uniform(k_t, (b,))
+    if t_sampling == "stratified":
+        t = (jnp.arange(b) + u) / b
+        t = jax.random.permutation(jax.random.fold_in(k_t, 1), t)
+    elif t_sampling == "uniform":
+        t = u
+    else:
+        raise ValueError(f"sft.t_sampling={t_sampling!r}; expected uniform or stratified")
+    p = (1.0 - eps) * t + eps
+    return jax.random.uniform(k_m, shape) < p[:, None], p
+
+
+def align_lengths(tok: Tokenizer, examples: list[Example], gen_length: int, overlong: str
+                  ) -> tuple[list[Example], dict]:
+    """Drops or truncates traces that do not fit ``gen_length`` tokens plus one EOS."""
+    if overlong not in ("drop", "truncate"):
+        raise ValueError(f"sft.overlong={overlong!r}; expected drop or truncate")
+    kept, counts = [], {"examples": len(examples), "overlong": 0, "no_trace": 0}
+    for e in examples:
+        if not e.trace:
+            counts["no_trace"] += 1
+            continue
+        if len(tok.encode(e.trace)) >= gen_length:
+            counts["overlong"] += 1
+            if overlong == "drop":
+                continue
+        kept.append(e)
+    counts["kept"] = len(kept)
+    if not kept:
+        raise ValueError(f"no SFT example fits gen_length={gen_length} ({counts})")
+    return kept, counts
+
+
+def apply_rewritten(examples: list[Example], path: str) -> tuple[list[Example], int]:
+    """Replaces traces by rewritten ones keyed by question (JSONL ``question``, ``trace``)."""
+    table = {}
+    for line, row in read_json_rows(path):
+        if isinstance(row, Exception) or not isinstance(row, dict) or \
+                not row.get("question") or not row.get("trace"):
+            raise ValueError(f"{path}:{line}: expected an object with 'question' and 'trace'")
+        table[row["question"]] = row["trace"]
+    out = [Example(e.question, e.answer, table.get(e.question, e.trace), e.meta)
+           for e in examples]
+    return out, sum(e.question in table for e in examples)
+
+
+def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str):
+    def step(params, opt_state, batch, key):
+        noise, p = draw_noise(key, batch["target"].shape, eps, t_sampling)
+        batch = dict(batch, noise=noise, p=p)
+        denom = batch["target"].shape[0]
+
+        def loss_fn(prm, mb):
+            return masked_sft_loss(prm, cfg, mb["prompt"], mb["attn"], mb["target"],
+                                   mb["noise"], mb["p"]) / denom, {}
+        grads, loss, _ = optim.accumulate_gradients(loss_fn, params, batch, n_micro)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, \
+            {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    return step
+
+
+def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
+    """Runs (or resumes) SFT of config ``c`` in ``workdir``."""
+    sft, s = c.sft, c.sampler
+    mesh = experiment.build_mesh(c)
+    tok = experiment.build_tokenizer(c)
+    cfg = experiment.model_config(c, tok)
+    log.info("%s", experiment.describe(cfg))
+    examples = load_examples(c.data.to_dict(), "train")
+    if sft.rewritten_path:
+        examples, n_rw = apply_rewritten(examples, sft.rewritten_path)
+        log.info("replaced %d traces from %s", n_rw, sft.rewritten_path)
+    examples, counts = align_lengths(tok, examples, s.gen_length, sft.overlong)
+    log.info("SFT data: %s (overlong traces %s)", counts,
+             "dropped" if sft.overlong == "drop" else "truncated")
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "sft_data.json"), "w") as f:
+            json.dump(counts, f)
+    prompts, attn = encode_prompts(tok, examples, s.prompt_len, c.data.system_prompt or None)
+    targets = np.stack([tok.completion_ids(e.trace, s.gen_length) for e in examples])
+    data_iter = index_iterator(len(examples), sft.batch_size, c.seed, jax.process_index(),
+                               jax.process_count())
+    params = experiment.initial_params(c, cfg, mesh)
+    tx, schedule = optim.make_optimizer(c.optim.to_dict(), sft.num_steps)
+    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
+    writer = MetricsWriter(workdir)
+    start = 0
+    if ckpt.latest_step() is not None:
+        params, opt_state, meta = ckpt.restore(None, params, opt_state)
+        start = int(meta["step"])
+        data_iter.set_state(meta["data_state"])
+        writer.truncate_after(start)
+        log.info("resumed SFT at step %d", start)
+    if sft.batch_size % sft.micro_batch_size:
+        raise ValueError(f"sft.batch_size={sft.batch_size} must be a multiple of "
+                         f"sft.micro_batch_size={sft.micro_batch_size}")
+    param_sh = jax.tree.map(lambda x: x.sharding, params)
+    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
+    step_fn = jax.jit(make_step(cfg, tx, sft.batch_size // sft.micro_batch_size, sft.eps,
+                                sft.t_sampling),
+                      donate_argnums=(0, 1), out_shardings=(param_sh, opt_sh, None))
+    key = jax.random.fold_in(jax.random.key(c.seed), 12345)
+    end = sft.num_steps if stop_after is None else min(sft.num_steps, start + stop_after)
+    progress = Progress(sft.num_steps, "sft", start)
+    m = {}
+    t0 = time.time()
+    for step in range(start, end):
+        idx = np.asarray(next(data_iter))
+        batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx], target=targets[idx]),
+                                mesh)
+        params, opt_state, out = step_fn(params, opt_state, batch, jax.random.fold_in(key, step))
+        if (step + 1) % c.log_every == 0 or step + 1 == end:
+            m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
+                     grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
+                     seconds=time.time() - t0)
+            writer.write(m)
+            progress.update(step + 1, loss=m["loss"])
+        if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:
+            ckpt.save(step + 1, params, opt_state,
+                      dict(step=step + 1, stage="sft", data_state=data_iter.get_state(),
+                           seed=c.seed), force=True)
+    ckpt.wait()
+    ckpt.close()
+    writer.close()
+    return {"steps": end, "last": m, "data": counts, "params": params}
