@@ -1,0 +1,157 @@
+import json
+import re
+
+import numpy as np
+import pytest
+
+from igpo_jax import rewards, tokenizers
+from igpo_jax.data import Example, format_trace, pipeline, sources, split_trace, synthetic
+
+
+def test_synthetic_traces_are_correct_and_deterministic():
+    exs = synthetic.generate(300, "train", seed=3, modulus=7, min_terms=2, max_terms=8)
+    assert exs == synthetic.generate(300, "train", seed=3, modulus=7, min_terms=2, max_terms=8)
+    assert exs != synthetic.generate(300, "train", seed=4, modulus=7, min_terms=2, max_terms=8)
+    for e in exs:
+        terms = [int(t) for t in e.question.split()]
+        assert 2 <= len(terms) <= 8 and all(0 <= t < 7 for t in terms)
+        steps = re.findall(r"^(\d)\+(\d)=(\d)$", e.trace, flags=re.M)
+        assert len(steps) == len(terms) - 1
+        acc = terms[0]
+        for (a, b, c), t in zip(steps, terms[1:]):
+            assert int(a) == acc and int(b) == t and int(c) == (acc + t) % 7
+            acc = int(c)
+        assert e.answer == str(sum(terms) % 7)
+        assert rewards.extract_boxed(e.trace) == e.answer
+        assert rewards.format_reward(e.trace) == 0.75
+
+
+def test_synthetic_splits_are_disjoint():
+    train = {e.question for e in synthetic.generate(2000, "train", modulus=5, max_terms=5)}
+    test = {e.question for e in synthetic.generate(300, "test", modulus=5, max_terms=5)}
+    assert train and test and not train & test
+    with pytest.raises(ValueError, match="modulus"):
+        synthetic.generate(10, "train", modulus=11)
+
+
+def test_split_trace():
+    t = format_trace("1+2=3\n3+4=2", "2")
+    rev, rest = split_trace(t)
+    assert rev.endswith("</reasoning>\n") and rest.startswith("<answer>")
+    rev, rest = split_trace(t, exclude_last_step=True)
+    assert rev == "<reasoning>\n1+2=3\n" and rest.startswith("3+4=2")
+    assert split_trace("no tags") == ("no tags", "")
+
+
+def test_sentencepiece_roundtrip_and_specials():
+    tok = tokenizers.SentencePieceTokenizer()
+    e = synthetic.generate(5, "train")[0]
+    assert tok.decode(tok.encode(e.trace)) == e.trace
+    assert tok.decode(tok.encode(e.question)) == e.question
+    ids = {tok.bos_id, tok.eos_id, tok.mask_id, tok.eot_id}
+    assert len(ids) == 4 and max(ids) < tok.vocab_size
+    assert tok.encode("<reasoning>") == [tok.sp.piece_to_id("<reasoning>")]
+    comp = tok.completion_ids("\\boxed{3}", 16)
+    assert comp.shape == (16,) and comp[-1] == tok.eos_id
+    assert tok.decode_completion(list(comp) + [5, 6]) == "\\boxed{3}"
+    assert tok.prompt_ids("1 2")[0] == tok.bos_id
+
+
+def _tiny_hf_tokenizer(path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    vocab = {w: i for i, w in enumerate(
+        ["<unk>", "<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|eot_id|>",
+         "<|start_header_id|>", "<|end_header_id|>", "user", "assistant", "system", "\n\n",
+         "what", "is", "2", "+", "?", "hi"])}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(r"\s+|\n\n|[+?]", behavior="isolated")
+    tk.add_special_tokens(["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|eot_id|>",
+                           "<|start_header_id|>", "<|end_header_id|>"])
+    tk.save(str(path))
+    return vocab
+
+
+def test_hf_tokenizer_chat_template(tmp_path):
+    vocab = _tiny_hf_tokenizer(tmp_path / "tokenizer.json")
+    tok = tokenizers.load_tokenizer("hf", str(tmp_path))
+    assert (tok.bos_id, tok.eos_id, tok.mask_id, tok.eot_id) == (1, 2, 3, 4)
+    ids = tok.prompt_ids("hi")
+    v = vocab
+    assert ids == [v["<|startoftext|>"], v["<|start_header_id|>"], v["user"],
+                   v["<|end_header_id|>"], v["\n\n"], v["hi"], v["<|eot_id|>"],
+                   v["<|start_header_id|>"], v["assistant"], v["<|end_header_id|>"], v["\n\n"]]
+    with_sys = tok.prompt_ids("hi", system_prompt="hi")
+    assert with_sys[1:3] == [v["<|start_header_id|>"], v["system"]]
+    assert tok.decode_completion([v["2"], v["<|eot_id|>"], v["hi"]]) == "2"
+    with pytest.raises(ValueError, match="tokenizer.path"):
+        tokenizers.load_tokenizer("hf")
+
+
+def _write(path, rows):
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_file_sources(tmp_path):
+    g = _write(tmp_path / "gsm.jsonl", [{"question": "Q1", "answer": "a\nb\n#### 1,200"}])
+    (e,) = sources.load_file("gsm8k", g)
+    assert e.answer == "1200" and "<reasoning>\na\nb\n</reasoning>" in e.trace
+    m = _write(tmp_path / "mm.jsonl", [
+        {"query": "Q", "response": "r. The answer is: 5", "type": "GSM_AnsAug"},
+        {"query": "Q", "response": "dup. The answer is: 5", "type": "MATH_AnsAug"},
+        {"query": "Q2", "response": "x The answer is: 6", "type": "GSM_Rephrased"}])
+    out = sources.load_file("metamath", m, {"metamath_types": ("GSM_AnsAug", "MATH_AnsAug")})
+    assert [x.question for x in out] == ["Q"]
+    mp = _write(tmp_path / "math.jsonl", [{"problem": "P", "solution": "so \\boxed{\\frac12}"}])
+    assert sources.load_file("math", mp)[0].answer == "\\frac12"
+    a = _write(tmp_path / "amc.jsonl", [{"problem": "P", "answer": 27}])
+    assert sources.load_file("amc", a)[0].answer == "27"
+    j = _write(tmp_path / "gen.jsonl", [{"q": "Q", "a": "7", "why": "because"}])
+    (x,) = sources.load_file("jsonl", j, {"question_field": "q", "answer_field": "a",
+                                          "trace_field": "why"})
+    assert x.answer == "7" and rewards.extract_boxed(x.trace) == "7"
+    lst = tmp_path / "list.json"
+    lst.write_text(json.dumps([{"question": "Q", "answer": "#### 3"}]))
+    assert sources.load_file("gsm8k", str(lst))[0].answer == "3"
+
+
+def test_malformed_rows_name_file_and_line(tmp_path):
+    bad = _write(tmp_path / "bad.jsonl", [{"question": "Q", "answer": "#### 1"}, "{not json",
+                                          {"question": "", "answer": "#### 2"},
+                                          {"question": "Q3", "answer": "no marker"}])
+    with pytest.raises(sources.DataError, match=r"bad.jsonl:2: bad JSON"):
+        sources.load_file("gsm8k", bad)
+    out = sources.load_file("gsm8k", bad, {"skip_bad_rows": True})
+    assert len(out) == 1
+    only_bad = _write(tmp_path / "none.jsonl", ["{x"])
+    with pytest.raises(sources.DataError, match="no usable rows"):
+        sources.load_file("gsm8k", only_bad, {"skip_bad_rows": True})
+    with pytest.raises(sources.DataError, match=r"empty.jsonl:1: missing or empty field 'answer'"):
+        sources.load_file("amc", _write(tmp_path / "empty.jsonl", [{"problem": "P"}]))
+    with pytest.raises(FileNotFoundError):
+        sources.load_file("gsm8k", str(tmp_path / "missing.jsonl"))
+
+
+def test_grain_iterator_state_and_process_sharding():
+    it = pipeline.index_iterator(10, 4, seed=1)
+    first = [next(it).tolist() for _ in range(2)]
+    state = it.get_state()
+    nxt = next(it).tolist()
+    it2 = pipeline.index_iterator(10, 4, seed=1)
+    it2.set_state(state)
+    assert next(it2).tolist() == nxt
+    seen = [x for b in first for x in b]
+    assert len(set(seen)) == 8
+    shard0 = {int(x) for _ in range(5) for x in next(pipeline.index_iterator(10, 5, 1, 0, 2))}
+    shard1 = {int(x) for x in next(pipeline.index_iterator(10, 5, 1, 1, 2))}
+    assert not shard0 & shard1
+
+
+def test_encode_traces_revealable():
+    tok = tokenizers.SentencePieceTokenizer()
+    e = synthetic.make_example([1, 2, 3], 5)
+    ids, lens, rev = pipeline.encode_traces(tok, [e], 64, exclude_last_step=True)
+    assert tok.decode(ids[0, :lens[0]]) == e.trace
+    assert tok.decode(ids[0, :rev[0]]) == "<reasoning>\n1+2=3\n"
+    with pytest.raises(ValueError, match="prompt_len=2"):
+        pipeline.encode_prompts(tok, [e], 2)

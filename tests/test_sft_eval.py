@@ -1,0 +1,117 @@
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from igpo_jax import evaluate, experiment, sampling, sft
+from igpo_jax.data import Example
+from igpo_jax.models import llada
+from igpo_jax.tokenizers import SentencePieceTokenizer
+from tests import reference as ref
+
+
+def test_sft_loss_matches_numpy(tmp_path):
+    c = ref.hf_config()
+    t = ref.random_hf_weights(c, seed=9)
+    ref.write_hf_checkpoint(tmp_path, c, t)
+    model = llada.load_hf_checkpoint(tmp_path)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, 60, (3, 5)).astype(np.int32)
+    attn = np.ones((3, 5), bool)
+    target = rng.integers(0, 63, (3, 7)).astype(np.int32)
+    noise, p = sft.draw_noise(jax.random.key(1), target.shape)
+    noise, p = np.asarray(noise), np.asarray(p)
+    got = float(sft.masked_sft_loss(model.param_dict(), model.config, jnp.asarray(prompt),
+                                    jnp.asarray(attn), jnp.asarray(target), jnp.asarray(noise),
+                                    jnp.asarray(p)))
+    x = np.concatenate([prompt, np.where(noise, 63, target)], 1)
+    logits = ref.numpy_forward(t, c, x)[:, 5:]
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    ce = logz - np.take_along_axis(logits, target[..., None], -1)[..., 0]
+    want = sum((ce[b] * noise[b] / p[b]).sum() / 7 for b in range(3))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "stratified"])
+def test_noise_rates(mode):
+    noise, p = sft.draw_noise(jax.random.key(0), (512, 400), 1e-3, mode)
+    p = np.asarray(p)
+    assert p.min() >= 1e-3 and p.max() <= 1.0
+    rates = np.asarray(noise).mean(1)
+    np.testing.assert_allclose(rates, p, atol=0.1)
+    if mode == "stratified":  # exactly one t in each of the 512 strata
+        t = (p - 1e-3) / (1 - 1e-3)
+        np.testing.assert_array_equal(np.sort(np.floor(t * 512)), np.arange(512))
+
+
+def test_one_sft_step_lowers_loss_on_fixed_batch():
+    cfg = llada.LLaDAConfig.tiny()
+    params = llada.init_params(cfg, 0)
+    import optax
+    tx = optax.adam(3e-3)
+    opt = tx.init(params)
+    rng = np.random.default_rng(0)
+    batch = dict(prompt=jnp.asarray(rng.integers(0, 60, (8, 4)), jnp.int32),
+                 attn=jnp.ones((8, 4), bool),
+                 target=jnp.asarray(rng.integers(0, 60, (8, 12)), jnp.int32))
+    step = jax.jit(sft.make_step(cfg, tx, 2, 1e-3, "stratified"))
+    key = jax.random.key(5)
+    noise, p = sft.draw_noise(key, (8, 12), 1e-3, "stratified")
+
+    def loss(prm):
+        return float(sft.masked_sft_loss(prm, cfg, batch["prompt"], batch["attn"],
+                                         batch["target"], noise, p)) / 8
+    before = loss(params)
+    params2, _, out = step(params, opt, batch, key)
+    np.testing.assert_allclose(float(out["loss"]), before, rtol=1e-5)  # micro-batches sum exactly
+    assert loss(params2) < before
+
+
+def test_length_alignment_and_rewritten(tmp_path):
+    tok = SentencePieceTokenizer()
+    exs = [Example("1 2", "3", "x" * 10), Example("2 2", "4", "y" * 40), Example("q", "1", "")]
+    kept, counts = sft.align_lengths(tok, exs, 20, "drop")
+    assert [e.question for e in kept] == ["1 2"]
+    assert counts == {"examples": 3, "overlong": 1, "no_trace": 1, "kept": 1}
+    kept, counts = sft.align_lengths(tok, exs, 20, "truncate")
+    assert len(kept) == 2 and counts["overlong"] == 1
+    path = tmp_path / "rw.jsonl"
+    path.write_text(json.dumps({"question": "2 2", "trace": "short"}) + "\n")
+    out, n = sft.apply_rewritten(exs, str(path))
+    assert n == 1 and out[1].trace == "short" and out[0].trace == "x" * 10
+    path.write_text('{"question": "2 2"}\n')
+    with pytest.raises(ValueError, match="rw.jsonl:1"):
+        sft.apply_rewritten(exs, str(path))
+
+
+def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
+    tok = SentencePieceTokenizer()
+    exs = [Example("1 2", "3"), Example("2 2", "4"), Example("4 4", "3")]
+    texts = {"1 2": "<reasoning>\n1+2=3\n</reasoning>\n<answer>\n\\boxed{3}\n</answer>",
+             "2 2": "\\boxed{5}", "4 4": "no answer"}
+    gen_len = 48
+
+    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None):
+        rows = []
+        for p, a in zip(np.asarray(prompt_ids), np.asarray(attention_mask)):
+            q = tok.decode(p[a]).strip()
+            rows.append(np.concatenate([p, tok.completion_ids(texts[q], gen_len)]))
+        return np.stack(rows)
+
+    monkeypatch.setattr(sampling, "generate_params", fake_generate)
+    sc = sampling.SamplerConfig(gen_len, 16, 12)
+    cfg = llada.LLaDAConfig.tiny()
+    s = evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2, prompt_len=8,
+                          show_progress=False)
+    assert s["accuracy"] == pytest.approx(1 / 3) and s["num_examples"] == 3
+    rows = [json.loads(x) for x in open(tmp_path / "generations.jsonl")]
+    assert [(r["extracted"], r["correct"]) for r in rows] == [("3", True), ("5", False),
+                                                              (None, False)]
+    assert json.load(open(tmp_path / "summary.json"))["accuracy"] == s["accuracy"]
+    # a re-run resumes: nothing is generated again
+    monkeypatch.setattr(sampling, "generate_params", None)
+    assert evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,
+                             prompt_len=8, show_progress=False)["accuracy"] == s["accuracy"]
