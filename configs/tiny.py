@@ -1,20 +1,25 @@
-"""The full RL recipe at toy size: finishes in well under 2 minutes on a 2-core CPU.
+"""The full recipe at toy size, in under 2 minutes on a 2-core CPU.
 
-A 2-layer LLaDA-architecture model (random init) on the synthetic running-sum
-task with the shipped character tokenizer; IGPO by default. The model is
-untrained, so nearly every group is all-wrong and IGPO's inpainting triggers;
-this config exists to exercise every code path quickly (tests, smoke runs).
+A 2-layer LLaDA-architecture model on the synthetic running-sum task with the
+shipped character tokenizer. ``tiny.py`` (default arg ``pipeline``) runs the
+demo's stages at toy size: SFT for a few steps, then GRPO and IGPO from that
+checkpoint, each evaluated on held-out problems. The model is barely trained, so
+nearly every group is all-wrong and IGPO's inpainting triggers: this config
+exercises every code path quickly (tests, smoke runs); see ``demo.py`` for the
+real comparison. ``tiny.py:rl`` is a single RL run (IGPO by default):
 
     python -m igpo_jax.main --config configs/tiny.py --workdir runs/tiny
-    python -m igpo_jax.main --config configs/tiny.py --workdir runs/tiny_grpo --config.rl.algo=grpo
+    python -m igpo_jax.main --config configs/tiny.py:rl --workdir runs/tiny_grpo --config.rl.algo=grpo
 """
 
-from igpo_jax import configlib
+from igpo_jax import configlib, pipeline
 
 
-def get_config():
+def get_config(arg: str = "pipeline"):
+    if arg not in ("pipeline", "rl"):
+        raise ValueError(f"configs/tiny.py:{arg}: expected pipeline or rl")
     c = configlib.base_config()
-    c.mode = "rl"
+    c.mode = arg
     c.model.preset = "tiny"
     c.model.overrides.d_model = 64
     c.model.overrides.mlp_hidden_size = 128
@@ -28,4 +33,6 @@ def get_config():
     c.sft.update(num_steps=4, batch_size=8, micro_batch_size=4)
     c.eval.update(num_examples=8, batch_size=8)
     c.optim.update(lr=1e-3, warmup_steps=0, schedule="constant")
+    c.eval.update(every=2, during_examples=8)
+    c.pipeline.stages = pipeline.recipe_stages()
     return c

@@ -14,7 +14,7 @@ import ml_collections
 from igpo_jax.rl.igpo import POSITIONS
 from igpo_jax.sampling import REMASKING
 
-MODES = ("rl", "sft", "eval")
+MODES = ("rl", "sft", "eval", "pipeline")
 
 # SPEC.md section 6: reasoning in <reasoning> tags, the boxed answer in <answer> tags.
 MATH_SYSTEM_PROMPT = (
@@ -47,7 +47,11 @@ def base_config() -> ml_collections.ConfigDict:
         metamath_types=("GSM_AnsAug", "MATH_AnsAug"),
         synthetic=ml_collections.ConfigDict(dict(
             modulus=5, min_terms=2, max_terms=6, num_train=2000, num_test=200,
-            heldout_share=0.2, test_min_terms=2, test_max_terms=6)),
+            heldout_share=0.2, test_min_terms=2, test_max_terms=6,
+            width=0,  # >0: pad questions to this many slots (fixed term positions)
+            style="sums",  # sums: running sums per line | steps: "a+t=c" per line
+            weights=(),  # training mix over term counts min..max (empty = uniform)
+        )),
     ))
     c.sampler = ml_collections.ConfigDict(dict(
         prompt_len=16, gen_length=64, block_length=16, steps=32, temperature=1.2,
@@ -90,6 +94,11 @@ def base_config() -> ml_collections.ConfigDict:
                                              b1=0.9, b2=0.99, weight_decay=0.1, grad_clip=0.2))
     c.checkpoint = ml_collections.ConfigDict(dict(every=1, keep=3))
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+    c.pipeline = ml_collections.ConfigDict(dict(
+        stages=(),  # ((name, {dotted.key: value}), ...); see igpo_jax/pipeline.py
+        only="",  # run just this member
+        print_commands=False,  # print one command per member (for a scheduler) and exit
+    ))
     c.log_every = 1
     return c
 
@@ -103,8 +112,11 @@ def _check(cond: bool, key: str, value, fix: str):
         raise ConfigError(f"config.{key}={value!r}: {fix}")
 
 
-def validate(c: ml_collections.ConfigDict) -> None:
-    """Checks the config as a whole; raises :class:`ConfigError` on the first problem."""
+def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
+    """Checks the config as a whole; raises :class:`ConfigError` on the first problem.
+
+    ``check_paths=False`` skips the existence of folders and files (a pipeline
+    checks its later stages before the earlier ones have written them)."""
     _check(c.mode in MODES, "mode", c.mode, f"expected one of {MODES}")
     s, rl, ig = c.sampler, c.rl, c.igpo
     for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
@@ -151,8 +163,6 @@ def validate(c: ml_collections.ConfigDict) -> None:
            "expected uniform|stratified")
     _check(f.overlong in ("drop", "truncate"), "sft.overlong", f.overlong, "expected drop|truncate")
     _check(0 < f.eps < 1, "sft.eps", f.eps, "must be in (0, 1)")
-    _check(not f.rewritten_path or os.path.exists(f.rewritten_path), "sft.rewritten_path",
-           f.rewritten_path, "file not found")
     e = c.eval
     _check(e.k >= 1 and e.batch_size >= 1, "eval.k/batch_size", (e.k, e.batch_size),
            "must be >= 1")
@@ -171,8 +181,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
            "expected tiny|small|llada_8b, or set model.hf_dir")
     _check(m.preset != "llada_8b" or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
+    if not check_paths:
+        return
     for key in ("hf_dir", "init_from"):
         _check(not m[key] or os.path.isdir(m[key]), f"model.{key}", m[key], "folder not found")
-    for key in ("train_path", "test_path"):
-        path = c.data[key]
-        _check(not path or os.path.exists(path), f"data.{key}", path, "file not found")
+    for key, path in (("data.train_path", c.data.train_path),
+                      ("data.test_path", c.data.test_path),
+                      ("sft.rewritten_path", c.sft.rewritten_path)):
+        _check(not path or os.path.exists(path), key, path, "file not found")

@@ -158,8 +158,9 @@ class PeriodicEval:
         self.examples = eval_examples(c, c.eval.during_examples) if self.every else []
         self.path = os.path.join(workdir, "heldout.jsonl")
 
-    def maybe(self, step: int, params, **extra) -> dict | None:
-        if not self.every or step % self.every:
+    def maybe(self, step: int, params, final: bool = False, **extra) -> dict | None:
+        """Evaluates at multiples of ``eval.every`` and at the final step."""
+        if not self.every or (step % self.every and not final):
             return None
         out_dir = os.path.join(self.workdir, "heldout", f"step_{step:06d}")
         s = evaluate(params, self.cfg, self.tok, self.examples, sampler_for_eval(self.c),

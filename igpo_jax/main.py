@@ -4,6 +4,8 @@
 ``--config.key=value`` overrides; the config's ``mode`` picks the stage.
 """
 
+import logging as std_logging
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -18,7 +20,9 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.INFO)
+    # our progress and INFO lines; libraries (orbax, absl) only from WARNING up
+    logging.set_verbosity(logging.WARNING)
+    std_logging.getLogger("igpo_jax").setLevel(std_logging.INFO)
     run.run(_CONFIG.value, _WORKDIR.value)
 
 

@@ -35,6 +35,9 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
 def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
     configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
+    if c.mode == "pipeline":
+        from igpo_jax import pipeline
+        return pipeline.run_pipeline(c, workdir)
     if c.mode == "eval":
         from igpo_jax import evaluate
         return evaluate.run_eval(c, workdir)

@@ -1,6 +1,4 @@
 import json
-import re
-
 import numpy as np
 import pytest
 
@@ -15,12 +13,8 @@ def test_synthetic_traces_are_correct_and_deterministic():
     for e in exs:
         terms = [int(t) for t in e.question.split()]
         assert 2 <= len(terms) <= 8 and all(0 <= t < 7 for t in terms)
-        steps = re.findall(r"^(\d)\+(\d)=(\d)$", e.trace, flags=re.M)
-        assert len(steps) == len(terms) - 1
-        acc = terms[0]
-        for (a, b, c), t in zip(steps, terms[1:]):
-            assert int(a) == acc and int(b) == t and int(c) == (acc + t) % 7
-            acc = int(c)
+        lines = e.trace.split("<reasoning>\n")[1].split("\n</reasoning>")[0].split("\n")
+        assert [int(x) for x in lines] == [sum(terms[:k + 1]) % 7 for k in range(len(terms))]
         assert e.answer == str(sum(terms) % 7)
         assert rewards.extract_boxed(e.trace) == e.answer
         assert rewards.format_reward(e.trace) == 0.75
@@ -152,6 +146,6 @@ def test_encode_traces_revealable():
     e = synthetic.make_example([1, 2, 3], 5)
     ids, lens, rev = pipeline.encode_traces(tok, [e], 64, exclude_last_step=True)
     assert tok.decode(ids[0, :lens[0]]) == e.trace
-    assert tok.decode(ids[0, :rev[0]]) == "<reasoning>\n1+2=3\n"
+    assert tok.decode(ids[0, :rev[0]]) == "<reasoning>\n1\n3\n"
     with pytest.raises(ValueError, match="prompt_len=2"):
         pipeline.encode_prompts(tok, [e], 2)

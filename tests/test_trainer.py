@@ -17,7 +17,8 @@ REQUIRED = {"step", "stage", "loss", "reward_mean", "accuracy", "frac_all_wrong_
 
 def tiny(**rl):
     from configs import tiny as tiny_cfg
-    c = tiny_cfg.get_config()
+    c = tiny_cfg.get_config("rl")
+    c.eval.every = 0
     c.rl.update(**{"num_steps": 1, "num_iterations": 1, **rl})
     return c
 

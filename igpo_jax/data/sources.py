@@ -150,7 +150,9 @@ def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:
         num = syn.pop(f"num_{split}", 1000)
         syn.pop("num_test" if split == "train" else "num_train", None)
         test_range = (syn.pop("test_min_terms", None), syn.pop("test_max_terms", None))
+        syn["weights"] = tuple(syn.get("weights") or ()) or None
         if split == "test":
+            syn["weights"] = None
             syn["min_terms"] = test_range[0] or syn.get("min_terms", 2)
             syn["max_terms"] = test_range[1] or syn.get("max_terms", 6)
         return synthetic.generate(num, split, seed=cfg.get("seed", 0), **syn)

@@ -192,10 +192,11 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
             last = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
                         **{k: float(v) for k, v in m.items()}, lr=float(schedule(opt_step - 1)),
                         hint_tokens_kept=kept, update_seconds=time.time() - t_up,
+                        rollouts_per_step=n, groups_per_step=rl.prompts_per_step,
                         **batch.stats)
             writer.write(last)
         rollouts += n
-        heldout.maybe(step + 1, params, rollouts=rollouts)
+        heldout.maybe(step + 1, params, final=step + 1 == rl.num_steps, rollouts=rollouts)
         meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
                     seed=c.seed)
         if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:

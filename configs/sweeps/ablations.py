@@ -1,0 +1,30 @@
+"""The IGPO paper's ablations at demo scale, as a sweep over the demo config.
+
+    python -m igpo_jax.main --config configs/sweeps/ablations.py --workdir runs/ablations
+    python -m igpo_jax.main --config configs/sweeps/ablations.py --workdir runs/ablations \\
+        --config.pipeline.print_commands=True      # one command per member, for a scheduler
+
+Members (all from the same SFT checkpoint, same seed and rollout budget):
+  sft                         the shared SFT stage
+  grpo                        no hints (the baseline)
+  eta=0.2-0.6                 partial hints (the paper's setting)
+  eta=1.0                     full hints (every revealable chunk)
+  tau=1.0                     no entropy filter (all hint tokens trained on)
+  lam=0.25 / lam=1.0          fewer / more replacements per group
+"""
+
+from configs import demo
+
+
+def get_config():
+    c = demo.get_config()
+    base = dict(c.pipeline.stages)
+    rl = base["igpo"]
+    members = [("sft", base["sft"]), ("grpo", base["grpo"]),
+               ("eta=0.2-0.6", rl),
+               ("eta=1.0", {**rl, "igpo.eta_low": 1.0, "igpo.eta_high": 1.0}),
+               ("tau=1.0", {**rl, "igpo.tau": 1.0}),
+               ("lam=0.25", {**rl, "igpo.lam": 0.25}),
+               ("lam=1.0", {**rl, "igpo.lam": 1.0})]
+    c.pipeline.stages = tuple(members)
+    return c

@@ -1,0 +1,210 @@
+"""Multi-stage recipes and config sweeps (``mode = "pipeline"``).
+
+A pipeline is a config whose ``pipeline.stages`` lists ``(name, overrides)``
+members; ``overrides`` maps dotted config keys to values, and ``{workdir}`` in
+a string value is the pipeline's workdir (so a stage can start from another's
+checkpoint: ``"model.init_from": "{workdir}/sft"``). Each member runs in
+``WORKDIR/name`` and leaves ``DONE.json`` when finished; a re-run skips finished
+members and resumes an interrupted one from its checkpoint. A sweep is the same
+thing with members built by :func:`product`. ``pipeline.only`` runs one member
+(for a cluster scheduler); ``pipeline.print_commands`` prints one command per
+member instead of running them.
+
+At the end the members' results are aggregated into ``results.json``, a table
+on the terminal and (with matplotlib) ``results.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import os
+import shlex
+import sys
+from typing import Any, Iterable, Mapping
+
+import jax
+import ml_collections
+import numpy as np
+
+from igpo_jax import configlib
+from igpo_jax.metrics import read_metrics
+
+log = logging.getLogger(__name__)
+
+
+def product(base: Mapping[str, Any] | None = None, **axes: Iterable[Any]
+            ) -> list[tuple[str, dict[str, Any]]]:
+    """Members for every combination of ``axes`` (dotted key -> values), named
+    ``key=value,...``; ``base`` overrides are added to each."""
+    keys = list(axes)
+    out = []
+    for values in itertools.product(*(list(axes[k]) for k in keys)):
+        name = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
+        out.append((name.replace("/", "_"), {**(base or {}), **dict(zip(keys, values))}))
+    return out
+
+
+def apply_overrides(c: ml_collections.ConfigDict, overrides: Mapping[str, Any],
+                    workdir: str) -> ml_collections.ConfigDict:
+    sub = copy.deepcopy(c)
+    with sub.unlocked():
+        sub.pipeline.stages = ()
+    for key, value in overrides.items():
+        if isinstance(value, str):
+            value = value.replace("{workdir}", workdir)
+        node = sub
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if p not in node:
+                raise configlib.ConfigError(f"pipeline override {key!r}: no config section {p!r}")
+            node = node[p]
+        if parts[-1] not in node:
+            raise configlib.ConfigError(f"pipeline override {key!r}: unknown key")
+        node[parts[-1]] = value
+    return sub
+
+
+def _member_summary(stage_dir: str) -> dict:
+    """Training and evaluation numbers of one finished member."""
+    out: dict[str, Any] = {}
+    eval_path = os.path.join(stage_dir, "eval", "summary.json")
+    if os.path.exists(eval_path):
+        with open(eval_path) as f:
+            ev = json.load(f)
+        out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"])
+    mpath = os.path.join(stage_dir, "metrics.jsonl")
+    rows = read_metrics(mpath) if os.path.exists(mpath) else []
+    rollouts = {r["rollout_step"]: r for r in rows if "rollout_step" in r}
+    if rollouts:
+        rs = [rollouts[k] for k in sorted(rollouts)]
+        groups = len(rs) * (rs[0].get("groups_per_step") or 1)
+        out.update(
+            rollout_steps=len(rs),
+            train_accuracy=float(np.mean([r["accuracy"] for r in rs])),
+            frac_all_wrong_groups=float(np.mean([r["frac_all_wrong_groups"] for r in rs])),
+            frac_all_wrong_after=float(np.mean([r["frac_all_wrong_after"] for r in rs])),
+            inpaint_trigger_rate=float(sum(r["inpaint_triggered"] for r in rs) / max(groups, 1)),
+            num_replaced=int(sum(r["num_replaced"] for r in rs)),
+            samples_used=int(sum(r["rollouts_per_step"] + r["hinted_samples"] for r in rs)),
+        )
+    hpath = os.path.join(stage_dir, "heldout.jsonl")
+    if os.path.exists(hpath):
+        out["heldout_curve"] = read_metrics(hpath)
+    out["curve"] = [dict(rollouts=r["rollout_step"] * r["rollouts_per_step"],
+                         frac_all_wrong_groups=r["frac_all_wrong_groups"],
+                         frac_all_wrong_after=r["frac_all_wrong_after"],
+                         accuracy=r["accuracy"]) for r in
+                    (rollouts[k] for k in sorted(rollouts))]
+    return out
+
+
+def format_results(results: Mapping[str, dict]) -> str:
+    head = ("| stage | held-out accuracy | all-wrong groups (rollouts) | all-wrong groups "
+            "(trained on) | inpainting trigger rate | replaced | samples used |")
+    lines = [head, "|" + "---|" * 7]
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    for name, r in results.items():
+        lines.append(f"| {name} | {pct(r.get('heldout_accuracy'))} | "
+                     f"{pct(r.get('frac_all_wrong_groups'))} | "
+                     f"{pct(r.get('frac_all_wrong_after'))} | "
+                     f"{pct(r.get('inpaint_trigger_rate'))} | {r.get('num_replaced', '-')} | "
+                     f"{r.get('samples_used', '-')} |")
+    return "\n".join(lines)
+
+
+def plot_results(results: Mapping[str, dict], path: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install igpo_jax[plot]); no %s", path)
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results.items():
+        if not r.get("curve"):
+            continue
+        if r.get("heldout_curve"):
+            hc = r["heldout_curve"]
+            ax1.plot([h.get("rollouts", 0) for h in hc], [h["accuracy"] for h in hc],
+                     marker="o", label=name)
+        cv = r["curve"]
+        x = [p["rollouts"] for p in cv]
+        line, = ax2.plot(x, [p["frac_all_wrong_after"] for p in cv], label=f"{name} (trained on)")
+        ax2.plot(x, [p["frac_all_wrong_groups"] for p in cv], ls=":", color=line.get_color(),
+                 label=f"{name} (rollouts)")
+    ax1.set(xlabel="rollouts (completions sampled)", ylabel="held-out accuracy",
+            title="Held-out accuracy")
+    ax2.set(xlabel="rollouts (completions sampled)", ylabel="share of groups",
+            title="All-wrong groups")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def command_for(member: str, workdir: str) -> str:
+    args = [sys.executable, "-m", "igpo_jax.main"] + sys.argv[1:]
+    args = [a for a in args if not a.startswith("--config.pipeline.")
+            and not a.startswith("--workdir")]
+    return " ".join(shlex.quote(a) for a in args) + \
+        f" --workdir {shlex.quote(workdir)} --config.pipeline.only={shlex.quote(member)}"
+
+
+def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
+    from igpo_jax import run
+    stages = list(c.pipeline.stages)
+    if not stages:
+        raise configlib.ConfigError("config.pipeline.stages is empty: nothing to run")
+    names = [name for name, _ in stages]
+    if len(set(names)) != len(names):
+        raise configlib.ConfigError(f"config.pipeline.stages has duplicate names: {names}")
+    if c.pipeline.only and c.pipeline.only not in names:
+        raise configlib.ConfigError(f"config.pipeline.only={c.pipeline.only!r}; members: {names}")
+    subs = {name: apply_overrides(c, ov, workdir) for name, ov in stages}
+    for sub in subs.values():
+        configlib.validate(sub, check_paths=False)
+    if c.pipeline.print_commands:
+        for name in names:
+            print(command_for(name, workdir))
+        return {}
+    for name in names:
+        if c.pipeline.only and name != c.pipeline.only:
+            continue
+        stage_dir = os.path.join(workdir, name)
+        done = os.path.join(stage_dir, "DONE.json")
+        if os.path.exists(done):
+            print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
+            continue
+        print(f"[pipeline] {name}: running in {stage_dir}", flush=True)
+        summary = run.run(subs[name], stage_dir)
+        if jax.process_index() == 0:
+            with open(done, "w") as f:
+                json.dump(summary, f, indent=2, default=str)
+    results = {name: _member_summary(os.path.join(workdir, name)) for name in names
+               if os.path.exists(os.path.join(workdir, name, "DONE.json"))}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        plotted = plot_results(results, os.path.join(workdir, "results.png"))
+        print(format_results(results))
+        print(f"results: {os.path.join(workdir, 'results.json')}"
+              + (f", plot: {os.path.join(workdir, 'results.png')}" if plotted else ""))
+    return results
+
+
+def recipe_stages(rl_algos: Iterable[str] = ("grpo", "igpo")) -> tuple:
+    """The paper's recipe as stages: SFT, then each RL algorithm from the SFT
+    checkpoint (same seed, same rollout budget), each evaluated on the held-out
+    split when it ends."""
+    stages = [("sft", {"mode": "sft", "eval.after_train": True, "eval.every": 0})]
+    for algo in rl_algos:
+        stages.append((algo, {"mode": "rl", "rl.algo": algo, "model.init_from": "{workdir}/sft",
+                              "eval.after_train": True}))
+    return tuple(stages)

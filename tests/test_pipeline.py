@@ -1,0 +1,61 @@
+import json
+import os
+
+import pytest
+
+from igpo_jax import configlib, pipeline, run
+
+
+def _tiny():
+    from configs import tiny
+    return tiny.get_config()
+
+
+def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
+    c = _tiny()
+    results = run.run(c, str(tmp_path))
+    assert set(results) == {"sft", "grpo", "igpo"}
+    saved = json.load(open(tmp_path / "results.json"))
+    assert saved.keys() == results.keys()
+    for name in ("grpo", "igpo"):
+        r = saved[name]
+        for key in ("heldout_accuracy", "frac_all_wrong_groups", "frac_all_wrong_after",
+                    "inpaint_trigger_rate", "num_replaced", "samples_used", "curve",
+                    "heldout_curve"):
+            assert key in r, (name, key)
+        assert os.path.exists(tmp_path / name / "DONE.json")
+        # held-out accuracy before RL (step 0), at step 2 and at the end
+        assert [h["step"] for h in r["heldout_curve"]] == [0, 2, 3]
+    assert saved["grpo"]["inpaint_trigger_rate"] == 0.0
+    assert saved["igpo"]["inpaint_trigger_rate"] > 0.0
+    assert saved["igpo"]["samples_used"] > saved["grpo"]["samples_used"]  # hinted samples count
+    assert "heldout_accuracy" in saved["sft"]
+    assert os.path.exists(tmp_path / "results.png")
+    capsys.readouterr()
+    run.run(_tiny(), str(tmp_path))  # everything finished: nothing is re-run
+    out = capsys.readouterr().out
+    assert out.count("finished earlier, skipping") == 3
+
+
+def test_print_commands_and_only(tmp_path, capsys):
+    c = _tiny()
+    c.pipeline.print_commands = True
+    run.run(c, str(tmp_path))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("--config.pipeline.only=" in x for x in lines)
+    assert lines[1].endswith("--config.pipeline.only=grpo")
+    c = _tiny()
+    c.pipeline.only = "nope"
+    with pytest.raises(configlib.ConfigError, match="pipeline.only"):
+        run.run(c, str(tmp_path))
+
+
+def test_product_and_overrides(tmp_path):
+    members = pipeline.product({"mode": "rl"}, **{"igpo.tau": [0.2, 1.0], "rl.algo": ["igpo"]})
+    assert [m[0] for m in members] == ["tau=0.2,algo=igpo", "tau=1.0,algo=igpo"]
+    sub = pipeline.apply_overrides(_tiny(), members[1][1], str(tmp_path))
+    assert sub.igpo.tau == 1.0 and sub.mode == "rl"
+    with pytest.raises(configlib.ConfigError, match="unknown key"):
+        pipeline.apply_overrides(_tiny(), {"rl.nope": 1}, str(tmp_path))
+    sub = pipeline.apply_overrides(_tiny(), {"model.init_from": "{workdir}/sft"}, "/w")
+    assert sub.model.init_from == "/w/sft"
