@@ -39,10 +39,37 @@ class Checkpointer:
         return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
     def restore(self, step: int | None, params_like, opt_state_like=None):
-        """Restores ``(params, opt_state, meta)`` with the shardings of the templates."""
-        step = self.latest_step() if step is None else step
-        if step is None:
+        """Restores ``(params, opt_state, meta)`` with the shardings of the templates.
+
+        With ``step=None`` the latest checkpoint that restores cleanly is used: a
+        corrupted latest one is skipped with a warning (the previous one is the
+        restore point). Unfinished writes (temporary folders) are never candidates.
+        """
+        if step is not None:
+            return self._restore(step, params_like, opt_state_like)
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        leftovers = [d for d in os.listdir(self.directory) if "tmp" in d]
+        if leftovers:
+            log.warning("ignoring unfinished checkpoint writes in %s: %s", self.directory,
+                        leftovers)
+        first_error = None
+        for s in steps:
+            try:
+                out = self._restore(s, params_like, opt_state_like)
+            except Exception as e:  # noqa: BLE001 - try the previous checkpoint
+                first_error = first_error or e
+                log.warning("checkpoint step %d in %s cannot be restored (%s: %s); trying the "
+                            "previous one", s, self.directory, type(e).__name__, str(e)[:200])
+                continue
+            if s != steps[0]:
+                log.warning("restored step %d instead of the corrupted latest step %d", s,
+                            steps[0])
+            return out
+        raise first_error
+
+    def _restore(self, step: int, params_like, opt_state_like):
         items = {"params": ocp.args.StandardRestore(_abstract(params_like)),
                  "meta": ocp.args.JsonRestore()}
         if opt_state_like is not None:

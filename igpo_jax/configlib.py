@@ -90,8 +90,11 @@ def base_config() -> ml_collections.ConfigDict:
     ))
     c.reward = ml_collections.ConfigDict(dict(correct_weight=3.0, format_weight=1.0,
                                               timeout=2.0))
-    c.optim = ml_collections.ConfigDict(dict(lr=5e-7, warmup_steps=50, schedule="linear",
-                                             b1=0.9, b2=0.99, weight_decay=0.1, grad_clip=0.2))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=5e-7, warmup_steps=50, schedule="linear", b1=0.9, b2=0.99, weight_decay=0.1,
+        grad_clip=0.2,
+        max_nonfinite=5,  # stop after this many skipped (non-finite) updates in a row
+    ))
     c.checkpoint = ml_collections.ConfigDict(dict(every=1, keep=3))
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
     c.pipeline = ml_collections.ConfigDict(dict(

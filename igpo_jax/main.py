@@ -9,7 +9,7 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from igpo_jax import run
+from igpo_jax import optim, preemption, run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe config file.",
                                           lock_config=True)
@@ -23,7 +23,14 @@ def main(argv):
     # our progress and INFO lines; libraries (orbax, absl) only from WARNING up
     logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("igpo_jax").setLevel(std_logging.INFO)
-    run.run(_CONFIG.value, _WORKDIR.value)
+    try:
+        run.run(_CONFIG.value, _WORKDIR.value)
+    except preemption.Preempted as e:
+        logging.warning("%s", e)
+        raise SystemExit(preemption.EXIT_PREEMPTED) from None
+    except optim.NonFiniteError as e:
+        logging.error("%s", e)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

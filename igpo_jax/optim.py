@@ -31,7 +31,29 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int
         optax.clip_by_global_norm(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else optax.identity(),
         optax.adamw(sched, b1=cfg["b1"], b2=cfg["b2"], weight_decay=cfg["weight_decay"]),
     )
-    return tx, sched
+    # a non-finite gradient skips the update (never applied, however many in a row);
+    # the training loop counts them and stops after optim.max_nonfinite in a row.
+    return optax.apply_if_finite(tx, max_consecutive_errors=2**30), sched
+
+
+def nonfinite_counts(opt_state) -> tuple[int, int]:
+    """(consecutive, total) skipped updates of an :func:`make_optimizer` state."""
+    return int(opt_state.notfinite_count), int(opt_state.total_notfinite)
+
+
+class NonFiniteError(RuntimeError):
+    """Too many non-finite updates in a row; the last good checkpoint is kept."""
+
+
+def check_finite(opt_state, limit: int, stage: str, step: int, last_good: int | None) -> int:
+    """Raises :class:`NonFiniteError` after ``limit`` skipped updates in a row;
+    returns the total number skipped."""
+    consecutive, total = nonfinite_counts(opt_state)
+    if consecutive >= limit:
+        raise NonFiniteError(f"{stage}: {consecutive} non-finite losses/gradients in a row at "
+                             f"step {step}; stopping. The last good checkpoint (step "
+                             f"{last_good}) is intact; lower optim.lr or check the data")
+    return total
 
 
 def accumulate_gradients(loss_fn, params, batch, n_micro: int):

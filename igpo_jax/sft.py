@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from igpo_jax import experiment, optim
+from igpo_jax import experiment, optim, preemption
 from igpo_jax import sharding as shd
 from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.data import Example
@@ -167,22 +167,30 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     progress = Progress(sft.num_steps, "sft", start)
     m = {}
     t0 = time.time()
-    for step in range(start, end):
-        idx = np.asarray(next(data_iter))
-        batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx], target=targets[idx]),
-                                mesh)
-        params, opt_state, out = step_fn(params, opt_state, batch, jax.random.fold_in(key, step))
-        if (step + 1) % c.log_every == 0 or step + 1 == end:
-            m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
-                     grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
-                     seconds=time.time() - t0)
-            writer.write(m)
-            progress.update(step + 1, loss=m["loss"])
-        if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:
-            ckpt.save(step + 1, params, opt_state,
-                      dict(step=step + 1, stage="sft", data_state=data_iter.get_state(),
-                           seed=c.seed), force=True)
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
+    with preemption.StopRequest() as stop:
+        try:
+            for step in range(start, end):
+                idx = np.asarray(next(data_iter))
+                batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx],
+                                             target=targets[idx]), mesh)
+                params, opt_state, out = step_fn(params, opt_state, batch,
+                                                 jax.random.fold_in(key, step))
+                skipped = optim.check_finite(
+                    opt_state, c.optim.max_nonfinite, "sft", step + 1,
+                    (step // c.checkpoint.every) * c.checkpoint.every or None)
+                if (step + 1) % c.log_every == 0 or step + 1 == end:
+                    m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
+                             grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
+                             skipped_updates=skipped, seconds=time.time() - t0)
+                    writer.write(m)
+                    progress.update(step + 1, loss=m["loss"])
+                meta = dict(step=step + 1, stage="sft", data_state=data_iter.get_state(),
+                            seed=c.seed)
+                preemption.end_of_step(
+                    stop, ckpt, step + 1, end, c.checkpoint.every,
+                    lambda: ckpt.save(step + 1, params, opt_state, meta, force=True), "sft")
+        finally:
+            ckpt.wait()
+            ckpt.close()
+            writer.close()
     return {"steps": end, "last": m, "data": counts, "params": params}

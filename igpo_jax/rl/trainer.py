@@ -9,6 +9,7 @@ repeats exactly what an uninterrupted one would have done.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from igpo_jax import evaluate, experiment, optim, sampling
+from igpo_jax import evaluate, experiment, optim, preemption, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
 from igpo_jax.checkpoint import Checkpointer
@@ -94,8 +95,68 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
     return step
 
 
-def _stage_done_marker(workdir: str, stage: str) -> str:
-    return os.path.join(workdir, f"{stage}.done")
+@dataclasses.dataclass
+class _Run:
+    """What one RL step needs besides the parameters (built once by :func:`train`)."""
+
+    c: ml_collections.ConfigDict
+    cfg: llada.LLaDAConfig
+    mesh: jax.sharding.Mesh
+    examples: list
+    data_iter: object
+    worker: RolloutWorker
+    logprob_fn: object
+    train_step: object
+    ref_params: dict | None
+    schedule: object
+    writer: MetricsWriter
+    key: jax.Array
+
+
+def _rl_step(r: _Run, params, opt_state, step: int):
+    """One rollout batch and its ``num_iterations`` updates; returns (params, opt_state, record)."""
+    c, rl = r.c, r.c.rl
+    n = rl.prompts_per_step * rl.group_size
+    step_key = jax.random.fold_in(r.key, step)
+    idx = next(r.data_iter)
+    batch = r.worker(params, [r.examples[int(i)] for i in idx], step_key)
+    adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](jnp.asarray(batch.rewards), rl.group_size)
+    comp_mask = logprobs.completion_mask(jnp.asarray(batch.completion_ids), r.cfg.eos_token_id,
+                                         rl.train_on_padding)
+    arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
+                                  c=batch.completion_ids, h=batch.hint_mask), r.mesh)
+    # old (and reference) log-probs of every inner iteration, before any update
+    olds = []
+    for j in range(rl.num_iterations):
+        if j > 0 and rl.p_mask_prompt == 0:
+            olds.append(olds[0])  # same mask, same parameters: same numbers
+            continue
+        mk = jax.random.fold_in(jax.random.fold_in(step_key, 7919), j)
+        masked = shd.shard_batch(logprobs.prompt_mask(mk, jnp.asarray(batch.prompt_attn),
+                                                      rl.p_mask_prompt), r.mesh)
+        old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
+        ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
+               if r.ref_params is not None else jnp.zeros_like(old))
+        keep = (igpo.entropy_filter(ent, arrays["h"], c.igpo.tau) if rl.algo == "igpo"
+                else jnp.ones_like(arrays["h"]))
+        olds.append((masked, old, ref, keep))
+    t_up = time.time()
+    record = {}
+    for j, (masked, old, ref, keep) in enumerate(olds):
+        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], comp_mask & keep, adv,
+                        old, ref)
+        params, opt_state, m = r.train_step(params, opt_state, tb)
+        opt_step = step * rl.num_iterations + j + 1
+        skipped = optim.check_finite(opt_state, c.optim.max_nonfinite, rl.algo, opt_step,
+                                     (step // c.checkpoint.every) * c.checkpoint.every or None)
+        record = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
+                      **{k: float(v) for k, v in m.items()}, lr=float(r.schedule(opt_step - 1)),
+                      skipped_updates=skipped,
+                      hint_tokens_kept=float(jnp.sum(keep & arrays["h"] & comp_mask)),
+                      update_seconds=time.time() - t_up, rollouts_per_step=n,
+                      groups_per_step=rl.prompts_per_step, **batch.stats)
+        r.writer.write(record)
+    return params, opt_state, record
 
 
 def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
@@ -103,7 +164,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
 
     ``stop_after``: return after this many steps of this call, with a checkpoint
     written, as an interrupted run would (used for time-sliced jobs and tests).
-    Returns a summary with the final parameters.
+    SIGTERM / SIGINT finish the current step, checkpoint and raise
+    :class:`preemption.Preempted`. Returns a summary with the final parameters.
     """
     rl, s = c.rl, c.sampler
     mesh = experiment.build_mesh(c)
@@ -120,8 +182,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     params = experiment.initial_params(c, cfg, mesh)
     # frozen reference policy; a copy, because the update step donates `params`
     ref_params = jax.tree.map(jnp.copy, params) if rl.beta > 0 else None
-    total_updates = rl.num_steps * rl.num_iterations
-    tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
+    tx, schedule = optim.make_optimizer(c.optim.to_dict(), rl.num_steps * rl.num_iterations)
     opt_state = shd.replicate_unplaced(tx.init(params), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
     writer = MetricsWriter(workdir)
@@ -132,6 +193,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         data_iter.set_state(meta["data_state"])
         writer.truncate_after(start * rl.num_iterations)
         log.info("resumed %s at step %d from %s", meta.get("stage"), start, ckpt.directory)
+    if start >= rl.num_steps:
+        log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
 
     sc = sampling.SamplerConfig(s.gen_length, s.block_length, s.steps, s.temperature,
                                 s.remasking, s.cfg_scale)
@@ -144,67 +207,35 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         rewards_lib.MathReward(c.reward.correct_weight, c.reward.format_weight,
                                c.reward.timeout), mesh)
     n_micro = n // rl.micro_batch_size
-    logprob_fn = make_logprob_fn(cfg, n_micro)
     param_sh = jax.tree.map(lambda x: x.sharding, params)
     opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
     train_step = jax.jit(make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
                          out_shardings=(param_sh, opt_sh, None))
-    key = jax.random.key(c.seed)
+    r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
+             train_step, ref_params, schedule, writer, jax.random.key(c.seed))
     heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
     if start == 0:
         heldout.maybe(0, params, rollouts=0)
-    rollouts = start * n  # completions sampled so far (hinted ones counted separately)
-    progress = Progress(rl.num_steps, f"{rl.algo}", start)
+    progress = Progress(rl.num_steps, rl.algo, start)
     last = {}
     end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
-    for step in range(start, end):
-        step_key = jax.random.fold_in(key, step)
-        idx = next(data_iter)
-        batch = worker(params, [examples[int(i)] for i in idx], step_key)
-        adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](jnp.asarray(batch.rewards),
-                                                      rl.group_size)
-        comp_mask = logprobs.completion_mask(jnp.asarray(batch.completion_ids), cfg.eos_token_id,
-                                             rl.train_on_padding)
-        arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
-                                      c=batch.completion_ids, h=batch.hint_mask), mesh)
-        # old (and reference) log-probs of every inner iteration, before any update
-        olds = []
-        for j in range(rl.num_iterations):
-            if j > 0 and rl.p_mask_prompt == 0:
-                olds.append(olds[0])  # same mask, same parameters: same numbers
-                continue
-            mk = jax.random.fold_in(jax.random.fold_in(step_key, 7919), j)
-            masked = shd.shard_batch(logprobs.prompt_mask(mk, jnp.asarray(batch.prompt_attn),
-                                                          rl.p_mask_prompt), mesh)
-            old, ent = logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
-            ref = (logprob_fn(ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
-                   if ref_params is not None else jnp.zeros_like(old))
-            keep = (igpo.entropy_filter(ent, arrays["h"], c.igpo.tau) if rl.algo == "igpo"
-                    else jnp.ones_like(arrays["h"]))
-            olds.append((masked, old, ref, keep))
-        t_up = time.time()
-        for j, (masked, old, ref, keep) in enumerate(olds):
-            tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"],
-                            comp_mask & keep, adv, old, ref)
-            params, opt_state, m = train_step(params, opt_state, tb)
-            opt_step = step * rl.num_iterations + j + 1
-            kept = float(jnp.sum(keep & arrays["h"] & comp_mask))
-            last = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
-                        **{k: float(v) for k, v in m.items()}, lr=float(schedule(opt_step - 1)),
-                        hint_tokens_kept=kept, update_seconds=time.time() - t_up,
-                        rollouts_per_step=n, groups_per_step=rl.prompts_per_step,
-                        **batch.stats)
-            writer.write(last)
-        rollouts += n
-        heldout.maybe(step + 1, params, final=step + 1 == rl.num_steps, rollouts=rollouts)
-        meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
-                    seed=c.seed)
-        if (step + 1) % c.checkpoint.every == 0 or step + 1 == end:
-            ckpt.save(step + 1, params, opt_state, meta, force=True)
-        if (step + 1) % c.log_every == 0:
-            progress.update(step + 1, acc=last["accuracy"], wrong=last["frac_all_wrong_groups"],
-                            loss=last["loss"], repl=last["num_replaced"])
-    ckpt.wait()
-    ckpt.close()
-    writer.close()
+    with preemption.StopRequest() as stop:
+        try:
+            for step in range(start, end):
+                params, opt_state, last = _rl_step(r, params, opt_state, step)
+                heldout.maybe(step + 1, params, final=step + 1 == rl.num_steps,
+                              rollouts=(step + 1) * n)
+                meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
+                            seed=c.seed)
+                preemption.end_of_step(
+                    stop, ckpt, step + 1, end, c.checkpoint.every,
+                    lambda: ckpt.save(step + 1, params, opt_state, meta, force=True), rl.algo)
+                if (step + 1) % c.log_every == 0:
+                    progress.update(step + 1, acc=last["accuracy"],
+                                    wrong=last["frac_all_wrong_groups"], loss=last["loss"],
+                                    repl=last["num_replaced"])
+        finally:
+            ckpt.wait()
+            ckpt.close()
+            writer.close()
     return {"steps": end, "last": last, "params": params}

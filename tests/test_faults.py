@@ -1,0 +1,159 @@
+"""Interruptions and numerical faults: SIGTERM, SIGKILL mid-write, corruption, NaNs."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from igpo_jax import optim, preemption
+from igpo_jax.checkpoint import Checkpointer
+from igpo_jax.metrics import read_metrics
+from igpo_jax.rl import grpo, trainer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING = {"rollout_seconds", "update_seconds"}
+
+
+def _cmd(workdir, *extra):
+    return [sys.executable, "-m", "igpo_jax.main", "--config", "configs/tiny.py:rl",
+            "--workdir", str(workdir), "--config.rl.num_steps=5", "--config.eval.every=0",
+            "--config.checkpoint.every=100", *extra]
+
+
+def _env():
+    # the same 8 simulated devices as this test process, so numerics match exactly
+    return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path):
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text():
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == preemption.EXIT_PREEMPTED, out[-2000:]
+    assert "re-run the same command to resume" in out
+    stopped = Checkpointer(str(run / "checkpoints")).latest_step()
+    assert stopped is not None and 1 <= stopped < 5  # saved although checkpoint.every=100
+    done = subprocess.run(_cmd(run), cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    from configs import tiny
+    c = tiny.get_config("rl")
+    c.rl.num_steps, c.eval.every, c.checkpoint.every = 5, 0, 100
+    trainer.train(c, str(tmp_path / "straight"))
+    assert _strip(read_metrics(run / "metrics.jsonl")) == \
+        _strip(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
+
+
+SAVER = textwrap.dedent("""
+    import sys, numpy as np, jax.numpy as jnp
+    from igpo_jax.checkpoint import Checkpointer
+    ck = Checkpointer(sys.argv[1], keep=100)
+    for step in range(1, 1000):
+        big = {"w": jnp.full((1500, 1500), float(step)), "v": jnp.full((700,), float(step))}
+        ck.save(step, big, None, {"step": step}, force=True)
+        print(step, flush=True)
+""")
+
+
+def test_sigkill_during_checkpoint_write_never_becomes_restore_point(tmp_path):
+    script = tmp_path / "saver.py"
+    script.write_text(SAVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ck")], cwd=ROOT,
+                            env=_env(), stdout=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # one complete checkpoint exists
+    assert first.strip() == "1"
+    time.sleep(random.uniform(0.3, 2.0))
+    proc.kill()
+    proc.wait()
+    template = {"w": jnp.zeros((1500, 1500)), "v": jnp.zeros((700,))}
+    ck = Checkpointer(str(tmp_path / "ck"), keep=100)
+    params, _, meta = ck.restore(None, template)
+    step = meta["step"]
+    assert step >= 1
+    np.testing.assert_array_equal(np.asarray(params["w"])[::300, ::300], float(step))
+    np.testing.assert_array_equal(np.asarray(params["v"]), float(step))
+
+
+def test_corrupted_latest_checkpoint_falls_back_with_warning(tmp_path, caplog):
+    ck = Checkpointer(str(tmp_path), keep=5)
+    for step in (1, 2):
+        ck.save(step, {"w": jnp.full((4, 4), float(step))}, None, {"step": step}, force=True)
+    ck.wait()
+    # damage every data file of step 2
+    for root, _, files in os.walk(tmp_path / "2"):
+        for f in files:
+            if "params" in root:
+                with open(os.path.join(root, f), "wb") as fh:
+                    fh.write(b"garbage")
+    ck2 = Checkpointer(str(tmp_path), keep=5)
+    with caplog.at_level("WARNING"):
+        params, _, meta = ck2.restore(None, {"w": jnp.zeros((4, 4))})
+    assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
+    assert "cannot be restored" in caplog.text
+
+
+def test_mismatched_checkpoint_names_the_problem(tmp_path):
+    ck = Checkpointer(str(tmp_path))
+    ck.save(1, {"w": jnp.zeros((4, 4))}, None, {"step": 1}, force=True)
+    ck.wait()
+    with pytest.raises(Exception, match="(does not match|shape)"):
+        Checkpointer(str(tmp_path)).restore(1, {"w": jnp.zeros((5, 4))})
+
+
+def test_nonfinite_gradients_skip_the_update():
+    tx, _ = optim.make_optimizer(dict(lr=0.1, warmup_steps=0, schedule="constant", b1=0.9,
+                                      b2=0.99, weight_decay=0.0, grad_clip=1.0), 10)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    bad = {"w": jnp.array([1.0, jnp.nan, 0.0])}
+    updates, state = tx.update(bad, state, params)
+    assert float(jnp.abs(updates["w"]).max()) == 0.0
+    assert optim.nonfinite_counts(state) == (1, 1)
+    updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+    assert float(jnp.abs(updates["w"]).max()) > 0 and optim.nonfinite_counts(state) == (0, 1)
+    with pytest.raises(optim.NonFiniteError, match="in a row"):
+        for _ in range(3):
+            _, state = tx.update(bad, state, params)
+        optim.check_finite(state, 3, "rl", 5, 4)
+
+
+def test_nan_loss_in_training_is_skipped_then_stops(tmp_path, monkeypatch):
+    from configs import tiny
+    c = tiny.get_config("rl")
+    c.rl.num_steps, c.rl.num_iterations, c.eval.every, c.optim.max_nonfinite = 3, 1, 0, 2
+    real = grpo.policy_loss
+
+    def nan_loss(*a, **k):
+        s, d, st = real(*a, **k)
+        return s * jnp.nan, d, st
+    monkeypatch.setattr(grpo, "policy_loss", nan_loss)
+    with pytest.raises(optim.NonFiniteError, match="last good checkpoint"):
+        trainer.train(c, str(tmp_path))
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert rows[0]["skipped_updates"] == 1
+    assert Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 1
