@@ -1,4 +1,12 @@
+import os
+
 from setuptools import find_packages, setup
+
+
+def _assets():
+    root = os.path.join("igpo_jax", "assets")
+    return [os.path.relpath(os.path.join(d, f), "igpo_jax")
+            for d, _, files in os.walk(root) for f in files]
 
 setup(
     name="igpo_jax",
@@ -8,7 +16,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["igpo_jax", "igpo_jax.*"]),
-    package_data={"igpo_jax": ["assets/*"]},
+    package_data={"igpo_jax": _assets()},
     install_requires=[
         "jax>=0.6,<0.11",
         "flax>=0.12",

@@ -23,19 +23,19 @@ def get_config():
     c.model.overrides.update(d_model=128, n_layers=3, n_heads=4, n_kv_heads=4,
                              mlp_hidden_size=384)
     # prompts "3 1 4 . . . . ." (8 slots), traces of running sums, answers mod 5
-    c.data.synthetic.update(modulus=5, min_terms=2, max_terms=8, width=8,
+    c.data.synthetic.update(modulus=5, min_terms=2, max_terms=8, width=8, style="steps",
                             weights=(3, 3, 3, 2, 2, 1, 1), num_train=50000, num_test=200,
                             test_min_terms=2, test_max_terms=8)
-    c.sampler.update(prompt_len=18, gen_length=32, block_length=8, steps=32, temperature=1.0,
+    c.sampler.update(prompt_len=18, gen_length=64, block_length=16, steps=64, temperature=1.0,
                      rollout_batch_size=64)
     c.sft.update(num_steps=2400, batch_size=64, micro_batch_size=64, t_sampling="stratified")
     c.rl.update(num_steps=30, prompts_per_step=8, group_size=8, num_iterations=1, beta=0.0,
                 eps_low=0.2, eps_high=0.2, ratio="sequence", aggregation="token",
                 micro_batch_size=64)
     # traces are ~20-30 tokens: small chunks; never reveal the last sum (it is the answer)
-    c.igpo.update(min_chunk=2, max_chunk=4, eta_low=0.2, eta_high=0.6, reserve=2,
+    c.igpo.update(min_chunk=3, max_chunk=6, eta_low=0.2, eta_high=0.6, reserve=4,
                   exclude_last_step=True, lam=0.5, tau=0.2)
-    c.optim.update(lr=2e-3, warmup_steps=100, schedule="cosine", weight_decay=0.01,
+    c.optim.update(lr=1e-3, warmup_steps=100, schedule="cosine", weight_decay=0.01,
                    grad_clip=1.0)
     c.eval.update(num_examples=200, batch_size=100, every=10, during_examples=100)
     c.checkpoint.update(every=10, keep=2)

@@ -101,6 +101,8 @@ def base_config() -> ml_collections.ConfigDict:
         stages=(),  # ((name, {dotted.key: value}), ...); see igpo_jax/pipeline.py
         only="",  # run just this member
         print_commands=False,  # print one command per member (for a scheduler) and exit
+        shipped=ml_collections.ConfigDict(),  # stage name -> folder in igpo_jax/assets
+        use_shipped=True,  # start from shipped stage results when they exist
     ))
     c.log_every = 1
     return c

@@ -142,7 +142,8 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
             title="All-wrong groups")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -155,6 +156,55 @@ def command_for(member: str, workdir: str) -> str:
             and not a.startswith("--workdir")]
     return " ".join(shlex.quote(a) for a in args) + \
         f" --workdir {shlex.quote(workdir)} --config.pipeline.only={shlex.quote(member)}"
+
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def export_stage(stage_dir: str, out_dir: str) -> None:
+    """Copies a finished stage as a small shippable folder: its final parameters
+    (no optimiser state), metrics, evaluation and DONE record."""
+    import shutil
+
+    from igpo_jax.checkpoint import Checkpointer
+    if not os.path.exists(os.path.join(stage_dir, "DONE.json")):
+        raise FileNotFoundError(f"{stage_dir} has no DONE.json: the stage is not finished")
+    src = Checkpointer(os.path.join(stage_dir, "checkpoints"))
+    step = src.latest_step()
+    restored = src.manager.restore(step)  # untyped restore of the saved items
+    src.close()
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    dst = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=1)
+    dst.save(step, dict(restored["params"]), None, dict(restored["meta"]), force=True)
+    dst.wait()
+    dst.close()
+    for name in ("DONE.json", "config.json", "metrics.jsonl", "sft_data.json",
+                 os.path.join("eval", "summary.json"), os.path.join("eval", "generations.jsonl")):
+        if os.path.exists(os.path.join(stage_dir, name)):
+            os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
+            shutil.copy(os.path.join(stage_dir, name), os.path.join(out_dir, name))
+
+
+def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> None:
+    """Puts shipped stage outputs (``pipeline.shipped``: stage -> asset folder) in place
+    of stages not yet run, when ``pipeline.use_shipped`` is on."""
+    import shutil
+    if not c.pipeline.use_shipped:
+        return
+    for name, asset in dict(c.pipeline.shipped).items():
+        src = asset if os.path.isabs(asset) else os.path.join(ASSETS, asset)
+        dst = os.path.join(workdir, name)
+        if os.path.exists(os.path.join(dst, "DONE.json")):
+            continue
+        if not os.path.exists(os.path.join(src, "DONE.json")):
+            print(f"[pipeline] {name}: no shipped result at {src}; running the stage", flush=True)
+            continue
+        if os.path.exists(dst):
+            shutil.rmtree(dst)
+        shutil.copytree(src, dst)
+        print(f"[pipeline] {name}: using the shipped result {src} (produced by this stage's "
+              f"own command; --config.pipeline.use_shipped=False re-creates it)", flush=True)
 
 
 def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -174,6 +224,8 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         for name in names:
             print(command_for(name, workdir))
         return {}
+    if jax.process_index() == 0:
+        install_shipped(c, workdir)
     for name in names:
         if c.pipeline.only and name != c.pipeline.only:
             continue
@@ -208,3 +260,10 @@ def recipe_stages(rl_algos: Iterable[str] = ("grpo", "igpo")) -> tuple:
         stages.append((algo, {"mode": "rl", "rl.algo": algo, "model.init_from": "{workdir}/sft",
                               "eval.after_train": True}))
     return tuple(stages)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "--export-stage":
+        raise SystemExit("usage: python -m igpo_jax.pipeline --export-stage STAGE_DIR OUT_DIR")
+    export_stage(sys.argv[2], sys.argv[3])
+    print(f"exported {sys.argv[2]} to {sys.argv[3]}")

@@ -36,6 +36,23 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("finished earlier, skipping") == 3
 
+    # a finished stage exported as a shipped asset replaces that stage in a new run
+    pipeline.export_stage(str(tmp_path / "sft"), str(tmp_path / "asset"))
+    c = _tiny()
+    c.pipeline.shipped = {"sft": str(tmp_path / "asset")}
+    c.pipeline.only = "grpo"
+    run.run(c, str(tmp_path / "again"))
+    assert "using the shipped result" in capsys.readouterr().out
+    strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa
+    from igpo_jax.metrics import read_metrics
+    assert strip(read_metrics(tmp_path / "again" / "grpo" / "metrics.jsonl")) == \
+        strip(read_metrics(tmp_path / "grpo" / "metrics.jsonl"))
+    c = _tiny()
+    c.pipeline.update(shipped={"sft": str(tmp_path / "asset")}, use_shipped=False, only="sft")
+    run.run(c, str(tmp_path / "fresh"))  # asked to re-create: the stage runs
+    assert "using the shipped result" not in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "fresh" / "sft" / "checkpoints")
+
 
 def test_print_commands_and_only(tmp_path, capsys):
     c = _tiny()
