@@ -81,3 +81,39 @@ def describe(cfg: llada.LLaDAConfig) -> str:
     return (f"LLaDA {cfg.num_params() / 1e6:.2f}M params: " +
             ", ".join(f"{k}={fields[k]}" for k in ("d_model", "n_layers", "n_heads",
                                                     "n_kv_heads", "vocab_size", "dtype")))
+
+
+@dataclasses.dataclass
+class TrainingStart:
+    """Optimiser, checkpointer, metrics writer and the state to start from."""
+
+    tx: object
+    schedule: object
+    params: dict
+    opt_state: object
+    ckpt: object
+    writer: object
+    start: int  # steps already done (0 for a fresh run)
+
+
+def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
+                   mesh: jax.sharding.Mesh, total_updates: int, data_iter,
+                   records_per_step: int, stage: str) -> TrainingStart:
+    """Builds the optimiser and resumes from ``workdir/checkpoints`` when it holds a
+    checkpoint (parameters, optimiser state, data-iterator state; metrics written
+    after that checkpoint are dropped)."""
+    from igpo_jax import optim
+    from igpo_jax.checkpoint import Checkpointer
+    from igpo_jax.metrics import MetricsWriter
+    tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
+    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
+    writer = MetricsWriter(workdir)
+    start = 0
+    if ckpt.latest_step() is not None:
+        params, opt_state, meta = ckpt.restore(None, params, opt_state)
+        start = int(meta["step"])
+        data_iter.set_state(meta["data_state"])
+        writer.truncate_after(start * records_per_step)
+        log.info("resumed %s at step %d from %s", stage, start, ckpt.directory)
+    return TrainingStart(tx, schedule, params, opt_state, ckpt, writer, start)

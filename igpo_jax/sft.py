@@ -28,11 +28,10 @@ import optax
 
 from igpo_jax import experiment, optim, preemption
 from igpo_jax import sharding as shd
-from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
-from igpo_jax.metrics import MetricsWriter, Progress
+from igpo_jax.metrics import Progress
 from igpo_jax.models import llada
 from igpo_jax.tokenizers import Tokenizer
 
@@ -143,17 +142,9 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     data_iter = index_iterator(len(examples), sft.batch_size, c.seed, jax.process_index(),
                                jax.process_count())
     params = experiment.initial_params(c, cfg, mesh)
-    tx, schedule = optim.make_optimizer(c.optim.to_dict(), sft.num_steps)
-    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
-    writer = MetricsWriter(workdir)
-    start = 0
-    if ckpt.latest_step() is not None:
-        params, opt_state, meta = ckpt.restore(None, params, opt_state)
-        start = int(meta["step"])
-        data_iter.set_state(meta["data_state"])
-        writer.truncate_after(start)
-        log.info("resumed SFT at step %d", start)
+    ts = experiment.start_training(c, workdir, params, mesh, sft.num_steps, data_iter, 1, "sft")
+    tx, schedule, params, opt_state = ts.tx, ts.schedule, ts.params, ts.opt_state
+    ckpt, writer, start = ts.ckpt, ts.writer, ts.start
     if sft.batch_size % sft.micro_batch_size:
         raise ValueError(f"sft.batch_size={sft.batch_size} must be a multiple of "
                          f"sft.micro_batch_size={sft.micro_batch_size}")

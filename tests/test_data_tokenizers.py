@@ -1,9 +1,8 @@
 import json
-import numpy as np
 import pytest
 
 from igpo_jax import rewards, tokenizers
-from igpo_jax.data import Example, format_trace, pipeline, sources, split_trace, synthetic
+from igpo_jax.data import format_trace, pipeline, sources, split_trace, synthetic
 
 
 def test_synthetic_traces_are_correct_and_deterministic():

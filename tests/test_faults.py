@@ -1,6 +1,5 @@
 """Interruptions and numerical faults: SIGTERM, SIGKILL mid-write, corruption, NaNs."""
 
-import json
 import os
 import random
 import signal
@@ -9,7 +8,6 @@ import sys
 import textwrap
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,12 +1,11 @@
 import json
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from igpo_jax import evaluate, experiment, sampling, sft
+from igpo_jax import evaluate, sampling, sft
 from igpo_jax.data import Example
 from igpo_jax.models import llada
 from igpo_jax.tokenizers import SentencePieceTokenizer

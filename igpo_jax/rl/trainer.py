@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from igpo_jax import evaluate, experiment, optim, preemption, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
-from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.data.pipeline import index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
@@ -182,17 +179,10 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     params = experiment.initial_params(c, cfg, mesh)
     # frozen reference policy; a copy, because the update step donates `params`
     ref_params = jax.tree.map(jnp.copy, params) if rl.beta > 0 else None
-    tx, schedule = optim.make_optimizer(c.optim.to_dict(), rl.num_steps * rl.num_iterations)
-    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
-    writer = MetricsWriter(workdir)
-    start = 0
-    if ckpt.latest_step() is not None:
-        params, opt_state, meta = ckpt.restore(None, params, opt_state)
-        start = int(meta["step"])
-        data_iter.set_state(meta["data_state"])
-        writer.truncate_after(start * rl.num_iterations)
-        log.info("resumed %s at step %d from %s", meta.get("stage"), start, ckpt.directory)
+    ts = experiment.start_training(c, workdir, params, mesh, rl.num_steps * rl.num_iterations,
+                                   data_iter, rl.num_iterations, rl.algo)
+    tx, schedule, params, opt_state = ts.tx, ts.schedule, ts.params, ts.opt_state
+    ckpt, writer, start = ts.ckpt, ts.writer, ts.start
     if start >= rl.num_steps:
         log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
 
