@@ -32,9 +32,8 @@ setup(
         "math-verify>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6"],
+        "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8"],
         "hf": ["tokenizers>=0.20"],
-        "tfds": ["tensorflow-datasets>=4.9.7", "array-record>=0.5"],
         "plot": ["matplotlib>=3.8"],
     },
 )
