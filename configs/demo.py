@@ -5,7 +5,7 @@
 On the synthetic running-sum task (sums mod 5 of 2-8 terms, one ``a+t=c`` line
 per step; offline, shipped character tokenizer), a 0.6M-parameter
 LLaDA-architecture model is trained from scratch with masked-diffusion SFT
-(2400 steps), then GRPO and IGPO continue from the same SFT checkpoint with the
+(4000 steps), then GRPO and IGPO continue from the same SFT checkpoint with the
 same seed, prompts and rollout budget (40 steps x 8 prompts x 8 samples). Each
 stage is evaluated on 200 held-out problems (greedy, pass@1), RL stages also
 every 10 steps on 100 of them. Prints the results table and writes
@@ -13,7 +13,7 @@ every 10 steps on 100 of them. Prints the results table and writes
 against rollouts). Re-running the command skips finished stages and resumes an
 interrupted one.
 
-The SFT stage takes about 14 minutes on a 2-core CPU, so its result ships in
+The SFT stage takes about 20 minutes on a 2-core CPU, so its result ships in
 ``igpo_jax/assets/demo_sft`` (final parameters, metrics and evaluation),
 produced by this config's own SFT stage::
 
@@ -22,7 +22,7 @@ produced by this config's own SFT stage::
     python -m igpo_jax.pipeline --export-stage runs/demo_sft/sft igpo_jax/assets/demo_sft
 
 and the demo starts from it (about 6 minutes in all). ``--config.pipeline.use_shipped=False``
-re-creates it live instead (about 20 minutes in all).
+re-creates it live instead (about 26 minutes in all).
 """
 
 from igpo_jax import configlib, pipeline
@@ -41,7 +41,7 @@ def get_config():
                             test_min_terms=2, test_max_terms=8)
     c.sampler.update(prompt_len=18, gen_length=64, block_length=16, steps=64, temperature=1.0,
                      rollout_batch_size=64)
-    c.sft.update(num_steps=2400, batch_size=64, micro_batch_size=64, t_sampling="stratified")
+    c.sft.update(num_steps=4000, batch_size=64, micro_batch_size=64, t_sampling="stratified")
     c.rl.update(num_steps=40, prompts_per_step=8, group_size=8, num_iterations=1, beta=0.0,
                 eps_low=0.2, eps_high=0.2, ratio="sequence", aggregation="token",
                 micro_batch_size=64)
