@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
         ratio="sequence",  # token | sequence (GSPO)
         aggregation="token",  # token | sequence
         advantage="mean",  # mean | std
+        loss="clipped_surrogate",  # a name in rl/grpo.py POLICY_LOSSES
         p_mask_prompt=0.0,  # 0.15 = d1 estimator
         train_on_padding=False,  # reference code: every generated position counts
         micro_batch_size=16,
@@ -146,6 +147,7 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
     _check(rl.aggregation in ("token", "sequence"), "rl.aggregation", rl.aggregation,
            "expected token|sequence")
     _check(rl.advantage in ("mean", "std"), "rl.advantage", rl.advantage, "expected mean|std")
+    _check(rl.loss == "clipped_surrogate", "rl.loss", rl.loss, "expected clipped_surrogate")
     _check(0 <= rl.p_mask_prompt < 1, "rl.p_mask_prompt", rl.p_mask_prompt, "must be in [0, 1)")
     _check(rl.beta >= 0, "rl.beta", rl.beta, "must be >= 0")
     _check(0 <= rl.eps_low < 1 and rl.eps_high >= 0, "rl.eps_low/eps_high",

@@ -149,7 +149,7 @@ def test_nan_loss_in_training_is_skipped_then_stops(tmp_path, monkeypatch):
     def nan_loss(*a, **k):
         s, d, st = real(*a, **k)
         return s * jnp.nan, d, st
-    monkeypatch.setattr(grpo, "policy_loss", nan_loss)
+    monkeypatch.setitem(grpo.POLICY_LOSSES, "clipped_surrogate", nan_loss)
     with pytest.raises(optim.NonFiniteError, match="last good checkpoint"):
         trainer.train(c, str(tmp_path))
     rows = read_metrics(tmp_path / "metrics.jsonl")

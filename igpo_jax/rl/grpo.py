@@ -84,7 +84,3 @@ def loss_denominator(loss_mask: jax.Array, aggregation: str) -> jax.Array:
 
 
 POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss}
-
-
-def zero_grads_like(tree):
-    return jax.tree.map(jnp.zeros_like, tree)

@@ -17,7 +17,6 @@ import numpy as np
 
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sampling
-from igpo_jax import sharding as shd
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, encode_traces
 from igpo_jax.models import llada
@@ -137,7 +136,3 @@ class RolloutWorker:
                      completion_tokens=float((comp != self.tok.eos_id).sum(1).mean()),
                      rollout_seconds=time.time() - t0)
         return RolloutBatch(p_ids, p_attn, comp, rew, ok, hint_mask, texts, stats)
-
-
-def place_rows(batch: dict, mesh: jax.sharding.Mesh | None) -> dict:
-    return shd.shard_batch(batch, mesh) if mesh is not None else batch

@@ -71,7 +71,7 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
         logp, _ = logprobs.completion_logprobs(params, cfg, mb.prompt_ids, mb.prompt_attn,
                                                mb.completion_ids, mb.masked_prompt,
                                                with_entropy=False)
-        s, _, stats = grpo.policy_loss(
+        s, _, stats = grpo.POLICY_LOSSES[rl.loss](
             logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages, mb.loss_mask,
             ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high, beta=rl.beta,
             aggregation=rl.aggregation)
