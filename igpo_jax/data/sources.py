@@ -57,27 +57,26 @@ def _field(row: Mapping, name: str, where: str) -> str:
     return str(value)
 
 
-def _gsm8k(row, where, cfg) -> Example:
-    q, a = _field(row, "question", where), _field(row, "answer", where)
+def _marked_solution(question: str, solution: str, parse, marker: str, where: str) -> Example:
+    """An example from a worked solution whose answer follows ``marker``."""
     try:
-        ans = rewards.gsm8k_answer(a)
+        ans = parse(solution)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from e
-    reasoning = a.split("####")[0].strip()
-    return Example(q, ans, format_trace(reasoning, ans), where)
+    return Example(question, ans, format_trace(solution.split(marker)[0].strip(), ans), where)
+
+
+def _gsm8k(row, where, cfg) -> Example:
+    return _marked_solution(_field(row, "question", where), _field(row, "answer", where),
+                            rewards.gsm8k_answer, "####", where)
 
 
 def _metamath(row, where, cfg) -> Example | None:
     kind = str(row.get("type", "")) if isinstance(row, Mapping) else ""
     if cfg.get("metamath_types") and kind not in cfg["metamath_types"]:
         return None
-    q, r = _field(row, "query", where), _field(row, "response", where)
-    try:
-        ans = rewards.metamath_answer(r)
-    except ValueError as e:
-        raise DataError(f"{where}: {e}") from e
-    reasoning = r.split("The answer is:")[0].strip()
-    return Example(q, ans, format_trace(reasoning, ans), where)
+    return _marked_solution(_field(row, "query", where), _field(row, "response", where),
+                            rewards.metamath_answer, "The answer is:", where)
 
 
 def _math(row, where, cfg) -> Example:

@@ -122,7 +122,7 @@ class LLaDAConfig:
 
     @classmethod
     def small(cls, **kw) -> "LLaDAConfig":
-        """The benchmark / demo scale: d_model 256, 4 layers, 4 heads, vocab 512."""
+        """The sampler benchmark scale: d_model 256, 4 layers, 4 heads, vocab 512."""
         base = dict(vocab_size=512, d_model=256, n_layers=4, n_heads=4, n_kv_heads=4,
                     mlp_hidden_size=768, max_sequence_length=1024, rope_theta=10000.0,
                     mask_token_id=511, eos_token_id=510, bos_token_id=509)
