@@ -118,11 +118,29 @@ def _check(cond: bool, key: str, value, fix: str):
         raise ConfigError(f"config.{key}={value!r}: {fix}")
 
 
+FREE_FORM = ("pipeline.shipped",)  # sections whose keys are the user's (stage names)
+
+
+def unknown_keys(c, schema, prefix: str = "") -> list[str]:
+    """Dotted keys of ``c`` that the schema (:func:`base_config`) does not have."""
+    out = []
+    for key in c.keys():
+        path = prefix + key
+        if key not in schema:
+            out.append(path)
+        elif isinstance(c[key], ml_collections.ConfigDict) and path not in FREE_FORM:
+            out += unknown_keys(c[key], schema[key], path + ".")
+    return out
+
+
 def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
     """Checks the config as a whole; raises :class:`ConfigError` on the first problem.
 
     ``check_paths=False`` skips the existence of folders and files (a pipeline
     checks its later stages before the earlier ones have written them)."""
+    unknown = unknown_keys(c, base_config())
+    _check(not unknown, unknown[0] if unknown else "", "?",
+           "unknown key (a typo?); every key and its default is in igpo_jax/configlib.py")
     _check(c.mode in MODES, "mode", c.mode, f"expected one of {MODES}")
     s, rl, ig = c.sampler, c.rl, c.igpo
     for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
@@ -188,6 +206,7 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
            "expected tiny|small|llada_8b, or set model.hf_dir")
     _check(m.preset != "llada_8b" or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
+    check_devices(c)
     if not check_paths:
         return
     for key in ("hf_dir", "init_from"):
@@ -196,3 +215,22 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
                       ("data.test_path", c.data.test_path),
                       ("sft.rewritten_path", c.sft.rewritten_path)):
         _check(not path or os.path.exists(path), key, path, "file not found")
+
+
+def check_devices(c: ml_collections.ConfigDict) -> None:
+    """The mesh fits the devices and the RL batch divides over its batch axes (SFT and
+    evaluation batches that do not divide are replicated instead)."""
+    import jax
+
+    from igpo_jax import sharding
+    try:
+        data, fsdp, _ = sharding.mesh_shape(c.mesh.data, c.mesh.fsdp, c.mesh.tensor,
+                                            jax.device_count())
+    except ValueError as e:
+        raise ConfigError(f"config.mesh={c.mesh.to_dict()}: {e}") from e
+    per = data * fsdp
+    n = c.rl.prompts_per_step * c.rl.group_size
+    if c.mode == "rl":
+        _check(n % per == 0, "rl.prompts_per_step", c.rl.prompts_per_step,
+               f"prompts_per_step x group_size = {n} must be divisible by the mesh's "
+               f"data x fsdp = {per}")

@@ -121,26 +121,32 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
         return _POOL
 
 
+def check_equiv(pred: str | None, gold: str, timeout: float = 2.0, symbolic: bool = True
+                ) -> tuple[bool, bool]:
+    """(equivalent, failed): ``failed`` when the check crashed or timed out (scored 0)."""
+    if pred is None or gold is None:
+        return False, False
+    try:
+        if normalize(pred) == normalize(gold):
+            return True, False
+        if not symbolic or len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+            return False, False
+        fut = _pool().submit(_math_verify_equal, normalize(pred) or pred, normalize(gold) or gold)
+        return fut.result(timeout=timeout), False
+    except concurrent.futures.TimeoutError:
+        log.warning("equivalence check timed out after %.1fs: %r vs %r", timeout, pred[:50], gold)
+        return False, True
+    except Exception:  # noqa: BLE001 - a reward never raises on model output
+        return False, True
+
+
 def is_equiv(pred: str | None, gold: str, timeout: float = 2.0, symbolic: bool = True) -> bool:
     """Mathematical equivalence of an extracted answer and the ground truth.
 
     Normalised string equality first; then math-verify (symbolic, fractions vs
     decimals, percentages), bounded by ``timeout`` seconds. Never raises.
     """
-    if pred is None or gold is None:
-        return False
-    try:
-        if normalize(pred) == normalize(gold):
-            return True
-        if not symbolic or len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
-            return False
-        fut = _pool().submit(_math_verify_equal, normalize(pred) or pred, normalize(gold) or gold)
-        return fut.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        log.warning("equivalence check timed out after %.1fs: %r vs %r", timeout, pred[:50], gold)
-        return False
-    except Exception:  # noqa: BLE001 - a reward never raises on model output
-        return False
+    return check_equiv(pred, gold, timeout, symbolic)[0]
 
 
 def format_reward(text: str) -> float:
@@ -161,18 +167,25 @@ class MathReward:
     timeout: float = 2.0
     symbolic: bool = True
 
-    def correct(self, completion: str, gold: str) -> bool:
-        return is_equiv(extract_boxed(completion), gold, self.timeout, self.symbolic)
+    def score(self, completion: str, gold: str) -> tuple[float, bool, bool]:
+        """(reward, correct, failed); a crash or timeout scores 0 and sets ``failed``."""
+        try:
+            ok, failed = check_equiv(extract_boxed(completion), gold, self.timeout,
+                                     self.symbolic)
+            if failed:
+                return 0.0, False, True
+            return (self.correct_weight * ok + self.format_weight * format_reward(completion),
+                    ok, False)
+        except Exception:  # noqa: BLE001
+            log.exception("reward failed; scoring 0")
+            return 0.0, False, True
 
     def __call__(self, completion: str, gold: str) -> tuple[float, bool]:
         """(reward, correct)."""
-        try:
-            ok = self.correct(completion, gold)
-            return self.correct_weight * ok + self.format_weight * format_reward(completion), ok
-        except Exception:  # noqa: BLE001
-            log.exception("reward failed; scoring 0")
-            return 0.0, False
+        return self.score(completion, gold)[:2]
 
-    def batch(self, completions: list[str], golds: list[str]) -> tuple[list[float], list[bool]]:
-        out = [self(c, g) for c, g in zip(completions, golds)]
-        return [r for r, _ in out], [c for _, c in out]
+    def batch(self, completions: list[str], golds: list[str]
+              ) -> tuple[list[float], list[bool], int]:
+        """Rewards, correctness, and the number of failed (crashed / timed-out) checks."""
+        out = [self.score(c, g) for c, g in zip(completions, golds)]
+        return [r for r, _, _ in out], [c for _, c, _ in out], sum(f for _, _, f in out)

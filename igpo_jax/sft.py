@@ -135,6 +135,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     log.info("SFT data: %s (overlong traces %s)", counts,
              "dropped" if sft.overlong == "drop" else "truncated")
     if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "sft_data.json"), "w") as f:
             json.dump(counts, f)
     prompts, attn = encode_prompts(tok, examples, s.prompt_len, c.data.system_prompt or None)

@@ -126,11 +126,6 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(put, batch)
 
 
-def batch_divisor(mesh: Mesh) -> int:
-    """Global batch sizes must be multiples of this (data x fsdp)."""
-    return mesh.shape["data"] * mesh.shape["fsdp"]
-
-
 def replicate_unplaced(tree: Any, mesh: Mesh) -> Any:
     """Replicates over the mesh every array not already spread over all its devices
     (e.g. the step counters of a freshly initialised optimiser state)."""

@@ -155,3 +155,67 @@ def test_nan_loss_in_training_is_skipped_then_stops(tmp_path, monkeypatch):
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert rows[0]["skipped_updates"] == 1
     assert Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 1
+
+
+def test_unfinished_write_is_ignored_with_warning(tmp_path, caplog):
+    ck = Checkpointer(str(tmp_path), keep=5)
+    ck.save(1, {"w": jnp.ones((2,))}, None, {"step": 1}, force=True)
+    ck.wait()
+    (tmp_path / "2.orbax-checkpoint-tmp-1234").mkdir()  # what a killed write leaves
+    with caplog.at_level("WARNING"):
+        _, _, meta = Checkpointer(str(tmp_path), keep=5).restore(None, {"w": jnp.zeros((2,))})
+    assert meta["step"] == 1
+    assert "unfinished checkpoint writes" in caplog.text
+
+
+def test_sft_resume_equals_uninterrupted(tmp_path):
+    from configs import tiny
+
+    from igpo_jax import sft
+    c = tiny.get_config("rl")
+    c.mode = "sft"
+    c.sft.num_steps = 4
+    full = sft.train(c, str(tmp_path / "full"))
+    sft.train(c, str(tmp_path / "part"), stop_after=2)
+    resumed = sft.train(c, str(tmp_path / "part"))
+    for k in full["params"]:
+        np.testing.assert_array_equal(np.asarray(full["params"][k]),
+                                      np.asarray(resumed["params"][k]))
+
+
+def test_reward_crash_scores_zero_and_is_counted(monkeypatch):
+    from igpo_jax import rewards
+
+    def boom(pred, gold):
+        raise RuntimeError("sympy exploded")
+    monkeypatch.setattr(rewards, "_math_verify_equal", boom)
+    r = rewards.MathReward()
+    assert r.score("\\boxed{\\sqrt{2}}", "\\frac{2}{\\sqrt{2}}") == (0.0, False, True)
+    rew, ok, failed = r.batch(["\\boxed{\\sqrt{2}}", "\\boxed{5}"], ["\\frac{2}{\\sqrt{2}}", "5"])
+    assert failed == 1 and ok == [False, True]
+
+
+def test_config_errors_before_compute(tmp_path):
+    from configs import tiny
+
+    from igpo_jax import configlib, run
+    c = tiny.get_config("rl")
+    c.rl.micro_batchsize = 8  # a typo
+    with pytest.raises(configlib.ConfigError, match="rl.micro_batchsize.*unknown key"):
+        run.run(c, str(tmp_path))
+    c = tiny.get_config("rl")
+    c.mesh.update(data=3, fsdp=1, tensor=1)
+    with pytest.raises(configlib.ConfigError, match="config.mesh"):
+        run.run(c, str(tmp_path))
+    c = tiny.get_config("rl")
+    c.rl.update(prompts_per_step=1, group_size=4, micro_batch_size=4)
+    with pytest.raises(configlib.ConfigError, match="data x fsdp = 8"):
+        run.run(c, str(tmp_path))
+    c = tiny.get_config("rl")
+    c.data.train_path = str(tmp_path / "missing.jsonl")
+    with pytest.raises(configlib.ConfigError, match="data.train_path.*file not found"):
+        run.run(c, str(tmp_path))
+    c = tiny.get_config("rl")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(configlib.ConfigError, match="not writable"):
+        run.run(c, str(tmp_path / "file" / "sub"))

@@ -58,6 +58,7 @@ class RolloutWorker:
                  reward_fn: rewards_lib.MathReward, mesh: jax.sharding.Mesh | None = None):
         self.model_cfg, self.sc, self.rc, self.hints = model_cfg, sampler_cfg, rc, hints
         self.tok, self.reward_fn, self.mesh = tok, reward_fn, mesh
+        self.reward_failures = 0  # this step's reward checks that crashed or timed out
 
     def generate(self, params, prompt_ids: np.ndarray, prompt_attn: np.ndarray, key,
                  hint_ids: np.ndarray | None = None, hint_mask: np.ndarray | None = None
@@ -82,11 +83,13 @@ class RolloutWorker:
 
     def score(self, completions: np.ndarray, golds: Sequence[str]):
         texts = [self.tok.decode_completion(c) for c in completions]
-        r, ok = self.reward_fn.batch(texts, list(golds))
+        r, ok, failed = self.reward_fn.batch(texts, list(golds))
+        self.reward_failures += failed
         return np.asarray(r, np.float32), np.asarray(ok, bool), texts
 
     def __call__(self, params, examples: Sequence[Example], key) -> RolloutBatch:
         t0 = time.time()
+        self.reward_failures = 0
         G, g_len = self.rc.group_size, self.sc.gen_length
         k_sample, k_eta, k_hint, k_gen, k_plan = jax.random.split(key, 5)
         p_ids, p_attn = encode_prompts(self.tok, examples, self.rc.prompt_len,
@@ -134,5 +137,6 @@ class RolloutWorker:
         stats.update(frac_all_wrong_after=float(after.mean()),
                      frac_zero_adv_groups=float(same.mean()),
                      completion_tokens=float((comp != self.tok.eos_id).sum(1).mean()),
+                     reward_failures=self.reward_failures,
                      rollout_seconds=time.time() - t0)
         return RolloutBatch(p_ids, p_attn, comp, rew, ok, hint_mask, texts, stats)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from igpo_jax import evaluate, experiment, optim, preemption, sampling
+from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import index_iterator
@@ -170,9 +170,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     cfg = experiment.model_config(c, tok)
     log.info("%s", experiment.describe(cfg))
     n = rl.prompts_per_step * rl.group_size
-    if n % shd.batch_divisor(mesh):
-        raise ValueError(f"prompts_per_step x group_size = {n} must be divisible by the mesh's "
-                         f"data x fsdp = {shd.batch_divisor(mesh)}")
+    configlib.check_devices(c)
     examples = load_examples(c.data.to_dict(), "train")
     data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
                                jax.process_index(), jax.process_count())
