@@ -22,7 +22,7 @@ from igpo_jax import experiment, rewards as rewards_lib, sampling
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.data.sources import load_examples
-from igpo_jax.metrics import Progress
+from igpo_jax.metrics import Progress, read_metrics
 from igpo_jax.models import llada
 from igpo_jax.tokenizers import Tokenizer
 
@@ -128,6 +128,17 @@ def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> lis
     return examples[:n] if n else examples
 
 
+def evaluate_config(c: ml_collections.ConfigDict, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
+                    examples: Sequence[Example], out_dir: str, mesh, k: int,
+                    show_progress: bool) -> dict:
+    """:func:`evaluate` with the sampler, prompt, seed and reward settings of config ``c``."""
+    return evaluate(params, cfg, tok, examples, sampler_for_eval(c), out_dir, k=k,
+                    batch_size=c.eval.batch_size, prompt_len=c.sampler.prompt_len, seed=c.seed,
+                    system_prompt=c.data.system_prompt or None, mesh=mesh,
+                    reward=rewards_lib.MathReward.from_config(c.reward),
+                    show_progress=show_progress)
+
+
 def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
              limit: int | None = None, show_progress: bool = True) -> dict:
     """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``."""
@@ -136,14 +147,8 @@ def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str 
     cfg = experiment.model_config(c, tok)
     if params is None:
         params = experiment.initial_params(c, cfg, mesh)
-    examples = eval_examples(c, limit)
-    summary = evaluate(params, cfg, tok, examples, sampler_for_eval(c),
-                       os.path.join(workdir, name), k=c.eval.k, batch_size=c.eval.batch_size,
-                       prompt_len=c.sampler.prompt_len, seed=c.seed,
-                       system_prompt=c.data.system_prompt or None, mesh=mesh,
-                       reward=rewards_lib.MathReward(c.reward.correct_weight,
-                                                     c.reward.format_weight, c.reward.timeout),
-                       show_progress=show_progress)
+    summary = evaluate_config(c, params, cfg, tok, eval_examples(c, limit),
+                              os.path.join(workdir, name), mesh, c.eval.k, show_progress)
     if show_progress and jax.process_index() == 0:
         print(format_table({name: summary}))
     return summary
@@ -163,22 +168,12 @@ class PeriodicEval:
         if not self.every or (step % self.every and not final):
             return None
         out_dir = os.path.join(self.workdir, "heldout", f"step_{step:06d}")
-        s = evaluate(params, self.cfg, self.tok, self.examples, sampler_for_eval(self.c),
-                     out_dir, k=1, batch_size=self.c.eval.batch_size,
-                     prompt_len=self.c.sampler.prompt_len, seed=self.c.seed,
-                     system_prompt=self.c.data.system_prompt or None, mesh=self.mesh,
-                     show_progress=False)
+        s = evaluate_config(self.c, params, self.cfg, self.tok, self.examples, out_dir,
+                            self.mesh, k=1, show_progress=False)
         rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"], **extra)
         if jax.process_index() == 0:
-            rows = [r for r in _read_jsonl(self.path) if r["step"] != step]
+            rows = read_metrics(self.path) if os.path.exists(self.path) else []
             with open(self.path, "w", encoding="utf-8") as f:
-                for r in rows + [rec]:
+                for r in [r for r in rows if r["step"] != step] + [rec]:
                     f.write(json.dumps(r) + "\n")
         return rec
-
-
-def _read_jsonl(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]

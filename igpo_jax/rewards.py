@@ -167,6 +167,11 @@ class MathReward:
     timeout: float = 2.0
     symbolic: bool = True
 
+    @classmethod
+    def from_config(cls, reward_cfg) -> "MathReward":
+        """From the ``reward`` section of a config."""
+        return cls(reward_cfg.correct_weight, reward_cfg.format_weight, reward_cfg.timeout)
+
     def score(self, completion: str, gold: str) -> tuple[float, bool, bool]:
         """(reward, correct, failed); a crash or timeout scores 0 and sets ``failed``."""
         try:

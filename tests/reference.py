@@ -56,6 +56,16 @@ def write_hf_checkpoint(path, c, tensors, sharded=False):
         json.dump({"metadata": {}, "weight_map": weight_map}, fh)
 
 
+def random_model(path, seed=0, **config):
+    """Random HF-layout weights written to ``path`` and loaded through the package:
+    (hf config, tensors, model)."""
+    from igpo_jax.models import llada
+    c = hf_config(**config)
+    t = random_hf_weights(c, seed=seed)
+    write_hf_checkpoint(path, c, t)
+    return c, t, llada.load_hf_checkpoint(path)
+
+
 def _rms(x, w, eps):
     x = x.astype(np.float64)
     return w * x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)

@@ -27,10 +27,7 @@ def test_hf_checkpoint_logits_match_numpy(tmp_path, kv_heads, sharded):
 
 
 def test_attention_mask_hides_padding(tmp_path):
-    c = ref.hf_config()
-    tensors = ref.random_hf_weights(c, seed=3)
-    ref.write_hf_checkpoint(tmp_path, c, tensors)
-    model = llada.load_hf_checkpoint(tmp_path)
+    c, tensors, model = ref.random_model(tmp_path, seed=3)
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 60, (2, 9)).astype(np.int32)
     mask = np.ones((2, 9), bool)

@@ -91,10 +91,7 @@ def test_all_equal_group_has_zero_gradient():
 
 
 def test_completion_logprobs_against_hand_softmax(tmp_path):
-    c = ref.hf_config()
-    t = ref.random_hf_weights(c, seed=5)
-    ref.write_hf_checkpoint(tmp_path, c, t)
-    model = llada.load_hf_checkpoint(tmp_path)
+    c, t, model = ref.random_model(tmp_path, seed=5)
     prompt = np.array([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]], np.int32)
     attn = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
     comp = np.array([[9, 10, 11, 62], [12, 13, 62, 62]], np.int32)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling
-from igpo_jax.models import llada
 from tests import reference as ref
 
 MASK, EOS = 63, 62
@@ -12,11 +11,8 @@ MASK, EOS = 63, 62
 
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory):
-    c = ref.hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64)
-    t = ref.random_hf_weights(c, seed=11)
-    path = tmp_path_factory.mktemp("ckpt")
-    ref.write_hf_checkpoint(path, c, t)
-    return c, t, llada.load_hf_checkpoint(path)
+    return ref.random_model(tmp_path_factory.mktemp("ckpt"), seed=11, vocab=64, d=32, layers=2,
+                            heads=4, kv_heads=2, mlp=64)
 
 
 def test_transfer_schedule_hand_worked():

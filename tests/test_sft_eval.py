@@ -13,10 +13,7 @@ from tests import reference as ref
 
 
 def test_sft_loss_matches_numpy(tmp_path):
-    c = ref.hf_config()
-    t = ref.random_hf_weights(c, seed=9)
-    ref.write_hf_checkpoint(tmp_path, c, t)
-    model = llada.load_hf_checkpoint(tmp_path)
+    c, t, model = ref.random_model(tmp_path, seed=9)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, 60, (3, 5)).astype(np.int32)
     attn = np.ones((3, 5), bool)

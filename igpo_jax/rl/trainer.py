@@ -192,8 +192,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     worker = RolloutWorker(cfg, sc, RolloutConfig(
         rl.group_size, s.prompt_len, min(s.rollout_batch_size, n), rl.algo, c.igpo.lam,
         c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
-        rewards_lib.MathReward(c.reward.correct_weight, c.reward.format_weight,
-                               c.reward.timeout), mesh)
+        rewards_lib.MathReward.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
     param_sh = jax.tree.map(lambda x: x.sharding, params)
     opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
