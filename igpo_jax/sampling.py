@@ -1,19 +1,37 @@
 """Fixed-step semi-autoregressive block denoising for masked diffusion LMs.
 
 SPEC.md section 3, as one jit-compiled program: a ``lax.while_loop`` over blocks
-(it stops early when every row's block is all EOS, if asked) around a
-``lax.fori_loop`` over the block's steps. Shapes are static; hints are clamped
-masks: written before the first step, never masked, never counted, never
-overwritten.
+(it stops early when every row's block is all EOS, if asked) around a loop over
+the block's steps. Shapes are static; hints are clamped masks: written before
+the first step, never masked, never counted, never overwritten.
 
-Per step the whole sequence runs through the Transformer, but the output
-projection, softmax and selection run on the current block only: positions
-outside it can never be chosen (their confidence is -inf in the reference), so
-this is exact and saves the ``[B, L, V]`` logits.
+Per step the Transformer runs, but the output projection, softmax and selection
+run on the current block only: positions outside it can never be chosen (their
+confidence is -inf in the reference), so this is exact and saves the
+``[B, L, V]`` logits.
 
 The mask token is never a candidate (its logit is excluded): writing it would
 re-mask a position, which SPEC.md forbids. A trained LLaDA never predicts it, so
 this changes nothing for real checkpoints.
+
+Fast modes (training-free, after Fast-dLLM), selected per config:
+
+* ``cache="prefix"``: a block's first step is a full forward that also stores
+  every layer's keys and values; the block's later steps run the Transformer on
+  ``[block start, end)`` only, attending to the stored keys/values of the prompt
+  and finished blocks. The window shrinks block by block, so the block loop is
+  unrolled (one static shape per block).
+* ``cache="dual"``: the later steps run on the current block only; prompt,
+  finished blocks and the still-masked suffix all come from the cache.
+* ``unmask="threshold"``: each step unmasks every masked position whose
+  confidence exceeds ``threshold``, at least one, and at least what the fixed
+  schedule needs to finish the block within its step budget; a block stops as
+  soon as nothing is masked, so the fixed step count is an upper bound.
+
+In a bidirectional model the cached keys/values of other positions go stale as
+the block changes (they are refreshed when the next block starts); that is the
+approximation these modes trade for speed. ``cache="none", unmask="fixed"`` is
+the exact sampler.
 """
 
 from __future__ import annotations
@@ -29,6 +47,8 @@ from igpo_jax import sharding as shd
 from igpo_jax.models import llada
 
 REMASKING = ("low_confidence", "random")
+CACHE_MODES = ("none", "prefix", "dual")
+UNMASK_MODES = ("fixed", "threshold")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +62,10 @@ class SamplerConfig:
     remasking: str = "low_confidence"
     cfg_scale: float = 0.0  # classifier-free guidance; 0 = off
     early_stop: bool = False  # fill with EOS once every row's block is all EOS
+    # Fast-dLLM style acceleration (module docstring); "none" + "fixed" = the exact sampler.
+    cache: str = "none"  # none | prefix | dual
+    unmask: str = "fixed"  # fixed | threshold
+    threshold: float = 0.9  # unmask="threshold": confidence above which a token is kept
 
     def __post_init__(self):
         if self.gen_length <= 0 or self.block_length <= 0 or self.steps <= 0:
@@ -58,6 +82,15 @@ class SamplerConfig:
         if self.temperature < 0 or self.cfg_scale < 0:
             raise ValueError(f"temperature={self.temperature} and cfg_scale={self.cfg_scale} "
                              f"must be >= 0")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"cache={self.cache!r}; expected one of {CACHE_MODES}")
+        if self.unmask not in UNMASK_MODES:
+            raise ValueError(f"unmask={self.unmask!r}; expected one of {UNMASK_MODES}")
+        if self.unmask == "threshold" and self.remasking != "low_confidence":
+            raise ValueError("unmask='threshold' compares model confidences; it needs "
+                             f"remasking='low_confidence', got {self.remasking!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold={self.threshold} must be in [0, 1]")
 
     @property
     def num_blocks(self) -> int:
@@ -66,6 +99,14 @@ class SamplerConfig:
     @property
     def steps_per_block(self) -> int:
         return self.steps // self.num_blocks
+
+    @property
+    def mode(self) -> str:
+        """A short name of the decoding mode, recorded in metrics and results."""
+        if self.cache == "none" and self.unmask == "fixed":
+            return "exact"
+        unmask = f"threshold{self.threshold:g}" if self.unmask == "threshold" else "fixed"
+        return f"cache={self.cache},unmask={unmask}"
 
 
 def num_transfer_tokens(num_masked: jax.Array, steps: int) -> jax.Array:
@@ -76,6 +117,19 @@ def num_transfer_tokens(num_masked: jax.Array, steps: int) -> jax.Array:
     base = num_masked[:, None] // steps
     rem = num_masked[:, None] % steps
     return base + (jnp.arange(steps)[None, :] < rem).astype(base.dtype)
+
+
+def threshold_counts(confidence: jax.Array, masked: jax.Array, min_count: jax.Array,
+                     threshold: float) -> jax.Array:
+    """Tokens to unmask this step under ``unmask="threshold"``: ``[B]``.
+
+    Every masked position whose confidence exceeds ``threshold`` and at least
+    ``max(1, min_count)`` (the floor that lets the block finish within the fixed
+    step budget), never more than the masked count.
+    """
+    remaining = jnp.sum(masked, axis=1)
+    above = jnp.sum(masked & (confidence > threshold), axis=1)
+    return jnp.minimum(jnp.maximum(above, jnp.maximum(min_count, 1)), remaining)
 
 
 def _select_top(confidence: jax.Array, k: jax.Array) -> jax.Array:
@@ -97,83 +151,170 @@ class _Static:
     eos_id: int
 
 
-def _block_logits(params, st: _Static, x, attn, prompt_len, start):
-    """float32 logits ``[B, block_length, V]`` of the block starting at ``start``."""
-    cfg, sc = st.model, st.sampler
-    b = x.shape[0]
-    if sc.cfg_scale > 0:
-        prompt_pos = (jnp.arange(x.shape[1]) < prompt_len)[None, :] & attn
-        un_x = jnp.where(prompt_pos, st.mask_id, x)
-        x = jnp.concatenate([x, un_x], axis=0)
-        attn = jnp.concatenate([attn, attn], axis=0)
-    h = llada.hidden_states(params, cfg, x, attn)
-    h = jax.lax.dynamic_slice_in_dim(h, start, sc.block_length, axis=1)
-    logits = llada.logits_from_hidden(params, cfg, h)
-    if sc.cfg_scale > 0:
+def _model_inputs(st: _Static, x, attn, prompt_len):
+    """The rows the Transformer sees: with CFG, the batch plus its prompt-masked copy."""
+    if st.sampler.cfg_scale <= 0:
+        return x, attn
+    prompt_pos = (jnp.arange(x.shape[1]) < prompt_len)[None, :] & attn
+    un_x = jnp.where(prompt_pos, st.mask_id, x)
+    return jnp.concatenate([x, un_x], axis=0), jnp.concatenate([attn, attn], axis=0)
+
+
+def _head(params, st: _Static, h, b):
+    """Block hidden states -> float32 logits ``[B, block_length, V]`` (CFG combined)."""
+    logits = llada.logits_from_hidden(params, st.model, h)
+    if st.sampler.cfg_scale > 0:
         cond, un = logits[:b], logits[b:]
-        logits = un + (sc.cfg_scale + 1.0) * (cond - un)
+        logits = un + (st.sampler.cfg_scale + 1.0) * (cond - un)
     return logits.at[..., st.mask_id].set(-jnp.inf)
+
+
+def _block_logits(params, st: _Static, x, attn, prompt_len, start):
+    """float32 logits of the block at ``start`` from a full forward (no cache)."""
+    xs, attn = _model_inputs(st, x, attn, prompt_len)
+    h = llada.hidden_states(params, st.model, xs, attn)
+    h = jax.lax.dynamic_slice_in_dim(h, start, st.sampler.block_length, axis=1)
+    return _head(params, st, h, x.shape[0])
+
+
+def _refresh(params, st: _Static, x, attn, prompt_len, start):
+    """Full forward at a block's first step: the block's logits and a fresh K/V cache."""
+    xs, attn = _model_inputs(st, x, attn, prompt_len)
+    h, cache = llada.hidden_states_and_kv(params, st.model, xs, attn)
+    h = jax.lax.dynamic_slice_in_dim(h, start, st.sampler.block_length, axis=1)
+    return _head(params, st, h, x.shape[0]), cache, attn
+
+
+def _window_logits(params, st: _Static, x, attn, cache, start, width):
+    """The block's logits from a forward over ``[start, start + width)`` against ``cache``."""
+    xw = jax.lax.dynamic_slice_in_dim(x, start, width, axis=1)
+    if st.sampler.cfg_scale > 0:  # window tokens lie after the prompt: same in both halves
+        xw = jnp.concatenate([xw, xw], axis=0)
+    h = llada.hidden_states_window(params, st.model, xw, start, cache, attn)
+    return _head(params, st, h[:, :st.sampler.block_length], x.shape[0])
+
+
+def _run_block(params, st: _Static, state, blk, attn, hint_mask, p):
+    """Denoises block ``blk`` (a Python int under cache="prefix", else traced).
+
+    ``state`` = (x, order, rng, forward_passes). Every mode takes the same random
+    draws per step, so modes differ only through the logits they see.
+    """
+    sc = st.sampler
+    bl, spb = sc.block_length, sc.steps_per_block
+    x, order, rng, nfe = state
+    start = p + blk * bl
+    hint_b = jax.lax.dynamic_slice_in_dim(hint_mask, blk * bl, bl, axis=1)
+    xb0 = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
+    n_masked = jnp.sum((xb0 == st.mask_id) & ~hint_b, axis=1)
+    schedule = num_transfer_tokens(n_masked, spb)  # [B, spb]
+    # tokens the later steps unmask under the fixed schedule: the threshold floor.
+    later = jnp.concatenate([jnp.cumsum(schedule[:, ::-1], axis=1)[:, ::-1][:, 1:],
+                             jnp.zeros_like(schedule[:, :1])], axis=1)
+
+    def masked_of(x):
+        return (jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1) == st.mask_id) & ~hint_b
+
+    def update(i, x, order, rng, logits):
+        rng, k_noise, k_rand = jax.random.split(rng, 3)
+        if sc.temperature > 0:
+            g = jax.random.gumbel(k_noise, logits.shape, jnp.float32)
+            x0 = jnp.argmax(logits / sc.temperature + g, axis=-1)
+        else:
+            x0 = jnp.argmax(logits, axis=-1)
+        if sc.remasking == "low_confidence":
+            probs = jax.nn.softmax(logits, axis=-1)
+            conf = jnp.take_along_axis(probs, x0[..., None], axis=-1)[..., 0]
+        else:
+            conf = jax.random.uniform(k_rand, x0.shape, jnp.float32)
+        masked = masked_of(x)
+        if sc.unmask == "fixed":
+            k = schedule[:, i]
+        else:
+            remaining = jnp.sum(masked, axis=1)
+            k = threshold_counts(conf, masked, remaining - later[:, i], sc.threshold)
+        conf = jnp.where(masked, conf, -jnp.inf)
+        transfer = _select_top(conf, k) & masked
+        xb = jnp.where(transfer, x0.astype(jnp.int32),
+                       jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1))
+        ob = jax.lax.dynamic_slice_in_dim(order, blk * bl, bl, axis=1)
+        ob = jnp.where(transfer, blk * spb + i, ob)
+        return (jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
+                jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1), rng)
+
+    if sc.cache == "none":
+        def logits_of(x):
+            return _block_logits(params, st, x, attn, p, start)
+        first = 0
+    else:
+        logits0, cache, attn2 = _refresh(params, st, x, attn, p, start)
+        x, order, rng = update(0, x, order, rng, logits0)
+        width = bl if sc.cache == "dual" else x.shape[1] - start  # prefix: static blk
+
+        def logits_of(x):
+            return _window_logits(params, st, x, attn2, cache, start, width)
+        first = 1
+
+    def step(i, s):
+        x, order, rng = s
+        return update(i, x, order, rng, logits_of(x))
+
+    if sc.unmask == "fixed":
+        x, order, rng = jax.lax.fori_loop(first, spb, step, (x, order, rng))
+        return x, order, rng, nfe + spb
+
+    def cond(s):
+        return (s[0] < spb) & jnp.any(masked_of(s[1][0]))
+
+    def body(s):
+        return s[0] + 1, step(s[0], s[1])
+
+    i, (x, order, rng) = jax.lax.while_loop(cond, body, (jnp.int32(first), (x, order, rng)))
+    return x, order, rng, nfe + i
 
 
 def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: _Static):
     sc = st.sampler
     b, p = prompt_ids.shape
-    bl, spb = sc.block_length, sc.steps_per_block
+    bl = sc.block_length
     gen = jnp.where(hint_mask, hint_ids, st.mask_id).astype(jnp.int32)
     x = jnp.concatenate([prompt_ids.astype(jnp.int32), gen], axis=1)
     attn = jnp.concatenate([prompt_attn, jnp.ones((b, sc.gen_length), bool)], axis=1)
 
-    def block_body(carry):
-        x, order, rng, blk, _ = carry
-        start = p + blk * bl
-        hint_b = jax.lax.dynamic_slice_in_dim(hint_mask, blk * bl, bl, axis=1)
-        xb0 = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
-        n_masked = jnp.sum((xb0 == st.mask_id) & ~hint_b, axis=1)
-        schedule = num_transfer_tokens(n_masked, spb)  # [B, spb]
-
-        def step(i, state):
-            x, order, rng = state
-            rng, k_noise, k_rand = jax.random.split(rng, 3)
-            logits = _block_logits(params, st, x, attn, p, start)  # [B, bl, V]
-            if sc.temperature > 0:
-                g = jax.random.gumbel(k_noise, logits.shape, jnp.float32)
-                x0 = jnp.argmax(logits / sc.temperature + g, axis=-1)
-            else:
-                x0 = jnp.argmax(logits, axis=-1)
-            if sc.remasking == "low_confidence":
-                probs = jax.nn.softmax(logits, axis=-1)
-                conf = jnp.take_along_axis(probs, x0[..., None], axis=-1)[..., 0]
-            else:
-                conf = jax.random.uniform(k_rand, x0.shape, jnp.float32)
-            xb = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
-            masked = (xb == st.mask_id) & ~hint_b
-            conf = jnp.where(masked, conf, -jnp.inf)
-            transfer = _select_top(conf, schedule[:, i]) & masked
-            xb = jnp.where(transfer, x0.astype(jnp.int32), xb)
-            ob = jax.lax.dynamic_slice_in_dim(order, blk * bl, bl, axis=1)
-            ob = jnp.where(transfer, blk * spb + i, ob)
-            return (jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
-                    jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1), rng)
-
-        x, order, rng = jax.lax.fori_loop(0, spb, step, (x, order, rng))
-        done = False
-        if sc.early_stop:
-            xb = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
-            done = jnp.all(xb == st.eos_id)
-        return x, order, rng, blk + 1, jnp.asarray(done)
-
-    def cond(carry):
-        return (carry[3] < sc.num_blocks) & ~carry[4]
+    def finished(x, blk):
+        if not sc.early_stop:
+            return jnp.asarray(False)
+        return jnp.all(jax.lax.dynamic_slice_in_dim(x, p + blk * bl, bl, axis=1) == st.eos_id)
 
     order = jnp.full((b, sc.gen_length), -1, jnp.int32)
-    init = (x, order, rng, jnp.int32(0), jnp.asarray(False))
-    x, order, _, blk, done = jax.lax.while_loop(cond, block_body, init)
+    state = (x, order, rng, jnp.int32(0))
+    if sc.cache == "prefix":
+        # The window [block start, end) shrinks block by block: one static shape per
+        # block, so the block loop is unrolled (early stop skips blocks via cond).
+        done, blk = jnp.asarray(False), jnp.int32(0)
+        for i in range(sc.num_blocks):
+            def run(s, i=i):
+                s = _run_block(params, st, s, i, attn, hint_mask, p)
+                return s, finished(s[0], i), jnp.int32(i + 1)
+            state, done, blk = jax.lax.cond(done, lambda s: (s, done, blk), run, state)
+    else:
+        def cond(carry):
+            return (carry[1] < sc.num_blocks) & ~carry[2]
+
+        def body(carry):
+            s, blk, _ = carry
+            s = _run_block(params, st, s, blk, attn, hint_mask, p)
+            return s, blk + 1, finished(s[0], blk)
+
+        state, blk, done = jax.lax.while_loop(cond, body, (state, jnp.int32(0),
+                                                           jnp.asarray(False)))
+    x, order, _, nfe = state
     if sc.early_stop:
         # positions after the last finished block become EOS (hints stay).
         pos = jnp.arange(sc.gen_length)[None, :]
         fill = done & (pos >= blk * bl) & ~hint_mask
         x = x.at[:, p:].set(jnp.where(fill, st.eos_id, x[:, p:]))
-    return x, order
+    return x, order, nfe
 
 
 _generate_jit = jax.jit(_generate, static_argnames=("st",))
@@ -183,11 +324,13 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
                     sampler_cfg: SamplerConfig, rng: jax.Array, *, mask_id: int | None = None,
                     eos_id: int | None = None, attention_mask=None, hint_ids=None,
                     hint_mask=None, mesh: jax.sharding.Mesh | None = None,
-                    return_order: bool = False):
+                    return_order: bool = False, return_stats: bool = False):
     """:func:`generate` on a parameter dict (what the trainer holds).
 
     With ``return_order`` also returns int32 ``[B, gen_length]``: the global step at
-    which each position was written (-1 for hints and early-stop fill).
+    which each position was written (-1 for hints and early-stop fill). With
+    ``return_stats`` also (last) a dict: ``forward_passes`` (denoising steps run,
+    each one model call; ``sampler_cfg.steps`` at most) and ``mode``.
     """
     prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
     if prompt_ids.ndim != 2:
@@ -218,8 +361,11 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
     if mesh is not None:
         params = shd.place(params, shd.tree_shardings(llada.param_specs(model_cfg), mesh))
         args = shd.shard_batch(args, mesh)
-    out, order = _generate_jit(params, *args, rng, st=st)
-    return (out, order) if return_order else out
+    out, order, nfe = _generate_jit(params, *args, rng, st=st)
+    result = (out,) + ((order,) if return_order else ())
+    if return_stats:
+        result += (dict(forward_passes=int(nfe), mode=sampler_cfg.mode),)
+    return result if len(result) > 1 else out
 
 
 def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length: int = 32,
@@ -227,7 +373,9 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
              mask_id: int | None = None, rng: jax.Array | None = None, hint_ids=None,
              hint_mask=None, *, attention_mask=None, cfg_scale: float = 0.0,
              eos_id: int | None = None, early_stop: bool = False,
-             mesh: jax.sharding.Mesh | None = None, return_order: bool = False):
+             mesh: jax.sharding.Mesh | None = None, return_order: bool = False,
+             cache: str = "none", unmask: str = "fixed", threshold: float = 0.9,
+             return_stats: bool = False):
     """Samples completions for a batch of (left-padded) prompts.
 
     Args:
@@ -246,17 +394,21 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
       early_stop: once every row's current block is all EOS, fill the rest with EOS.
       mesh: run sharded (batch over data/fsdp, model over tensor).
       return_order: also return the step at which each position was written.
+      cache: ``none`` (exact), ``prefix`` or ``dual`` K/V caching (module docstring).
+      unmask: ``fixed`` (the step schedule) or ``threshold`` (confidence > threshold,
+        at least one per step, the fixed schedule as the step budget).
+      return_stats: also return ``{"forward_passes", "mode"}``.
 
     Returns:
       int32 ``[B, P + gen_length]``: the prompt followed by the completion.
     """
     sc = SamplerConfig(gen_length, block_length, steps, float(temperature), remasking,
-                       float(cfg_scale), bool(early_stop))
+                       float(cfg_scale), bool(early_stop), cache, unmask, float(threshold))
     rng = jax.random.key(0) if rng is None else rng
     return generate_params(model.param_dict(), model.config, prompt_ids, sc, rng,
                            mask_id=mask_id, eos_id=eos_id, attention_mask=attention_mask,
                            hint_ids=hint_ids, hint_mask=hint_mask, mesh=mesh,
-                           return_order=return_order)
+                           return_order=return_order, return_stats=return_stats)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, length: int | None = None

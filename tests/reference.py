@@ -82,9 +82,21 @@ def _rope(x, theta):
     return x * cos + np.concatenate([-x2, x1], -1) * sin
 
 
-def numpy_forward(t, c, ids, attention_mask=None):
-    """float64 forward of SPEC.md section 1 on HF weights. ids [B, L] -> logits [B, L, V]."""
+def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None):
+    """float64 forward of SPEC.md section 1 on HF weights. ids [B, L] -> logits [B, L, V].
+
+    With ``stale`` (ids [B, L]) and ``window`` (lo, hi): every layer's keys and
+    values outside ``[lo, hi)`` are those of a separate forward over ``stale``
+    (recomputed from scratch, no cache): what a K/V cache filled from ``stale``
+    gives the positions in the window. ``record`` (a list) collects each layer's
+    rotated (k, v) ``[B, L, K, D]``.
+    """
     B, L = ids.shape
+    stale_kv = []
+    if stale is not None:
+        numpy_forward(t, c, stale, attention_mask, record=stale_kv)
+        outside = np.ones(L, bool)
+        outside[window[0]:window[1]] = False
     H, K = c["n_heads"], c["n_kv_heads"]
     D = c["d_model"] // H
     eps = c["rms_norm_eps"]
@@ -96,6 +108,10 @@ def numpy_forward(t, c, ids, attention_mask=None):
         q = _rope((h @ p("q_proj").T).reshape(B, L, H, D), c["rope_theta"])
         k = _rope((h @ p("k_proj").T).reshape(B, L, K, D), c["rope_theta"])
         v = (h @ p("v_proj").T).reshape(B, L, K, D)
+        if stale is not None:
+            k[:, outside], v[:, outside] = stale_kv[i][0][:, outside], stale_kv[i][1][:, outside]
+        if record is not None:
+            record.append((k, v))
         k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)
         s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
         s = np.exp(s - s.max(-1, keepdims=True))
@@ -110,8 +126,16 @@ def numpy_forward(t, c, ids, attention_mask=None):
 
 
 def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
-                   hint_ids=None, hint_mask=None, attention_mask=None):
+                   hint_ids=None, hint_mask=None, attention_mask=None, cache="none",
+                   threshold=None):
     """Step-by-step numpy version of SPEC.md section 3 at temperature 0, low_confidence.
+
+    ``cache``: "none" (exact), "prefix" or "dual": steps after a block's first see
+    keys/values of the state at the block's first step outside the window
+    ``[block start, end)`` (prefix) or ``[block start, block end)`` (dual).
+    ``threshold``: unmask every masked position with confidence above it, at
+    least one and at least what the fixed schedule still needs; the block ends
+    when nothing is masked.
 
     Returns (x [B, P+G], log) where log lists (block, step, transferred positions per row).
     """
@@ -131,20 +155,32 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
         lo, hi = P + b * block_length, P + (b + 1) * block_length
         n = ((x[:, lo:hi] == mask_id) & ~fixed[:, lo:hi]).sum(1)
         counts = np.stack([n // spb + (i < n % spb) for i in range(spb)], 1)
+        at_start = x.copy()
         for i in range(spb):
-            logits = numpy_forward(t, c, x, attn)
+            masked = (x == mask_id) & ~fixed
+            masked[:, hi:] = False
+            masked[:, :lo] = False
+            if threshold is not None and i > 0 and not masked.any():
+                break
+            if cache == "none" or i == 0:
+                logits = numpy_forward(t, c, x, attn)
+            else:
+                window = (lo, hi if cache == "dual" else x.shape[1])
+                logits = numpy_forward(t, c, x, attn, stale=at_start, window=window)
             logits[..., mask_id] = -np.inf
             x0 = logits.argmax(-1)
             p = np.exp(logits - logits.max(-1, keepdims=True))
             p /= p.sum(-1, keepdims=True)
             conf = np.take_along_axis(p, x0[..., None], -1)[..., 0]
-            masked = (x == mask_id) & ~fixed
             conf = np.where(masked, conf, -np.inf)
-            conf[:, hi:] = -np.inf
-            conf[:, :lo] = -np.inf
             moved = []
             for r in range(B):
-                sel = np.argsort(-conf[r], kind="stable")[: counts[r, i]]
+                k = counts[r, i]
+                if threshold is not None:
+                    left = masked[r].sum()
+                    floor = max(1, left - counts[r, i + 1:].sum())
+                    k = min(max((conf[r] > threshold).sum(), floor), left)
+                sel = np.argsort(-conf[r], kind="stable")[:k]
                 x[r, sel] = x0[r, sel]
                 moved.append(sorted(sel.tolist()))
             log.append((b, i, moved))

@@ -323,20 +323,31 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) 
     return out.reshape(b, kh, g, lq, d).transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)
 
 
-def _layer(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, bias) -> jax.Array:
+def _qkv(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos):
+    """Rotated queries [B, L, H, D] and keys, values [B, L, K, D] of one layer."""
     b, l, _ = x.shape
     cdt = x.dtype
     h = rms_norm(x, layer["attn_norm"], cfg.rms_norm_eps)
     q = (h @ layer["q_proj"].astype(cdt)).reshape(b, l, cfg.n_heads, cfg.head_dim)
     k = (h @ layer["k_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
     v = (h @ layer["v_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
-    q, k = apply_rotary(q, sin, cos), apply_rotary(k, sin, cos)
-    a = attention(q, k, v, bias).reshape(b, l, cfg.n_heads * cfg.head_dim)
-    x = x + a @ layer["attn_out"].astype(cdt)
+    return apply_rotary(q, sin, cos), apply_rotary(k, sin, cos), v
+
+
+def _finish_layer(cfg: LLaDAConfig, x: jax.Array, a: jax.Array, layer: Params) -> jax.Array:
+    """Attention output projection, residual and the SwiGLU MLP."""
+    b, l, _ = x.shape
+    cdt = x.dtype
+    x = x + a.reshape(b, l, cfg.n_heads * cfg.head_dim) @ layer["attn_out"].astype(cdt)
     h = rms_norm(x, layer["ff_norm"], cfg.rms_norm_eps)
     gate = jax.nn.silu(h @ layer["ff_proj"].astype(cdt))
     up = h @ layer["up_proj"].astype(cdt)
     return x + (gate * up) @ layer["ff_out"].astype(cdt)
+
+
+def _layer(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, bias) -> jax.Array:
+    q, k, v = _qkv(cfg, x, layer, sin, cos)
+    return _finish_layer(cfg, x, attention(q, k, v, bias), layer)
 
 
 def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
@@ -346,25 +357,88 @@ def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
     return jnp.where(attention_mask.astype(bool), 0.0, -1e30).astype(jnp.float32)
 
 
-def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
-                  attention_mask: jax.Array | None = None) -> jax.Array:
-    """Final-normed hidden states ``[B, L, d_model]`` (compute dtype)."""
-    cdt = _dtype(cfg.dtype)
-    seq_len = input_ids.shape[1]
+def _embed(params: Params, cfg: LLaDAConfig, input_ids: jax.Array) -> jax.Array:
+    return jnp.take(params["wte"], input_ids, axis=0).astype(_dtype(cfg.dtype))
+
+
+def _stacked_layers(params: Params) -> Params:
+    return {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("blocks/")}
+
+
+def _check_length(cfg: LLaDAConfig, seq_len: int) -> None:
     if seq_len > cfg.max_sequence_length:
         raise ValueError(f"sequence of {seq_len} tokens exceeds max_sequence_length="
                          f"{cfg.max_sequence_length}")
-    x = jnp.take(params["wte"], input_ids, axis=0).astype(cdt)
+
+
+def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+                  attention_mask: jax.Array | None = None) -> jax.Array:
+    """Final-normed hidden states ``[B, L, d_model]`` (compute dtype)."""
+    seq_len = input_ids.shape[1]
+    _check_length(cfg, seq_len)
+    x = _embed(params, cfg, input_ids)
     sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
     bias = attention_bias(attention_mask)
-    layers = {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("blocks/")}
 
     def body(x, layer):
         return _layer(cfg, x, layer, sin, cos, bias), None
 
     if cfg.remat:
         body = jax.checkpoint(body, prevent_cse=False)
-    x, _ = jax.lax.scan(body, x, layers)
+    x, _ = jax.lax.scan(body, x, _stacked_layers(params))
+    return rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
+
+
+# ---- key/value caching for block-wise decoding (sampling.py cache modes) ------------------
+def hidden_states_and_kv(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+                         attention_mask: jax.Array | None = None):
+    """:func:`hidden_states` that also returns every layer's rotated keys and values.
+
+    Returns ``(hidden [B, L, d], (keys, values))`` with keys/values
+    ``[n_layers, B, L, kv_heads, head_dim]`` in the compute dtype: the cache that
+    :func:`hidden_states_window` attends to.
+    """
+    seq_len = input_ids.shape[1]
+    _check_length(cfg, seq_len)
+    x = _embed(params, cfg, input_ids)
+    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+    bias = attention_bias(attention_mask)
+
+    def body(x, layer):
+        q, k, v = _qkv(cfg, x, layer, sin, cos)
+        return _finish_layer(cfg, x, attention(q, k, v, bias), layer), (k, v)
+
+    x, kv = jax.lax.scan(body, x, _stacked_layers(params))
+    return rms_norm(x, params["ln_f"], cfg.rms_norm_eps), kv
+
+
+def hidden_states_window(params: Params, cfg: LLaDAConfig, window_ids: jax.Array, start,
+                         kv_cache, attention_mask: jax.Array | None = None) -> jax.Array:
+    """Hidden states of the positions ``[start, start + W)`` only, against a K/V cache.
+
+    ``window_ids`` int32 ``[B, W]``; ``kv_cache`` from :func:`hidden_states_and_kv`
+    over the full length ``L``; ``attention_mask`` bool ``[B, L]``. In every layer
+    the window's own keys and values are computed fresh and written over the
+    cache's at the window positions; all other positions use the cached ones. With
+    a cache computed from the same tokens this equals ``hidden_states(...)`` at the
+    window (tested); with a stale cache it is the Fast-dLLM approximation.
+    """
+    keys, values = kv_cache
+    seq_len, w = keys.shape[2], window_ids.shape[1]
+    x = _embed(params, cfg, window_ids)
+    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+    sin = jax.lax.dynamic_slice_in_dim(sin, start, w, axis=0)
+    cos = jax.lax.dynamic_slice_in_dim(cos, start, w, axis=0)
+    bias = attention_bias(attention_mask)
+
+    def body(x, xs):
+        layer, k_c, v_c = xs
+        q, k, v = _qkv(cfg, x, layer, sin, cos)
+        k = jax.lax.dynamic_update_slice_in_dim(k_c, k.astype(k_c.dtype), start, axis=1)
+        v = jax.lax.dynamic_update_slice_in_dim(v_c, v.astype(v_c.dtype), start, axis=1)
+        return _finish_layer(cfg, x, attention(q, k, v, bias), layer), None
+
+    x, _ = jax.lax.scan(body, x, (_stacked_layers(params), keys, values))
     return rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
 
 
