@@ -12,7 +12,7 @@ import os
 import ml_collections
 
 from igpo_jax.rl.igpo import POSITIONS
-from igpo_jax.sampling import REMASKING
+from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
 
 MODES = ("rl", "sft", "eval", "pipeline")
 
@@ -57,6 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
         prompt_len=16, gen_length=64, block_length=16, steps=32, temperature=1.2,
         remasking="low_confidence", cfg_scale=0.0,
         rollout_batch_size=32,  # rows per sampler call (rollouts are chunked to this)
+        # Fast decoding (sampling.py; README "Fast rollouts"), for RL rollouts and eval:
+        cache="none",  # none (exact) | prefix | dual: reuse keys/values within a block
+        unmask="fixed",  # fixed (steps schedule) | threshold (confidence > threshold)
+        threshold=0.9,  # unmask="threshold" only
     ))
     c.rl = ml_collections.ConfigDict(dict(
         algo="igpo", num_steps=10, prompts_per_step=4, group_size=8,
@@ -152,6 +156,12 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
            f"must be a multiple of the number of blocks gen_length/block_length={nb}")
     _check(s.remasking in REMASKING, "sampler.remasking", s.remasking, f"expected {REMASKING}")
     _check(s.temperature >= 0, "sampler.temperature", s.temperature, "must be >= 0")
+    _check(s.cache in CACHE_MODES, "sampler.cache", s.cache, f"expected one of {CACHE_MODES}")
+    _check(s.unmask in UNMASK_MODES, "sampler.unmask", s.unmask,
+           f"expected one of {UNMASK_MODES}")
+    _check(0 <= s.threshold <= 1, "sampler.threshold", s.threshold, "must be in [0, 1]")
+    _check(s.unmask == "fixed" or s.remasking == "low_confidence", "sampler.unmask", s.unmask,
+           "threshold unmasking compares confidences: it needs remasking=low_confidence")
     _check(rl.algo in ALGOS, "rl.algo", rl.algo, f"expected one of {ALGOS}")
     _check(rl.group_size >= 2, "rl.group_size", rl.group_size,
            "group methods need at least 2 completions per prompt")

@@ -67,9 +67,10 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
         if all(p in done for p in batch):
             continue
         idx = np.array([i for i, _ in batch] + [batch[0][0]] * (batch_size - len(batch)))
-        out = sampling.generate_params(params, cfg, prompts[idx], sampler_cfg,
-                                       jax.random.fold_in(key, b), attention_mask=attn[idx],
-                                       mesh=mesh)
+        out, stats = sampling.generate_params(params, cfg, prompts[idx], sampler_cfg,
+                                              jax.random.fold_in(key, b),
+                                              attention_mask=attn[idx], mesh=mesh,
+                                              return_stats=True)
         comps = np.asarray(out)[: len(batch), prompt_len:]
         rows = []
         for (i, j), comp in zip(batch, comps):
@@ -78,7 +79,8 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
             rows.append(dict(index=i, sample=j, question=examples[i].question,
                              answer=examples[i].answer, meta=examples[i].meta,
                              completion=text, extracted=rewards_lib.extract_boxed(text),
-                             correct=bool(ok), reward=float(r)))
+                             correct=bool(ok), reward=float(r),
+                             forward_passes=stats["forward_passes"]))
         if jax.process_index() == 0:
             with open(gen_path, "a", encoding="utf-8") as f:
                 for r in rows:
@@ -105,7 +107,11 @@ def summarize(rows: list[dict], k: int, sc: sampling.SamplerConfig) -> dict:
             "by_meta": {m: float(np.mean(v)) for m, v in sorted(by_meta.items())},
             "sampler": dict(gen_length=sc.gen_length, block_length=sc.block_length,
                             steps=sc.steps, temperature=sc.temperature,
-                            remasking=sc.remasking)}
+                            remasking=sc.remasking, cache=sc.cache, unmask=sc.unmask,
+                            threshold=sc.threshold, mode=sc.mode),
+            # model calls of the sampler call that produced each row, mean over rows
+            "forward_passes": float(np.mean([r.get("forward_passes", sc.steps) for r in rows]))
+            if rows else 0.0}
 
 
 def format_table(summaries: dict[str, dict]) -> str:
@@ -117,9 +123,7 @@ def format_table(summaries: dict[str, dict]) -> str:
 
 
 def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
-    s = c.sampler
-    return sampling.SamplerConfig(s.gen_length, s.block_length, s.steps, c.eval.temperature,
-                                  s.remasking, s.cfg_scale)
+    return sampling.SamplerConfig.from_config(c.sampler, temperature=c.eval.temperature)
 
 
 def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> list[Example]:

@@ -92,6 +92,14 @@ class SamplerConfig:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold={self.threshold} must be in [0, 1]")
 
+    @classmethod
+    def from_config(cls, s, temperature: float | None = None) -> "SamplerConfig":
+        """From a config's ``sampler`` section (``temperature`` overrides its own)."""
+        return cls(s.gen_length, s.block_length, s.steps,
+                   float(s.temperature if temperature is None else temperature), s.remasking,
+                   float(s.cfg_scale), cache=s.cache, unmask=s.unmask,
+                   threshold=float(s.threshold))
+
     @property
     def num_blocks(self) -> int:
         return self.gen_length // self.block_length

@@ -90,15 +90,19 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
              "2 2": "\\boxed{5}", "4 4": "no answer"}
     gen_len = 48
 
-    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None):
+    calls = []
+
+    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None,
+                      return_stats=False):
         rows = []
         for p, a in zip(np.asarray(prompt_ids), np.asarray(attention_mask)):
             q = tok.decode(p[a]).strip()
             rows.append(np.concatenate([p, tok.completion_ids(texts[q], gen_len)]))
-        return np.stack(rows)
+        calls.append(len(calls) + 5)  # a different model-call count per batch: 5, 6
+        return np.stack(rows), dict(forward_passes=calls[-1], mode=sc.mode)
 
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
-    sc = sampling.SamplerConfig(gen_len, 16, 12)
+    sc = sampling.SamplerConfig(gen_len, 16, 12, cache="dual", unmask="threshold")
     cfg = llada.LLaDAConfig.tiny()
     s = evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2, prompt_len=8,
                           show_progress=False)
@@ -107,6 +111,9 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
     assert [(r["extracted"], r["correct"]) for r in rows] == [("3", True), ("5", False),
                                                               (None, False)]
     assert json.load(open(tmp_path / "summary.json"))["accuracy"] == s["accuracy"]
+    # the decoding mode and its model calls are recorded (rows of batch 1 ran 5, batch 2 ran 6)
+    assert s["sampler"]["mode"] == "cache=dual,unmask=threshold0.9"
+    assert s["forward_passes"] == pytest.approx((5 + 5 + 6) / 3)
     # a re-run resumes: nothing is generated again
     monkeypatch.setattr(sampling, "generate_params", None)
     assert evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,

@@ -31,9 +31,11 @@ def _changed(a, b):
     return max(float(jnp.abs(a[k] - b[k]).max()) for k in a)
 
 
-@pytest.mark.parametrize("algo", ["grpo", "igpo"])
-def test_one_step_changes_parameters_and_writes_metrics(tmp_path, algo):
+@pytest.mark.parametrize("algo,cache,unmask", [("grpo", "none", "fixed"),
+                                               ("igpo", "dual", "threshold")])
+def test_one_step_changes_parameters_and_writes_metrics(tmp_path, algo, cache, unmask):
     c = tiny(algo=algo)
+    c.sampler.update(cache=cache, unmask=unmask, threshold=0.3)
     # a group with rewards that differ (format reward) gives a gradient under both algos
     before = _init(c)
     out = trainer.train(c, str(tmp_path))
@@ -41,6 +43,13 @@ def test_one_step_changes_parameters_and_writes_metrics(tmp_path, algo):
     rows = read_metrics(os.path.join(tmp_path, "metrics.jsonl"))
     assert len(rows) == 1 and REQUIRED <= set(rows[0])
     assert rows[0]["stage"] == algo
+    mode = c.sampler.steps if unmask == "fixed" else None
+    assert rows[0]["rollout_mode"] == ("exact" if cache == "none" else
+                                       "cache=dual,unmask=threshold0.3")
+    if mode:  # the exact sampler runs every step; threshold finishes blocks early
+        assert rows[0]["forward_passes"] == mode
+    else:
+        assert 0 < rows[0]["forward_passes"] <= c.sampler.steps
     if algo == "igpo":  # an untrained model fails every group: inpainting triggers
         assert rows[0]["frac_all_wrong_groups"] == 1.0
         assert rows[0]["inpaint_triggered"] == c.rl.prompts_per_step
@@ -93,6 +102,13 @@ def test_config_errors_name_the_key(tmp_path):
     c.sampler.steps = 7
     with pytest.raises(configlib.ConfigError, match="sampler.steps"):
         run.run(c, str(tmp_path))
+    for key, value, match in (("cache", "kv", "sampler.cache"),
+                              ("unmask", "threshold", "needs remasking=low_confidence")):
+        c = tiny()
+        c.sampler.remasking = "random"
+        c.sampler[key] = value
+        with pytest.raises(configlib.ConfigError, match=match):
+            run.run(c, str(tmp_path))
     c = tiny()
     c.igpo.update(eta_low=0.7, eta_high=0.3)
     with pytest.raises(configlib.ConfigError, match="eta_low"):

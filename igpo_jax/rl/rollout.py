@@ -59,6 +59,7 @@ class RolloutWorker:
         self.model_cfg, self.sc, self.rc, self.hints = model_cfg, sampler_cfg, rc, hints
         self.tok, self.reward_fn, self.mesh = tok, reward_fn, mesh
         self.reward_failures = 0  # this step's reward checks that crashed or timed out
+        self.forward_passes: list[int] = []  # this step's model calls per sampler call
 
     def generate(self, params, prompt_ids: np.ndarray, prompt_attn: np.ndarray, key,
                  hint_ids: np.ndarray | None = None, hint_mask: np.ndarray | None = None
@@ -75,9 +76,11 @@ class RolloutWorker:
         outs = []
         for i in range(0, n + pad, chunk):
             p, a, hi, hm = (x[i:i + chunk] for x in arrays)
-            out = sampling.generate_params(params, self.model_cfg, p, self.sc,
-                                           jax.random.fold_in(key, i), attention_mask=a,
-                                           hint_ids=hi, hint_mask=hm, mesh=self.mesh)
+            out, stats = sampling.generate_params(params, self.model_cfg, p, self.sc,
+                                                  jax.random.fold_in(key, i), attention_mask=a,
+                                                  hint_ids=hi, hint_mask=hm, mesh=self.mesh,
+                                                  return_stats=True)
+            self.forward_passes.append(stats["forward_passes"])
             outs.append(np.asarray(out[:, p.shape[1]:]))
         return np.concatenate(outs)[:n]
 
@@ -90,6 +93,7 @@ class RolloutWorker:
     def __call__(self, params, examples: Sequence[Example], key) -> RolloutBatch:
         t0 = time.time()
         self.reward_failures = 0
+        self.forward_passes = []
         G, g_len = self.rc.group_size, self.sc.gen_length
         k_sample, k_eta, k_hint, k_gen, k_plan = jax.random.split(key, 5)
         p_ids, p_attn = encode_prompts(self.tok, examples, self.rc.prompt_len,
@@ -138,5 +142,7 @@ class RolloutWorker:
                      frac_zero_adv_groups=float(same.mean()),
                      completion_tokens=float((comp != self.tok.eos_id).sum(1).mean()),
                      reward_failures=self.reward_failures,
+                     rollout_mode=self.sc.mode,
+                     forward_passes=float(np.mean(self.forward_passes)),
                      rollout_seconds=time.time() - t0)
         return RolloutBatch(p_ids, p_attn, comp, rew, ok, hint_mask, texts, stats)

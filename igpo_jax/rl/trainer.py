@@ -184,8 +184,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     if start >= rl.num_steps:
         log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
 
-    sc = sampling.SamplerConfig(s.gen_length, s.block_length, s.steps, s.temperature,
-                                s.remasking, s.cfg_scale)
+    sc = sampling.SamplerConfig.from_config(s)
     hints = igpo.HintConfig(**{k: c.igpo[k] for k in (
         "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
         "reveal_last_chunk")})
