@@ -32,7 +32,9 @@ setup(
         "math-verify>=0.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8"],
+        "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8",
+                 "tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
+        "tfds": ["tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
         "hf": ["tokenizers>=0.20"],
         "plot": ["matplotlib>=3.8"],
     },

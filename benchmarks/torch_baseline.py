@@ -14,8 +14,12 @@ import torch.nn.functional as F
 
 
 class TorchLLaDA:
-    def __init__(self, params: dict[str, np.ndarray], cfg):
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32)))  # noqa
+    def __init__(self, params: dict, cfg, device: str = "cpu", dtype=torch.float32):
+        """``params``: numpy arrays, or (``device="cuda"``) jax arrays taken over by DLPack."""
+        def t(a):
+            if device == "cpu":
+                return torch.from_numpy(np.ascontiguousarray(np.asarray(a, np.float32))).to(dtype)
+            return torch.from_dlpack(a).to(device=device, dtype=dtype)
         self.cfg = cfg
         self.wte = t(params["wte"])
         self.ln_f = t(params["ln_f"])
@@ -31,17 +35,19 @@ class TorchLLaDA:
         inv = 1.0 / (cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         freqs = torch.arange(cfg.max_sequence_length, dtype=torch.float32)[:, None] * inv[None]
         emb = torch.cat([freqs, freqs], -1)
-        self.sin, self.cos = emb.sin(), emb.cos()
+        self.sin, self.cos = emb.sin().to(device), emb.cos().to(device)
 
     def _rms(self, x, w):
         x32 = x.float()
-        return w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.cfg.rms_norm_eps))
+        return w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.cfg.rms_norm_eps)
+                    ).to(x.dtype)
 
     def _rope(self, x):  # [B, H, L, D]
         L = x.shape[2]
         sin, cos = self.sin[:L], self.cos[:L]
-        x1, x2 = x.chunk(2, dim=-1)
-        return x * cos + torch.cat([-x2, x1], -1) * sin
+        x32 = x.float()
+        x1, x2 = x32.chunk(2, dim=-1)
+        return (x32 * cos + torch.cat([-x2, x1], -1) * sin).to(x.dtype)
 
     def layer(self, x, p):
         c = self.cfg
@@ -72,7 +78,7 @@ def get_num_transfer_tokens(mask_index, steps):
     mask_num = mask_index.sum(dim=1, keepdim=True)
     base = mask_num // steps
     remainder = mask_num % steps
-    out = torch.zeros(mask_num.size(0), steps, dtype=torch.int64) + base
+    out = torch.zeros(mask_num.size(0), steps, dtype=torch.int64, device=mask_index.device) + base
     for i in range(mask_num.size(0)):
         out[i, : remainder[i]] += 1
     return out
@@ -81,7 +87,8 @@ def get_num_transfer_tokens(mask_index, steps):
 @torch.no_grad()
 def generate(model, prompt, steps=128, gen_length=256, block_length=32, mask_id=126336):
     """LLaDA generate.py at temperature 0, low_confidence remasking."""
-    x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long)
+    x = torch.full((prompt.shape[0], prompt.shape[1] + gen_length), mask_id, dtype=torch.long,
+                   device=prompt.device)
     x[:, : prompt.shape[1]] = prompt
     num_blocks = gen_length // block_length
     steps_per_block = steps // num_blocks

@@ -22,6 +22,7 @@ MATH_SYSTEM_PROMPT = (
     "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
     "Your reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>")
 ALGOS = ("grpo", "igpo")
+DATA_SOURCES = ("synthetic", "gsm8k", "metamath", "math", "amc", "jsonl", "tfds")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -40,11 +41,15 @@ def base_config() -> ml_collections.ConfigDict:
     ))
     c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))
     c.data = ml_collections.ConfigDict(dict(
-        source="synthetic",  # synthetic | gsm8k | metamath | math | amc | jsonl
+        source="synthetic",  # synthetic | gsm8k | metamath | math | amc | jsonl | tfds
         seed=0,  # data generation (synthetic); the run's shuffling uses config.seed
         train_path="", test_path="", skip_bad_rows=False, system_prompt="",
         question_field="question", answer_field="answer", trace_field="",
         metamath_types=("GSM_AnsAug", "MATH_AnsAug"),
+        # source="tfds": a prepared tensorflow-datasets dataset (array_record, no TensorFlow)
+        tfds=ml_collections.ConfigDict(dict(name="", data_dir="", train_split="train",
+                                            test_split="test",
+                                            format="gsm8k")),  # row format: gsm8k|math|...
         synthetic=ml_collections.ConfigDict(dict(
             modulus=5, min_terms=2, max_terms=6, num_train=2000, num_test=200,
             heldout_share=0.2, test_min_terms=2, test_max_terms=6,
@@ -92,6 +97,7 @@ def base_config() -> ml_collections.ConfigDict:
         every=0,  # RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)
         during_examples=64,
         after_train=False,  # RL/SFT: evaluate on the held-out split when training ends
+        exact_sampler=False,  # evaluate with cache=none, unmask=fixed whatever sampler says
     ))
     c.reward = ml_collections.ConfigDict(dict(correct_weight=3.0, format_weight=1.0,
                                               timeout=2.0))
@@ -212,6 +218,12 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
     _check(c.tokenizer.kind in ("sentencepiece", "hf"), "tokenizer.kind", c.tokenizer.kind,
            "expected sentencepiece|hf")
     m = c.model
+    d = c.data
+    _check(d.source in DATA_SOURCES, "data.source", d.source, f"expected one of {DATA_SOURCES}")
+    _check(d.source != "tfds" or d.tfds.name, "data.tfds.name", d.tfds.name,
+           "data.source='tfds' needs the dataset's name")
+    _check(d.source != "tfds" or d.tfds.format in DATA_SOURCES[1:-1], "data.tfds.format",
+           d.tfds.format, f"expected one of {DATA_SOURCES[1:-1]}")
     _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
            "expected tiny|small|llada_8b, or set model.hf_dir")
     _check(m.preset != "llada_8b" or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,

@@ -9,6 +9,7 @@ where it stopped (batches and their random keys are fixed by the seed).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -123,7 +124,10 @@ def format_table(summaries: dict[str, dict]) -> str:
 
 
 def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
-    return sampling.SamplerConfig.from_config(c.sampler, temperature=c.eval.temperature)
+    sc = sampling.SamplerConfig.from_config(c.sampler, temperature=c.eval.temperature)
+    if c.eval.exact_sampler:
+        sc = dataclasses.replace(sc, cache="none", unmask="fixed")
+    return sc
 
 
 def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> list[Example]:

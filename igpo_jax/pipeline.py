@@ -74,7 +74,8 @@ def _member_summary(stage_dir: str) -> dict:
     if os.path.exists(eval_path):
         with open(eval_path) as f:
             ev = json.load(f)
-        out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"])
+        out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"],
+                   eval_mode=ev["sampler"].get("mode", "exact"))
     mpath = os.path.join(stage_dir, "metrics.jsonl")
     rows = read_metrics(mpath) if os.path.exists(mpath) else []
     rollouts = {r["rollout_step"]: r for r in rows if "rollout_step" in r}
@@ -89,6 +90,8 @@ def _member_summary(stage_dir: str) -> dict:
             inpaint_trigger_rate=float(sum(r["inpaint_triggered"] for r in rs) / max(groups, 1)),
             num_replaced=int(sum(r["num_replaced"] for r in rs)),
             samples_used=int(sum(r["rollouts_per_step"] + r["hinted_samples"] for r in rs)),
+            rollout_mode=rs[-1].get("rollout_mode", "exact"),
+            rollout_seconds=float(sum(r["rollout_seconds"] for r in rs)),
         )
     hpath = os.path.join(stage_dir, "heldout.jsonl")
     if os.path.exists(hpath):
@@ -103,15 +106,17 @@ def _member_summary(stage_dir: str) -> dict:
 
 def format_results(results: Mapping[str, dict]) -> str:
     head = ("| stage | held-out accuracy | all-wrong groups (rollouts) | all-wrong groups "
-            "(trained on) | inpainting trigger rate | replaced | samples used |")
-    lines = [head, "|" + "---|" * 7]
+            "(trained on) | inpainting trigger rate | replaced | samples used | rollout mode | "
+            "rollout time |")
+    lines = [head, "|" + "---|" * 9]
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for name, r in results.items():
         lines.append(f"| {name} | {pct(r.get('heldout_accuracy'))} | "
                      f"{pct(r.get('frac_all_wrong_groups'))} | "
                      f"{pct(r.get('frac_all_wrong_after'))} | "
                      f"{pct(r.get('inpaint_trigger_rate'))} | {r.get('num_replaced', '-')} | "
-                     f"{r.get('samples_used', '-')} |")
+                     f"{r.get('samples_used', '-')} | {r.get('rollout_mode', '-')} | "
+                     + (f"{r['rollout_seconds']:.0f} s |" if "rollout_seconds" in r else "- |"))
     return "\n".join(lines)
 
 

@@ -3,7 +3,10 @@
 ``synthetic`` (offline default), ``gsm8k`` (``question``, ``answer`` with
 ``####``), ``metamath`` (``query``, ``response``, ``type``; GSM_AnsAug and
 MATH_AnsAug, de-duplicated), ``math`` (``problem``, ``solution``, ``answer``),
-``amc`` (``problem``, ``answer``) and ``jsonl`` (field names from config).
+``amc`` (``problem``, ``answer``) and ``jsonl`` (field names from config); and
+``tfds``: a tensorflow-datasets dataset read through ``tfds.data_source``
+(array_record files, random access, no TensorFlow), whose rows are parsed by one
+of the formats above (``data.tfds.format``).
 
 A malformed row stops loading with an error naming the file and line, unless
 ``skip_bad_rows`` is set: then it is skipped and counted.
@@ -110,13 +113,17 @@ FILE_SOURCES: dict[str, Callable] = {"gsm8k": _gsm8k, "metamath": _metamath, "ma
 
 
 def load_file(kind: str, path: str, cfg: Mapping[str, Any] | None = None) -> list[Example]:
-    cfg = dict(cfg or {})
+    return _parse_rows(kind, ((f"{path}:{line}", row) for line, row in read_json_rows(path)),
+                       dict(cfg or {}), path)
+
+
+def _parse_rows(kind: str, rows, cfg: dict, label: str) -> list[Example]:
+    """Examples from ``(where, row)`` pairs in the row format ``kind``."""
     if kind not in FILE_SOURCES:
         raise ValueError(f"data source {kind!r}; expected one of {sorted(FILE_SOURCES)}")
     parse = FILE_SOURCES[kind]
     out, bad, seen = [], 0, set()
-    for line, row in read_json_rows(path):
-        where = f"{path}:{line}"
+    for where, row in rows:
         try:
             if isinstance(row, Exception):
                 raise row
@@ -134,10 +141,47 @@ def load_file(kind: str, path: str, cfg: Mapping[str, Any] | None = None) -> lis
             seen.add(ex.question)
         out.append(ex)
     if bad:
-        log.warning("%s: skipped %d malformed rows (data.skip_bad_rows=True)", path, bad)
+        log.warning("%s: skipped %d malformed rows (data.skip_bad_rows=True)", label, bad)
     if not out:
-        raise DataError(f"{path}: no usable rows ({bad} malformed)")
+        raise DataError(f"{label}: no usable rows ({bad} malformed)")
     return out
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy scalars
+        return _text(value.item())
+    return value
+
+
+def load_tfds(cfg: Mapping[str, Any], split: str) -> list[Example]:
+    """Examples of a tensorflow-datasets dataset, read with ``tfds.data_source``.
+
+    ``cfg["tfds"]``: ``name`` (e.g. ``gsm8k`` or ``my_math:1.0.0``), ``data_dir`` (where
+    it was prepared; empty = the tfds default), ``train_split`` / ``test_split``
+    (tfds split names, slicing like ``train[:90%]`` allowed) and ``format`` (the
+    row format: one of the file sources' formats). Bytes fields are decoded as UTF-8.
+    """
+    t = dict(cfg.get("tfds") or {})
+    if not t.get("name"):
+        raise ValueError("data.source='tfds' needs data.tfds.name")
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ImportError("data.source='tfds' needs tensorflow-datasets "
+                          "(pip install 'igpo_jax[tfds]')") from e
+    tfds_split = t.get(f"{split}_split") or split
+    kwargs = {"data_dir": t["data_dir"]} if t.get("data_dir") else {}
+    try:
+        source = tfds.data_source(t["name"], split=tfds_split, **kwargs)
+    except Exception as e:  # tfds raises several types for a missing dataset / split
+        raise DataError(f"tfds dataset {t['name']!r} split {tfds_split!r} "
+                        f"(data_dir={t.get('data_dir') or 'default'}) cannot be read: {e}") from e
+    label = f"tfds:{t['name']}/{tfds_split}"
+    rows = ((f"{label}[{i}]", {k: _text(v) for k, v in source[i].items()})
+            for i in range(len(source)))
+    return _parse_rows(t.get("format", "jsonl"), rows, cfg, label)
 
 
 def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:
@@ -155,6 +199,8 @@ def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:
             syn["min_terms"] = test_range[0] or syn.get("min_terms", 2)
             syn["max_terms"] = test_range[1] or syn.get("max_terms", 6)
         return synthetic.generate(num, split, seed=cfg.get("seed", 0), **syn)
+    if source == "tfds":
+        return load_tfds(cfg, split)
     path = cfg.get(f"{split}_path")
     if not path:
         raise ValueError(f"data.source={source!r} needs data.{split}_path")
