@@ -11,6 +11,11 @@
   d1    diffu-GRPO (d1): G 6, mu 12, lr 3e-6 constant, beta 0.04, eps 0.5,
         temperature 0.9, token ratio, p_mask_prompt 0.15, GSM8K train.
 
+Append a target for the mesh and batch layout: ``igpo-v5p32`` / ``igpo-v4_32`` (16 chips,
+fsdp 16), ``igpo-8xgpu`` (one node of 8 x 80 GB GPUs, fsdp 8); plain ``igpo`` uses
+fsdp over all devices. Plan memory without weights:
+``python -m igpo_jax.main --config configs/llada_8b.py:igpo-v5p32 --dry_run``.
+
 Not yet here: LoRA adapters (r 128, alpha 64) of the reference run; until they
 land, these configs train all parameters in bfloat16 with a full reference copy.
 """
@@ -18,9 +23,23 @@ land, these configs train all parameters in bfloat16 with a full reference copy.
 from igpo_jax import configlib
 
 
+# Where to run (the part after "-" in the arg, e.g. igpo-v5p32): mesh and batch layout.
+# bf16 params and compute, remat; full-parameter AdamW until LoRA lands. Per-device
+# memory as printed by `--dry_run` is in the README ("Running at scale").
+TARGETS = {
+    "": dict(mesh=dict(data=1, fsdp=-1, tensor=1), micro_batch_size=8),
+    "v5p32": dict(mesh=dict(data=1, fsdp=16, tensor=1), micro_batch_size=16),  # 16 chips
+    "v4_32": dict(mesh=dict(data=1, fsdp=16, tensor=1), micro_batch_size=16),  # 16 chips
+    "8xgpu": dict(mesh=dict(data=1, fsdp=8, tensor=1), micro_batch_size=8),  # 8 x 80 GB
+}
+
+
 def get_config(arg: str = "igpo"):
-    if arg not in ("igpo", "grpo", "d1"):
-        raise ValueError(f"configs/llada_8b.py:{arg}: expected igpo, grpo or d1")
+    run, _, target = arg.partition("-")
+    if run not in ("igpo", "grpo", "d1") or target not in TARGETS:
+        raise ValueError(f"configs/llada_8b.py:{arg}: expected RUN or RUN-TARGET with RUN in "
+                         f"igpo|grpo|d1 and TARGET in {sorted(t for t in TARGETS if t)}")
+    arg = run
     c = configlib.base_config()
     c.mode = "rl"
     c.model.update(preset="llada_8b", param_dtype="bfloat16", dtype="bfloat16", remat=True)
@@ -38,12 +57,14 @@ def get_config(arg: str = "igpo"):
     c.optim.update(lr=5e-7, warmup_steps=50, schedule="linear", b1=0.9, b2=0.99,
                    weight_decay=0.1, grad_clip=0.2)
     c.checkpoint.update(every=10, keep=3)
-    c.mesh.update(data=1, fsdp=-1, tensor=1)
+    c.mesh.update(**TARGETS[target]["mesh"])
+    c.rl.micro_batch_size = TARGETS[target]["micro_batch_size"]
     if arg == "d1":
         c.data.update(source="gsm8k")
         c.sampler.update(temperature=0.9)
         c.rl.update(group_size=6, prompts_per_step=16, num_iterations=12, beta=0.04,
-                    eps_low=0.5, eps_high=0.5, ratio="token", p_mask_prompt=0.15,
-                    micro_batch_size=6)
+                    eps_low=0.5, eps_high=0.5, ratio="token", p_mask_prompt=0.15)
+        if not target:
+            c.rl.micro_batch_size = 6
         c.optim.update(lr=3e-6, warmup_steps=50, schedule="constant")
     return c

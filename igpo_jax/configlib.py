@@ -31,6 +31,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.workdir = ""  # set by --workdir
 
+    # multi-host (igpo_jax/distributed.py): auto = explicit settings or a detected TPU pod /
+    # SLURM job; else one process. Env IGPO_COORDINATOR_ADDRESS/NUM_PROCESSES/PROCESS_ID.
+    c.distributed = ml_collections.ConfigDict(dict(
+        mode="auto", coordinator_address="", num_processes=0, process_id=-1,
+        cpu_collectives="gloo",  # collectives between CPU processes (tests, CPU clusters)
+    ))
     c.model = ml_collections.ConfigDict(dict(
         preset="tiny",  # tiny | small | llada_8b (random init) ... unless hf_dir / init_from
         hf_dir="",  # Hugging Face LLaDA folder (config.json + safetensors)
@@ -143,7 +149,8 @@ def unknown_keys(c, schema, prefix: str = "") -> list[str]:
     return out
 
 
-def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
+def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
+             need_weights: bool = True) -> None:
     """Checks the config as a whole; raises :class:`ConfigError` on the first problem.
 
     ``check_paths=False`` skips the existence of folders and files (a pipeline
@@ -226,7 +233,8 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True) -> None:
            d.tfds.format, f"expected one of {DATA_SOURCES[1:-1]}")
     _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
            "expected tiny|small|llada_8b, or set model.hf_dir")
-    _check(m.preset != "llada_8b" or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,
+    _check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
+           "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
     check_devices(c)
     if not check_paths:

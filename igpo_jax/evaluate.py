@@ -23,6 +23,7 @@ from igpo_jax import experiment, rewards as rewards_lib, sampling
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.data.sources import load_examples
+from igpo_jax.distributed import to_host
 from igpo_jax.metrics import Progress, read_metrics
 from igpo_jax.models import llada
 from igpo_jax.tokenizers import Tokenizer
@@ -72,7 +73,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
                                               jax.random.fold_in(key, b),
                                               attention_mask=attn[idx], mesh=mesh,
                                               return_stats=True)
-        comps = np.asarray(out)[: len(batch), prompt_len:]
+        comps = to_host(out)[: len(batch), prompt_len:]
         rows = []
         for (i, j), comp in zip(batch, comps):
             text = tok.decode_completion(comp)

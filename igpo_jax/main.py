@@ -9,11 +9,16 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from igpo_jax import optim, preemption, run
+from igpo_jax import distributed, optim, preemption, run
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Recipe config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and results go.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the RL programs with abstract inputs "
+                             "and print per-device memory and FLOPs; allocate nothing.")
+_DRY_RUN_DEVICES = flags.DEFINE_integer("dry_run_devices", 0, "With --dry_run: plan on this "
+                                        "many simulated CPU devices (e.g. 32 for a v5p-32).")
+_DRY_RUN_JSON = flags.DEFINE_string("dry_run_json", "", "With --dry_run: also write the report.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -23,7 +28,17 @@ def main(argv):
     # our progress and INFO lines; libraries (orbax, absl) only from WARNING up
     logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("igpo_jax").setLevel(std_logging.INFO)
+    if _DRY_RUN.value:
+        if _DRY_RUN_DEVICES.value:
+            import jax
+            jax.config.update("jax_platforms", "cpu")
+            jax.config.update("jax_num_cpu_devices", _DRY_RUN_DEVICES.value)
+        from igpo_jax import configlib, dry_run
+        configlib.validate(_CONFIG.value, check_paths=False, need_weights=False)
+        dry_run.run(_CONFIG.value, _DRY_RUN_JSON.value or None)
+        return
     try:
+        distributed.initialize(_CONFIG.value.distributed)  # before any backend is touched
         run.run(_CONFIG.value, _WORKDIR.value)
     except preemption.Preempted as e:
         logging.warning("%s", e)

@@ -135,9 +135,12 @@ def test_grain_iterator_state_and_process_sharding():
     assert next(it2).tolist() == nxt
     seen = [x for b in first for x in b]
     assert len(set(seen)) == 8
-    shard0 = {int(x) for _ in range(5) for x in next(pipeline.index_iterator(10, 5, 1, 0, 2))}
-    shard1 = {int(x) for x in next(pipeline.index_iterator(10, 5, 1, 1, 2))}
-    assert not shard0 & shard1
+    # two processes read disjoint halves of the same global batch, in process order
+    shard0 = next(pipeline.local_index_iterator(10, 4, 1, 0, 2)).tolist()
+    shard1 = next(pipeline.local_index_iterator(10, 4, 1, 1, 2)).tolist()
+    assert shard0 + shard1 == first[0]
+    with pytest.raises(ValueError, match="does not divide over 3 processes"):
+        pipeline.local_index_iterator(10, 4, 1, 0, 3)
 
 
 def test_encode_traces_revealable():

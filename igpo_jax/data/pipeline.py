@@ -17,14 +17,43 @@ from igpo_jax.sampling import left_pad
 from igpo_jax.tokenizers import Tokenizer
 
 
-def index_iterator(num_examples: int, batch_size: int, seed: int, process_index: int = 0,
-                   process_count: int = 1):
-    """An endless grain iterator of int arrays ``[batch_size]`` of example indices."""
-    ds = grain.MapDataset.range(num_examples)[process_index::process_count]
-    if len(ds) < batch_size:
-        raise ValueError(f"{len(ds)} examples on this process are fewer than the batch size "
-                         f"{batch_size}")
-    return iter(ds.shuffle(seed=seed).repeat().batch(batch_size, drop_remainder=True))
+def local_index_iterator(num_examples: int, batch_size: int, seed: int, process_index: int = 0,
+                         process_count: int = 1):
+    """An endless grain iterator of this process's slice ``[batch_size / process_count]``
+    of every global batch of example indices (shuffled by seed, reshuffled per epoch)."""
+    if num_examples < batch_size:
+        raise ValueError(f"{num_examples} examples are fewer than the batch size {batch_size}")
+    if batch_size % process_count:
+        raise ValueError(f"the global batch of {batch_size} does not divide over "
+                         f"{process_count} processes")
+    k = batch_size // process_count
+    ds = grain.MapDataset.range(num_examples).shuffle(seed=seed).repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return iter(ds.map(lambda b: b[process_index * k:(process_index + 1) * k]))
+
+
+class index_iterator:  # noqa: N801 (used like the grain iterator it wraps)
+    """Global batches of example indices ``[batch_size]``, the same on every process:
+    each process reads its own slice (:func:`local_index_iterator`) and the slices
+    are all-gathered. ``get_state`` / ``set_state`` are the grain iterator's."""
+
+    def __init__(self, num_examples: int, batch_size: int, seed: int, process_index: int = 0,
+                 process_count: int = 1):
+        self._it = local_index_iterator(num_examples, batch_size, seed, process_index,
+                                        process_count)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> np.ndarray:
+        from igpo_jax.distributed import gather_slices
+        return gather_slices(np.asarray(next(self._it)))
+
+    def get_state(self):
+        return self._it.get_state()
+
+    def set_state(self, state) -> None:
+        self._it.set_state(state)
 
 
 def encode_prompts(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,

@@ -18,6 +18,7 @@ import numpy as np
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sampling
 from igpo_jax.data import Example
+from igpo_jax.distributed import to_host
 from igpo_jax.data.pipeline import encode_prompts, encode_traces
 from igpo_jax.models import llada
 from igpo_jax.rl import igpo
@@ -81,7 +82,7 @@ class RolloutWorker:
                                                   hint_ids=hi, hint_mask=hm, mesh=self.mesh,
                                                   return_stats=True)
             self.forward_passes.append(stats["forward_passes"])
-            outs.append(np.asarray(out[:, p.shape[1]:]))
+            outs.append(to_host(out)[:, p.shape[1]:])
         return np.concatenate(outs)[:n]
 
     def score(self, completions: np.ndarray, golds: Sequence[str]):

@@ -17,6 +17,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
@@ -117,11 +118,14 @@ def _rl_step(r: _Run, params, opt_state, step: int):
     step_key = jax.random.fold_in(r.key, step)
     idx = next(r.data_iter)
     batch = r.worker(params, [r.examples[int(i)] for i in idx], step_key)
+    # host-side (the same on every process), then placed as global arrays
     adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](jnp.asarray(batch.rewards), rl.group_size)
     comp_mask = logprobs.completion_mask(jnp.asarray(batch.completion_ids), r.cfg.eos_token_id,
                                          rl.train_on_padding)
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
-                                  c=batch.completion_ids, h=batch.hint_mask), r.mesh)
+                                  c=batch.completion_ids, h=batch.hint_mask,
+                                  adv=np.asarray(adv), cm=np.asarray(comp_mask)), r.mesh)
+    adv, comp_mask = arrays["adv"], arrays["cm"]
     # old (and reference) log-probs of every inner iteration, before any update
     olds = []
     for j in range(rl.num_iterations):
@@ -129,8 +133,8 @@ def _rl_step(r: _Run, params, opt_state, step: int):
             olds.append(olds[0])  # same mask, same parameters: same numbers
             continue
         mk = jax.random.fold_in(jax.random.fold_in(step_key, 7919), j)
-        masked = shd.shard_batch(logprobs.prompt_mask(mk, jnp.asarray(batch.prompt_attn),
-                                                      rl.p_mask_prompt), r.mesh)
+        masked = shd.shard_batch(np.asarray(logprobs.prompt_mask(
+            mk, jnp.asarray(batch.prompt_attn), rl.p_mask_prompt)), r.mesh)
         old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
         ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
                if r.ref_params is not None else jnp.zeros_like(old))

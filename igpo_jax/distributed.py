@@ -1,0 +1,104 @@
+"""Multi-host start-up through ``jax.distributed`` and the host <-> global-array moves.
+
+igpo_jax runs one process per host (JAX's multi-controller model). Every process
+runs the same program: device work is one SPMD computation over the global mesh;
+host work (data order, rewards, IGPO hint construction, advantages) is computed
+on every process from the same global batch, so the advantages and the
+all-wrong-group test are exactly those of a single process, and groups are never
+split. Each process reads its own slice of every global batch of example indices
+(a grain map by process index) and the slices are all-gathered into the global
+batch. Only process 0 writes metrics and results; all processes take part in
+Orbax checkpoints.
+
+When to initialise (``config.distributed.mode``):
+
+* ``auto`` (default): explicit settings (config or ``IGPO_COORDINATOR_ADDRESS`` /
+  ``IGPO_NUM_PROCESSES`` / ``IGPO_PROCESS_ID``) if given; else on a multi-host
+  TPU slice or a SLURM job with more than one task, ``jax.distributed.initialize()``
+  with JAX's cluster auto-detection; else a single process.
+* ``on``: always call ``jax.distributed.initialize`` (with whatever is given).
+* ``off``: never (single process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "on", "off")
+_ENV = {"coordinator_address": "IGPO_COORDINATOR_ADDRESS",
+        "num_processes": "IGPO_NUM_PROCESSES", "process_id": "IGPO_PROCESS_ID"}
+
+
+def settings(d) -> dict[str, Any]:
+    """Explicit coordinator settings from the config section ``d``, then the environment."""
+    out: dict[str, Any] = {}
+    addr = d.coordinator_address or os.environ.get(_ENV["coordinator_address"], "")
+    if addr:
+        out["coordinator_address"] = addr
+    n = d.num_processes or int(os.environ.get(_ENV["num_processes"], 0))
+    if n:
+        out["num_processes"] = int(n)
+    pid = d.process_id if d.process_id >= 0 else int(os.environ.get(_ENV["process_id"], -1))
+    if pid >= 0:
+        out["process_id"] = int(pid)
+    return out
+
+
+def detected_cluster() -> str | None:
+    """A multi-process environment JAX can configure itself from, or None."""
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return "SLURM"
+    hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if len([h for h in hosts.split(",") if h]) > 1:
+        return "TPU pod slice"
+    return None
+
+
+def initialize(d) -> bool:
+    """Starts the multi-controller runtime if ``d`` (``config.distributed``) asks for it.
+
+    Must run before anything touches a JAX backend. Returns whether it initialised.
+    """
+    if d.mode not in MODES:
+        raise ValueError(f"distributed.mode={d.mode!r}; expected one of {MODES}")
+    if d.mode == "off":
+        return False
+    kw = settings(d)
+    cluster = detected_cluster()
+    if d.mode == "auto" and not kw and cluster is None:
+        return False
+    if kw and len(kw) != 3 and cluster is None:
+        missing = sorted(set(_ENV) - set(kw))
+        raise ValueError(f"distributed: {missing} not set (config.distributed.* or "
+                         f"{[_ENV[m] for m in missing]}); a coordinator address, the process "
+                         f"count and this process's id go together")
+    if d.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
+    log.info("jax.distributed.initialize(%s)%s", kw, f" on {cluster}" if cluster else "")
+    jax.distributed.initialize(**kw)
+    log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+             jax.process_count(), jax.local_device_count(), jax.device_count())
+    return True
+
+
+def to_host(x) -> np.ndarray:
+    """A (possibly multi-host) array as a full numpy array on every process."""
+    if jax.process_count() == 1 or not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def gather_slices(local: np.ndarray) -> np.ndarray:
+    """Concatenates every process's ``local`` rows in process order (same on all)."""
+    if jax.process_count() == 1:
+        return np.asarray(local)
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(np.asarray(local), tiled=True))

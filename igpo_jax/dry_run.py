@@ -1,0 +1,178 @@
+"""``--dry_run``: compile the RL programs for the configured model and mesh, allocate nothing.
+
+    python -m igpo_jax.main --config configs/llada_8b.py:igpo_v5p32 --dry_run
+
+Lowers and compiles the rollout sampler (one chunk of ``sampler.rollout_batch_size``
+rows), the log-prob program (the whole rollout batch in micro-batches) and the
+update step (gradient accumulation + optimiser) with abstract inputs
+(``jax.ShapeDtypeStruct`` carrying the mesh shardings; no weights are read or
+allocated), then prints, per program, the per-device memory from XLA's memory
+analysis of the compiled program (arguments, outputs, temporaries, and their sum
+less donated aliases: the peak a device must hold) and the FLOPs of one step.
+
+Run it on the machine you will train on (a TPU VM, a GPU node), or on a CPU with
+simulated devices: ``--dry_run_devices=32`` makes 32 CPU devices so that a laptop
+plans a v5p-32 mesh (CPU memory analysis reflects the CPU compiler's
+buffer assignment, close to but not the same as the TPU/GPU one).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from igpo_jax import experiment, optim, sampling
+from igpo_jax import sharding as shd
+from igpo_jax.models import llada
+
+GiB = 1024 ** 3
+
+
+def model_config(c: ml_collections.ConfigDict) -> llada.LLaDAConfig:
+    """The model config without weights or (for the 8B preset) a tokenizer."""
+    m = c.model
+    numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat)
+    overrides = {k: v for k, v in m.overrides.to_dict().items() if v}
+    if m.hf_dir:
+        return llada.LLaDAConfig.from_hf_config(m.hf_dir, **numerics, **overrides)
+    if m.preset == "llada_8b":
+        return llada.LLaDAConfig.llada_8b(**numerics, **overrides)
+    return experiment.model_config(c, experiment.build_tokenizer(c))
+
+
+def _abstract(shape, dtype, sharding):
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+
+
+def _memory(compiled) -> dict[str, float]:
+    m = compiled.memory_analysis()
+    if m is None:
+        return {}
+    out = {k: getattr(m, f"{k}_size_in_bytes", 0) / GiB
+           for k in ("argument", "output", "temp", "alias", "generated_code")}
+    out["peak"] = out["argument"] + out["output"] + out["temp"] - out["alias"]
+    return out
+
+
+def _flops(compiled) -> float | None:
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    return float(cost["flops"]) if cost and "flops" in cost else None
+
+
+def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Compiles the three RL programs abstractly; returns the report (also printed by main)."""
+    from igpo_jax.rl import trainer  # the trainer's own program builders
+
+    cfg = model_config(c)
+    mesh = experiment.build_mesh(c)
+    rl, s = c.rl, c.sampler
+    param_sh = shd.tree_shardings(llada.param_specs(cfg), mesh)
+    pdt = llada._dtype(cfg.param_dtype)
+    params = {k: _abstract(shape, pdt, param_sh[k])
+              for k, (shape, _) in llada.param_specs(cfg).items()}
+    n = rl.prompts_per_step * rl.group_size
+    chunk = min(s.rollout_batch_size, n)
+    n_micro = n // rl.micro_batch_size
+    p, g = s.prompt_len, s.gen_length
+
+    def batch(rows, length, dtype):
+        return _abstract((rows, length), dtype, shd.batch_sharding(mesh, 2, rows))
+
+    report: dict[str, Any] = dict(
+        model=dict(params=cfg.num_params(), d_model=cfg.d_model, n_layers=cfg.n_layers,
+                   param_dtype=cfg.param_dtype, dtype=cfg.dtype, remat=cfg.remat),
+        mesh=dict(mesh.shape), devices=jax.device_count(),
+        platform=jax.devices()[0].platform, programs={})
+
+    # 1. rollout: one sampler chunk
+    sc = sampling.SamplerConfig.from_config(s)
+    st = sampling._Static(cfg, sc, cfg.mask_token_id, cfg.eos_token_id)
+    rng = jax.eval_shape(lambda: jax.random.key(0))
+    rollout = sampling._generate_jit.lower(
+        params, batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
+        batch(chunk, g, jnp.int32), batch(chunk, g, jnp.bool_), rng, st=st).compile()
+    calls = -(-n // chunk) * (2 if rl.algo == "igpo" else 1)  # hinted rows at most double it
+    report["programs"]["rollout"] = dict(rows=chunk, calls_per_step_max=calls,
+                                         memory_gib=_memory(rollout), flops=_flops(rollout))
+
+    # 2. old / reference log-probs of the whole batch
+    logprob = trainer.make_logprob_fn(cfg, n_micro).lower(
+        params, batch(n, p, jnp.int32), batch(n, p, jnp.bool_), batch(n, p, jnp.bool_),
+        batch(n, g, jnp.int32)).compile()
+    report["programs"]["logprobs"] = dict(rows=n, micro_batches=n_micro,
+                                          memory_gib=_memory(logprob), flops=_flops(logprob))
+
+    # 3. the update step (optimiser state sharded as the trainer's tx.init gives it)
+    tx, _ = optim.make_optimizer(c.optim.to_dict(), max(rl.num_steps * rl.num_iterations, 1))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    # moments sharded like their parameters (the trainer's eager tx.init keeps the
+    # params' shardings), counters replicated (shd.replicate_unplaced)
+    opt_state = optax.tree_map_params(
+        tx, lambda leaf, sh: _abstract(leaf.shape, leaf.dtype, sh),
+        jax.eval_shape(tx.init, params), param_sh,
+        transform_non_params=lambda leaf: _abstract(leaf.shape, leaf.dtype, replicated))
+    f32 = lambda rows, length: batch(rows, length, jnp.float32)  # noqa: E731
+    tb = trainer.TrainBatch(batch(n, p, jnp.int32), batch(n, p, jnp.bool_),
+                            batch(n, p, jnp.bool_), batch(n, g, jnp.int32),
+                            batch(n, g, jnp.bool_),
+                            _abstract((n,), jnp.float32, shd.batch_sharding(mesh, 1, n)),
+                            f32(n, g), f32(n, g))
+    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
+    step = jax.jit(trainer.make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
+                   out_shardings=(param_sh, opt_sh, None))
+    update = step.lower(params, opt_state, tb).compile()
+    report["programs"]["update"] = dict(rows=n, micro_batches=n_micro,
+                                        memory_gib=_memory(update), flops=_flops(update))
+    param_bytes = sum(x.size * x.dtype.itemsize for x in params.values())
+    opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(opt_state))
+    report["state_gib_total"] = dict(params=param_bytes / GiB, optimizer=opt_bytes / GiB,
+                                     reference_copy=param_bytes / GiB if rl.beta > 0 else 0.0)
+    # analytic FLOPs of one RL step (model matmuls + attention; whole batch, all devices)
+    seq = p + g
+    fwd = cfg.flops_per_token(seq) * seq
+    report["flops_per_step_analytic"] = dict(
+        rollout=n * sc.steps * fwd * (2 if rl.algo == "igpo" else 1),
+        logprobs=n * fwd * rl.num_iterations * (2 if rl.beta > 0 else 1),
+        update=3 * n * fwd * rl.num_iterations)
+    return report
+
+
+def format_report(r: dict[str, Any]) -> str:
+    lines = [f"dry run: LLaDA {r['model']['params'] / 1e9:.2f}B params "
+             f"({r['model']['n_layers']} layers, d_model {r['model']['d_model']}, "
+             f"{r['model']['param_dtype']} params, {r['model']['dtype']} compute, "
+             f"remat={r['model']['remat']}) on {r['devices']} {r['platform']} devices, "
+             f"mesh {r['mesh']}",
+             "| program | rows | per-device peak GiB | arguments | outputs | temporaries | "
+             "compiled FLOPs / device |", "|---|---|---|---|---|---|---|"]
+    for name, prog in r["programs"].items():
+        m = prog["memory_gib"]
+        fl = f"{prog['flops']:.3g}" if prog["flops"] else "n/a"
+        lines.append(f"| {name} | {prog['rows']} | {m.get('peak', float('nan')):.2f} | "
+                     f"{m.get('argument', float('nan')):.2f} | {m.get('output', float('nan')):.2f}"
+                     f" | {m.get('temp', float('nan')):.2f} | {fl} |")
+    st, fa = r["state_gib_total"], r["flops_per_step_analytic"]
+    lines.append(f"state, all devices together: params {st['params']:.1f} GiB, optimiser "
+                 f"{st['optimizer']:.1f} GiB, reference copy {st['reference_copy']:.1f} GiB")
+    lines.append("FLOPs per RL step (analytic, all devices): " +
+                 ", ".join(f"{k} {v:.3g}" for k, v in fa.items()) +
+                 f"; total {sum(fa.values()):.3g}")
+    return "\n".join(lines)
+
+
+def run(c: ml_collections.ConfigDict, json_path: str | None = None) -> dict[str, Any]:
+    report = plan(c)
+    if jax.process_index() == 0:
+        print(format_report(report), flush=True)
+        if json_path:
+            with open(json_path, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2)
+    return report
+

@@ -1,0 +1,46 @@
+"""One process of the multi-process test (tests/test_multiprocess.py).
+
+    python -m tests.multiprocess_worker WORKDIR OUT.npz NUM_PROCESSES PROCESS_ID PORT DEVICES
+
+Runs two IGPO steps of ``configs/tiny.py:rl`` on CPU with DEVICES local devices;
+with NUM_PROCESSES > 1 through ``jax.distributed`` (coordinator 127.0.0.1:PORT).
+Process 0 writes the final parameters and the step metrics to OUT.npz.
+"""
+
+import json
+import os
+import sys
+
+
+def main(workdir, out_path, num_processes, process_id, port, devices):
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    import jax
+    jax.config.update("jax_num_cpu_devices", int(devices))
+    import numpy as np
+
+    from configs import tiny
+    from igpo_jax import configlib, distributed
+    from igpo_jax.metrics import read_metrics
+
+    c = tiny.get_config("rl")
+    c.rl.update(algo="igpo", num_steps=2)
+    c.eval.every = 0
+    if int(num_processes) > 1:
+        c.distributed.update(mode="on", coordinator_address=f"127.0.0.1:{port}",
+                             num_processes=int(num_processes), process_id=int(process_id))
+    else:
+        c.distributed.mode = "off"
+    distributed.initialize(c.distributed)
+    assert jax.device_count() == int(devices) * int(num_processes)
+    from igpo_jax.rl import trainer
+    configlib.validate(c)  # as main.py does
+    out = trainer.train(c, workdir)
+    params = {k: distributed.to_host(v) for k, v in out["params"].items()}
+    if jax.process_index() == 0:
+        rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+        np.savez(out_path, metrics=json.dumps(rows), process_count=jax.process_count(),
+                 **{k.replace("/", "__"): v for k, v in params.items()})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,49 @@
+"""--dry_run: the RL programs of an 8B-width, reduced-depth model compile on 8 simulated
+devices from abstract inputs, with per-device memory and FLOPs reported."""
+
+import jax
+import pytest
+
+from configs import llada_8b
+from igpo_jax import dry_run
+from igpo_jax.models import llada
+
+
+def _config(**mesh):
+    c = llada_8b.get_config("igpo")
+    c.model.overrides.n_layers = 2  # 8B width (d_model 4096, vocab 126464), 2 layers
+    c.sampler.update(prompt_len=32, gen_length=32, block_length=16, steps=4,
+                     rollout_batch_size=8)
+    c.rl.update(prompts_per_step=2, group_size=8, micro_batch_size=8, num_iterations=1)
+    c.mesh.update(**mesh)
+    return c
+
+
+@pytest.mark.parametrize("mesh", [dict(data=1, fsdp=8, tensor=1), dict(data=2, fsdp=2, tensor=2)])
+def test_dry_run_reports_memory_and_flops_without_allocating(mesh, capsys):
+    c = _config(**mesh)
+    before = sum(x.nbytes for x in jax.live_arrays())
+    report = dry_run.run(c)
+    # nothing the size of the model was allocated (the 2-layer model is 2.3 GB in bf16)
+    assert sum(x.nbytes for x in jax.live_arrays()) - before < 50e6
+    cfg = llada.LLaDAConfig.llada_8b(n_layers=2)
+    assert report["model"]["params"] == cfg.num_params()
+    assert report["devices"] == 8 and report["mesh"] == mesh
+    param_gib = cfg.num_params() * 2 / 2 ** 30
+    shards = mesh["fsdp"] * mesh["tensor"]  # params are replicated over "data"
+    for name in ("rollout", "logprobs"):
+        prog = report["programs"][name]
+        mem = prog["memory_gib"]
+        # every device holds exactly its shard of the bf16 parameters (+ a small batch)
+        assert param_gib / shards < mem["argument"] < param_gib / shards * 1.02, (name, mem)
+        assert mem["peak"] >= mem["argument"] and prog["flops"] > 0
+    upd = report["programs"]["update"]
+    # the update holds params + AdamW moments (2 x params), all sharded like the params,
+    # and donates them (aliased outputs)
+    state = 3 * param_gib / shards
+    assert state < upd["memory_gib"]["argument"] < state * 1.02, upd
+    assert upd["memory_gib"]["alias"] > 0.98 * state and upd["flops"] > 0
+    st = report["state_gib_total"]
+    assert st["params"] == pytest.approx(param_gib) and st["optimizer"] > 1.9 * param_gib
+    out = capsys.readouterr().out
+    assert "per-device peak GiB" in out and "| update |" in out and "FLOPs per RL step" in out
