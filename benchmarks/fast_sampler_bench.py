@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.sampler_bench import hardware  # noqa: E402
+from benchmarks.sampler_bench import add_shape_args, hardware  # noqa: E402
 from igpo_jax import sampling  # noqa: E402
 from igpo_jax.models import llada  # noqa: E402
 
@@ -167,19 +167,12 @@ def accuracy(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", choices=["speed", "accuracy"])
-    ap.add_argument("--preset", default="small", choices=["small", "llada_8b"])
+    add_shape_args(ap)
     ap.add_argument("--layers", type=int, default=0, help="override the preset's depth")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prompt", type=int, default=64)
-    ap.add_argument("--gen", type=int, default=256)
-    ap.add_argument("--block", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--modes", default="prefix,dual",
                     help="speed: modes to run besides exact, from " +
                     ",".join(m[0] for m in MODES[1:]))
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--torch-repeats", type=int, default=1)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", default="", help="also write the rows here")

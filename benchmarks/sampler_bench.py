@@ -67,8 +67,8 @@ def layer_flops(cfg, batch, seq_len):
     return batch * seq_len * 2 * (2 * d * d + 2 * d * kv + 3 * d * f + 2 * seq_len * d)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_shape_args(ap: argparse.ArgumentParser) -> None:
+    """Model and sampler shape flags shared by the sampler benchmarks."""
     ap.add_argument("--preset", default="small", choices=["small", "llada_8b"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--batch", type=int, default=8)
@@ -77,6 +77,11 @@ def main():
     ap.add_argument("--block", type=int, default=32)
     ap.add_argument("--steps", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_shape_args(ap)
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args()
 

@@ -372,31 +372,12 @@ def _check_length(cfg: LLaDAConfig, seq_len: int) -> None:
 
 
 def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
-                  attention_mask: jax.Array | None = None) -> jax.Array:
-    """Final-normed hidden states ``[B, L, d_model]`` (compute dtype)."""
-    seq_len = input_ids.shape[1]
-    _check_length(cfg, seq_len)
-    x = _embed(params, cfg, input_ids)
-    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
-    bias = attention_bias(attention_mask)
+                  attention_mask: jax.Array | None = None, return_kv: bool = False):
+    """Final-normed hidden states ``[B, L, d_model]`` (compute dtype).
 
-    def body(x, layer):
-        return _layer(cfg, x, layer, sin, cos, bias), None
-
-    if cfg.remat:
-        body = jax.checkpoint(body, prevent_cse=False)
-    x, _ = jax.lax.scan(body, x, _stacked_layers(params))
-    return rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
-
-
-# ---- key/value caching for block-wise decoding (sampling.py cache modes) ------------------
-def hidden_states_and_kv(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
-                         attention_mask: jax.Array | None = None):
-    """:func:`hidden_states` that also returns every layer's rotated keys and values.
-
-    Returns ``(hidden [B, L, d], (keys, values))`` with keys/values
-    ``[n_layers, B, L, kv_heads, head_dim]`` in the compute dtype: the cache that
-    :func:`hidden_states_window` attends to.
+    With ``return_kv`` returns ``(hidden, (keys, values))``: every layer's rotated
+    keys and values ``[n_layers, B, L, kv_heads, head_dim]``, the cache that
+    :func:`hidden_states_window` attends to (sampling.py cache modes).
     """
     seq_len = input_ids.shape[1]
     _check_length(cfg, seq_len)
@@ -406,10 +387,21 @@ def hidden_states_and_kv(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
 
     def body(x, layer):
         q, k, v = _qkv(cfg, x, layer, sin, cos)
-        return _finish_layer(cfg, x, attention(q, k, v, bias), layer), (k, v)
+        return _finish_layer(cfg, x, attention(q, k, v, bias), layer), (
+            (k, v) if return_kv else None)
 
+    if cfg.remat and not return_kv:
+        body = jax.checkpoint(body, prevent_cse=False)
     x, kv = jax.lax.scan(body, x, _stacked_layers(params))
-    return rms_norm(x, params["ln_f"], cfg.rms_norm_eps), kv
+    x = rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
+    return (x, kv) if return_kv else x
+
+
+# ---- key/value caching for block-wise decoding (sampling.py cache modes) ------------------
+def hidden_states_and_kv(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
+                         attention_mask: jax.Array | None = None):
+    """``hidden_states(..., return_kv=True)``: ``(hidden, (keys, values))``."""
+    return hidden_states(params, cfg, input_ids, attention_mask, return_kv=True)
 
 
 def hidden_states_window(params: Params, cfg: LLaDAConfig, window_ids: jax.Array, start,
