@@ -33,18 +33,6 @@ from igpo_jax.models import llada
 GiB = 1024 ** 3
 
 
-def model_config(c: ml_collections.ConfigDict) -> llada.LLaDAConfig:
-    """The model config without weights or (for the 8B preset) a tokenizer."""
-    m = c.model
-    numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat)
-    overrides = {k: v for k, v in m.overrides.to_dict().items() if v}
-    if m.hf_dir:
-        return llada.LLaDAConfig.from_hf_config(m.hf_dir, **numerics, **overrides)
-    if m.preset == "llada_8b":
-        return llada.LLaDAConfig.llada_8b(**numerics, **overrides)
-    return experiment.model_config(c, experiment.build_tokenizer(c))
-
-
 def _abstract(shape, dtype, sharding):
     return jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
 
@@ -70,7 +58,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     """Compiles the three RL programs abstractly; returns the report (also printed by main)."""
     from igpo_jax.rl import trainer  # the trainer's own program builders
 
-    cfg = model_config(c)
+    cfg = experiment.model_config(c)  # no tokenizer needed for an HF folder or the 8B preset
     mesh = experiment.build_mesh(c)
     rl, s = c.rl, c.sampler
     param_sh = shd.tree_shardings(llada.param_specs(cfg), mesh)
@@ -124,10 +112,8 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
                             batch(n, g, jnp.bool_),
                             _abstract((n,), jnp.float32, shd.batch_sharding(mesh, 1, n)),
                             f32(n, g), f32(n, g))
-    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
-    step = jax.jit(trainer.make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
-                   out_shardings=(param_sh, opt_sh, None))
-    update = step.lower(params, opt_state, tb).compile()
+    update = trainer.make_train_step(cfg, tx, rl, n_micro, params, opt_state).lower(
+        params, opt_state, tb).compile()
     report["programs"]["update"] = dict(rows=n, micro_batches=n_micro,
                                         memory_gib=_memory(update), flops=_flops(update))
     param_bytes = sum(x.size * x.dtype.itemsize for x in params.values())

@@ -26,7 +26,10 @@ def build_tokenizer(c: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
     return tokenizers.load_tokenizer(c.tokenizer.kind, c.tokenizer.path or None)
 
 
-def model_config(c: ml_collections.ConfigDict, tok: tokenizers.Tokenizer) -> llada.LLaDAConfig:
+def model_config(c: ml_collections.ConfigDict,
+                 tok: tokenizers.Tokenizer | None = None) -> llada.LLaDAConfig:
+    """The model config; checked against ``tok`` when given. Small presets take their
+    vocabulary from the tokenizer (built from the config when not given)."""
     m = c.model
     numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat)
     if m.hf_dir:
@@ -37,9 +40,12 @@ def model_config(c: ml_collections.ConfigDict, tok: tokenizers.Tokenizer) -> lla
             cfg = llada.LLaDAConfig.llada_8b(**numerics, **overrides)
         else:
             # small models take their vocabulary and special ids from the tokenizer
+            tok = tok or build_tokenizer(c)
             cfg = getattr(llada.LLaDAConfig, m.preset)(
                 vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, eos_token_id=tok.eos_id,
                 bos_token_id=tok.bos_id, **numerics, **overrides)
+    if tok is None:
+        return cfg
     if cfg.vocab_rows < tok.vocab_size:
         raise ValueError(f"the tokenizer has {tok.vocab_size} tokens but the model only "
                          f"{cfg.vocab_rows} embedding rows")

@@ -111,17 +111,14 @@ def tree_shardings(specs: Mapping[str, tuple[tuple[int, ...], tuple[str | None, 
 def place(tree: Mapping[str, Any], shardings: Mapping[str, NamedSharding]) -> dict[str, Any]:
     """Places host or device arrays with the given shardings (global arrays when several
     processes run: every process passes the same full values)."""
-    if jax.process_count() == 1:
-        return {k: jax.device_put(v, shardings[k]) for k, v in tree.items()}
-    return {k: v if isinstance(v, jax.Array) and v.sharding == shardings[k]
-            else _global(v, shardings[k]) for k, v in tree.items()}
+    return {k: put(v, shardings[k]) for k, v in tree.items()}
 
 
-def _global(x, sharding: NamedSharding) -> jax.Array:
-    """A global array from the full value that every process holds (each device takes
-    its slice)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return jax.device_put(x, sharding)  # already global: reshard
+def put(x, sharding: NamedSharding) -> jax.Array:
+    """``jax.device_put``; with several processes, a global array from the full value
+    that every process holds (each device takes its slice)."""
+    if jax.process_count() == 1 or (isinstance(x, jax.Array) and not x.is_fully_addressable):
+        return jax.device_put(x, sharding)  # one process, or already global: (re)shard
     x = np.asarray(x)
     return jax.make_array_from_process_local_data(sharding, x, x.shape)
 
@@ -134,13 +131,10 @@ def batch_sharding(mesh: Mesh, ndim: int = 2, batch_size: int | None = None) -> 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
     """Places every array of a pytree with its leading axis over the batch axes."""
-    def put(x):
-        sharding = batch_sharding(mesh, x.ndim, x.shape[0])
-        if jax.process_count() > 1:
-            return _global(x, sharding)
+    def put_rows(x):
         x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        return jax.device_put(x, sharding)
-    return jax.tree.map(put, batch)
+        return put(x, batch_sharding(mesh, x.ndim, x.shape[0]))
+    return jax.tree.map(put_rows, batch)
 
 
 def replicate_unplaced(tree: Any, mesh: Mesh) -> Any:

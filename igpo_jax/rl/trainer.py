@@ -65,7 +65,10 @@ def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int):
 
 
 def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
-                    rl: ml_collections.ConfigDict, n_micro: int):
+                    rl: ml_collections.ConfigDict, n_micro: int, params, opt_state):
+    """jit: (params, opt_state, TrainBatch) -> (params, opt_state, metrics), donating the
+    state and keeping the shardings of ``params`` / ``opt_state`` (arrays or abstract
+    ``ShapeDtypeStruct`` s, as the dry run passes)."""
     use_ref = rl.beta > 0
 
     def loss_fn(params, mb: TrainBatch, denom):
@@ -90,7 +93,9 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
                    "loss_tokens": st["token_count"]}
         return params, opt_state, metrics
 
-    return step
+    shardings = (jax.tree.map(lambda x: x.sharding, params),
+                 jax.tree.map(lambda x: x.sharding, opt_state), None)
+    return jax.jit(step, donate_argnums=(0, 1), out_shardings=shardings)
 
 
 @dataclasses.dataclass
@@ -197,10 +202,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
         rewards_lib.MathReward.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
-    param_sh = jax.tree.map(lambda x: x.sharding, params)
-    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
-    train_step = jax.jit(make_train_step(cfg, tx, rl, n_micro), donate_argnums=(0, 1),
-                         out_shardings=(param_sh, opt_sh, None))
+    train_step = make_train_step(cfg, tx, rl, n_micro, params, opt_state)
     r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
              train_step, ref_params, schedule, writer, jax.random.key(c.seed))
     heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
