@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from igpo_jax.models.lora import LoraConfig
 from igpo_jax.rl.igpo import POSITIONS
 from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
 
@@ -44,6 +45,13 @@ def base_config() -> ml_collections.ConfigDict:
         param_dtype="float32", dtype="float32", remat=False,
         overrides=ml_collections.ConfigDict(dict(d_model=0, n_layers=0, n_heads=0,
                                                  n_kv_heads=0, mlp_hidden_size=0)),
+        # LoRA (models/lora.py): rank 0 = train every parameter. With rank > 0 only the
+        # adapters are trained and checkpointed; the reference policy is the base model.
+        lora=ml_collections.ConfigDict(dict(
+            rank=0, alpha=64.0, dropout=0.0,
+            targets="q_proj,k_proj,v_proj,up_proj",  # any of q,k,v_proj attn_out ff_proj
+            param_dtype="float32",                   # up_proj ff_out, comma-separated
+        )),
     ))
     c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))
     c.data = ml_collections.ConfigDict(dict(
@@ -110,6 +118,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-7, warmup_steps=50, schedule="linear", b1=0.9, b2=0.99, weight_decay=0.1,
         grad_clip=0.2,
+        moments_dtype="float32",  # AdamW moments: float32 | param (the parameters' dtype)
         max_nonfinite=5,  # stop after this many skipped (non-finite) updates in a row
     ))
     c.checkpoint = ml_collections.ConfigDict(dict(every=1, keep=3))
@@ -220,6 +229,8 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     o = c.optim
     _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
            (o.lr, o.warmup_steps), "must be >= 0")
+    _check(o.moments_dtype in ("float32", "param"), "optim.moments_dtype", o.moments_dtype,
+           "expected float32|param")
     _check(c.checkpoint.every >= 1 and c.checkpoint.keep >= 1, "checkpoint.every/keep",
            (c.checkpoint.every, c.checkpoint.keep), "must be >= 1")
     _check(c.tokenizer.kind in ("sentencepiece", "hf"), "tokenizer.kind", c.tokenizer.kind,
@@ -233,6 +244,11 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
            d.tfds.format, f"expected one of {DATA_SOURCES[1:-1]}")
     _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
            "expected tiny|small|llada_8b, or set model.hf_dir")
+    _check(m.lora.rank >= 0, "model.lora.rank", m.lora.rank, "must be >= 0 (0 = no LoRA)")
+    try:
+        LoraConfig.from_config(m.lora)
+    except ValueError as e:
+        raise ConfigError(f"config.model.lora={m.lora.to_dict()}: {e}") from None
     _check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
            "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")

@@ -14,6 +14,7 @@ from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
 from igpo_jax import tokenizers
 from igpo_jax.models import llada
+from igpo_jax.models.lora import LoraConfig
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ def model_config(c: ml_collections.ConfigDict,
     """The model config; checked against ``tok`` when given. Small presets take their
     vocabulary from the tokenizer (built from the config when not given)."""
     m = c.model
-    numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat)
+    numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat,
+                    lora=LoraConfig.from_config(m.lora))
     if m.hf_dir:
         cfg = llada.LLaDAConfig.from_hf_config(m.hf_dir, **numerics)
     else:

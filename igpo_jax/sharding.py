@@ -29,6 +29,7 @@ LOGICAL_AXIS_RULES: dict[str, tuple[str, ...] | None] = {
     "mlp": ("tensor",),
     "norm": None,
     "layers": None,
+    "lora_rank": None,  # LoRA adapters: replicated rank, the other axis as the base linear's
 }
 
 

@@ -82,8 +82,12 @@ def _rope(x, theta):
     return x * cos + np.concatenate([-x2, x1], -1) * sin
 
 
-def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None):
+def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None,
+                  lora=None):
     """float64 forward of SPEC.md section 1 on HF weights. ids [B, L] -> logits [B, L, V].
+
+    ``lora``: {linear name: (A [n_layers, in, r], B [n_layers, r, out], scale)} adds
+    ``scale * x @ A[i] @ B[i]`` to that linear's output in layer i (no dropout).
 
     With ``stale`` (ids [B, L]) and ``window`` (lo, hi): every layer's keys and
     values outside ``[lo, hi)`` are those of a separate forward over ``stale``
@@ -104,10 +108,17 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
     bias = np.zeros((B, L)) if attention_mask is None else np.where(attention_mask, 0.0, -1e30)
     for i in range(c["n_layers"]):
         p = lambda n: t[f"model.transformer.blocks.{i}.{n}.weight"].astype(np.float64)  # noqa
+
+        def lin(x, n, i=i, p=p):
+            y = x @ p(n).T
+            if lora and n in lora:
+                a, b, scale = lora[n]
+                y = y + scale * (x @ a[i].astype(np.float64)) @ b[i].astype(np.float64)
+            return y
         h = _rms(x, p("attn_norm"), eps)
-        q = _rope((h @ p("q_proj").T).reshape(B, L, H, D), c["rope_theta"])
-        k = _rope((h @ p("k_proj").T).reshape(B, L, K, D), c["rope_theta"])
-        v = (h @ p("v_proj").T).reshape(B, L, K, D)
+        q = _rope(lin(h, "q_proj").reshape(B, L, H, D), c["rope_theta"])
+        k = _rope(lin(h, "k_proj").reshape(B, L, K, D), c["rope_theta"])
+        v = lin(h, "v_proj").reshape(B, L, K, D)
         if stale is not None:
             k[:, outside], v[:, outside] = stale_kv[i][0][:, outside], stale_kv[i][1][:, outside]
         if record is not None:
@@ -117,10 +128,10 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
         a = np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
-        x = x + a @ p("attn_out").T
+        x = x + lin(a, "attn_out")
         h = _rms(x, p("ff_norm"), eps)
-        g = h @ p("ff_proj").T
-        x = x + ((g / (1 + np.exp(-g))) * (h @ p("up_proj").T)) @ p("ff_out").T
+        g = lin(h, "ff_proj")
+        x = x + lin((g / (1 + np.exp(-g))) * lin(h, "up_proj"), "ff_out")
     x = _rms(x, t["model.transformer.ln_f.weight"], eps)
     return x @ t["model.transformer.ff_out.weight"].astype(np.float64).T
 

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from igpo_jax.models import lora as lora_lib
+
 Params = dict[str, Any]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -53,6 +55,7 @@ class LLaDAConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype of matmuls; norms, rotary and softmax stay float32
     remat: bool = False  # rematerialise each layer in the backward pass (training memory)
+    lora: lora_lib.LoraConfig | None = None  # adapters on some linears (models/lora.py)
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size",
@@ -76,6 +79,8 @@ class LLaDAConfig:
                                  f"vocabulary of {self.vocab_rows} rows")
         _dtype(self.param_dtype)
         _dtype(self.dtype)
+        if self.lora is not None:
+            _dtype(self.lora.param_dtype)
 
     @property
     def head_dim(self) -> int:
@@ -204,10 +209,11 @@ class LLaDAConfig:
 # One place that names every parameter, its shape, its logical axes for sharding and
 # its Hugging Face tensor. Linear kernels are stored [in, out] (HF stores [out, in]).
 def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
-    """name -> (shape, logical axes). Names under ``blocks/`` carry a leading layer axis."""
+    """name -> (shape, logical axes). Names under ``blocks/`` carry a leading layer axis.
+    With ``cfg.lora`` the adapters follow the base parameters (models/lora.py)."""
     d, n, f, v = cfg.d_model, cfg.n_layers, cfg.mlp_hidden_size, cfg.vocab_rows
     q, kv = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-    return {
+    specs = {
         "wte": ((v, d), ("vocab", "embed")),
         "blocks/attn_norm": ((n, d), ("layers", "norm")),
         "blocks/q_proj": ((n, d, q), ("layers", "embed", "heads")),
@@ -221,6 +227,9 @@ def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str 
         "ln_f": ((d,), ("norm",)),
         "lm_head": ((d, v), ("embed", "vocab")),
     }
+    if cfg.lora is not None:
+        specs.update(lora_lib.adapter_specs(cfg.lora, specs))
+    return specs
 
 
 def hf_tensor_name(name: str, layer: int | None = None) -> str:
@@ -253,7 +262,10 @@ class LLaDA(nnx.Module):
         init = jax.nn.initializers.normal(0.02)
         self.blocks = _Blocks()
         for name, (shape, _) in param_specs(config).items():
-            if name.endswith("norm") or name == "ln_f":
+            if lora_lib.is_adapter(name):
+                value = lora_lib.init_value(name, shape, _dtype(config.lora.param_dtype),
+                                            rngs.params())
+            elif name.endswith("norm") or name == "ln_f":
                 value = jnp.ones(shape, pdt)
             else:
                 value = init(rngs.params(), shape, pdt)
@@ -323,26 +335,39 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) 
     return out.reshape(b, kh, g, lq, d).transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)
 
 
-def _qkv(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos):
+def _linear(cfg: LLaDAConfig, x: jax.Array, layer: Params, name: str,
+            dropout_key: jax.Array | None = None) -> jax.Array:
+    """``x @ W`` in x's dtype, plus the LoRA term when the layer carries ``name``'s adapter
+    (adapter dropout only with a key: the training forward)."""
+    y = x @ layer[name].astype(x.dtype)
+    a = layer.get(name + lora_lib.SUFFIX_A)
+    if a is None:
+        return y
+    key = None if dropout_key is None else jax.random.fold_in(dropout_key,
+                                                              lora_lib.LINEARS.index(name))
+    return y + lora_lib.delta(x, a, layer[name + lora_lib.SUFFIX_B], cfg.lora, key)
+
+
+def _qkv(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, dropout_key=None):
     """Rotated queries [B, L, H, D] and keys, values [B, L, K, D] of one layer."""
     b, l, _ = x.shape
-    cdt = x.dtype
     h = rms_norm(x, layer["attn_norm"], cfg.rms_norm_eps)
-    q = (h @ layer["q_proj"].astype(cdt)).reshape(b, l, cfg.n_heads, cfg.head_dim)
-    k = (h @ layer["k_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
-    v = (h @ layer["v_proj"].astype(cdt)).reshape(b, l, cfg.kv_heads, cfg.head_dim)
+    q = _linear(cfg, h, layer, "q_proj", dropout_key).reshape(b, l, cfg.n_heads, cfg.head_dim)
+    k = _linear(cfg, h, layer, "k_proj", dropout_key).reshape(b, l, cfg.kv_heads, cfg.head_dim)
+    v = _linear(cfg, h, layer, "v_proj", dropout_key).reshape(b, l, cfg.kv_heads, cfg.head_dim)
     return apply_rotary(q, sin, cos), apply_rotary(k, sin, cos), v
 
 
-def _finish_layer(cfg: LLaDAConfig, x: jax.Array, a: jax.Array, layer: Params) -> jax.Array:
+def _finish_layer(cfg: LLaDAConfig, x: jax.Array, a: jax.Array, layer: Params,
+                  dropout_key=None) -> jax.Array:
     """Attention output projection, residual and the SwiGLU MLP."""
     b, l, _ = x.shape
-    cdt = x.dtype
-    x = x + a.reshape(b, l, cfg.n_heads * cfg.head_dim) @ layer["attn_out"].astype(cdt)
+    x = x + _linear(cfg, a.reshape(b, l, cfg.n_heads * cfg.head_dim), layer, "attn_out",
+                    dropout_key)
     h = rms_norm(x, layer["ff_norm"], cfg.rms_norm_eps)
-    gate = jax.nn.silu(h @ layer["ff_proj"].astype(cdt))
-    up = h @ layer["up_proj"].astype(cdt)
-    return x + (gate * up) @ layer["ff_out"].astype(cdt)
+    gate = jax.nn.silu(_linear(cfg, h, layer, "ff_proj", dropout_key))
+    up = _linear(cfg, h, layer, "up_proj", dropout_key)
+    return x + _linear(cfg, gate * up, layer, "ff_out", dropout_key)
 
 
 def _layer(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, bias) -> jax.Array:
@@ -372,8 +397,12 @@ def _check_length(cfg: LLaDAConfig, seq_len: int) -> None:
 
 
 def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
-                  attention_mask: jax.Array | None = None, return_kv: bool = False):
+                  attention_mask: jax.Array | None = None, return_kv: bool = False,
+                  dropout_rng: jax.Array | None = None):
     """Final-normed hidden states ``[B, L, d_model]`` (compute dtype).
+
+    ``dropout_rng``: the training forward's key for LoRA adapter dropout (no key, no
+    dropout: sampling, old/reference log-probs, evaluation).
 
     With ``return_kv`` returns ``(hidden, (keys, values))``: every layer's rotated
     keys and values ``[n_layers, B, L, kv_heads, head_dim]``, the cache that
@@ -385,14 +414,16 @@ def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
     sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
     bias = attention_bias(attention_mask)
 
-    def body(x, layer):
-        q, k, v = _qkv(cfg, x, layer, sin, cos)
-        return _finish_layer(cfg, x, attention(q, k, v, bias), layer), (
+    def body(x, xs):
+        layer, key = xs
+        q, k, v = _qkv(cfg, x, layer, sin, cos, key)
+        return _finish_layer(cfg, x, attention(q, k, v, bias), layer, key), (
             (k, v) if return_kv else None)
 
     if cfg.remat and not return_kv:
         body = jax.checkpoint(body, prevent_cse=False)
-    x, kv = jax.lax.scan(body, x, _stacked_layers(params))
+    keys = None if dropout_rng is None else jax.random.split(dropout_rng, cfg.n_layers)
+    x, kv = jax.lax.scan(body, x, (_stacked_layers(params), keys))
     x = rms_norm(x, params["ln_f"], cfg.rms_norm_eps)
     return (x, kv) if return_kv else x
 
@@ -448,7 +479,15 @@ def forward(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
 
 
 def init_params(cfg: LLaDAConfig, seed: int = 0) -> Params:
+    """Random parameters (adapters included with ``cfg.lora``; the base ones do not
+    depend on whether there are adapters)."""
     return LLaDA(cfg, rngs=nnx.Rngs(seed)).param_dict()
+
+
+def init_adapters(cfg: LLaDAConfig, seed: int = 0) -> Params:
+    """Fresh adapters only (for a base loaded from elsewhere); under jit the unused base
+    initialisers are dead code."""
+    return {k: v for k, v in init_params(cfg, seed).items() if lora_lib.is_adapter(k)}
 
 
 def abstract_model(cfg: LLaDAConfig) -> LLaDA:
