@@ -16,16 +16,19 @@ fsdp 16), ``igpo-8xgpu`` (one node of 8 x 80 GB GPUs, fsdp 8); plain ``igpo`` us
 fsdp over all devices. Plan memory without weights:
 ``python -m igpo_jax.main --config configs/llada_8b.py:igpo-v5p32 --dry_run``.
 
-Not yet here: LoRA adapters (r 128, alpha 64) of the reference run; until they
-land, these configs train all parameters in bfloat16 with a full reference copy.
+All three train LoRA adapters as the reference runs do (r 128, alpha 64, dropout
+0.05 on q, k, v and up projections; float32 adapters and AdamW moments; the base
+model bfloat16 and frozen, and with adapters off it is the reference policy, so
+there is no second copy). ``--config.model.lora.rank=0`` trains every parameter
+instead (bfloat16 parameters, float32 moments, a bfloat16 reference copy).
 """
 
 from igpo_jax import configlib
 
 
 # Where to run (the part after "-" in the arg, e.g. igpo-v5p32): mesh and batch layout.
-# bf16 params and compute, remat; full-parameter AdamW until LoRA lands. Per-device
-# memory as printed by `--dry_run` is in the README ("Running at scale").
+# bf16 params and compute, remat, LoRA adapters. Per-device memory as printed by
+# `--dry_run` is in the README ("Running at scale").
 TARGETS = {
     "": dict(mesh=dict(data=1, fsdp=-1, tensor=1), micro_batch_size=8),
     "v5p32": dict(mesh=dict(data=1, fsdp=16, tensor=1), micro_batch_size=16),  # 16 chips
@@ -43,6 +46,8 @@ def get_config(arg: str = "igpo"):
     c = configlib.base_config()
     c.mode = "rl"
     c.model.update(preset="llada_8b", param_dtype="bfloat16", dtype="bfloat16", remat=True)
+    c.model.lora.update(rank=128, alpha=64.0, dropout=0.05, targets="q_proj,k_proj,v_proj,up_proj",
+                        param_dtype="float32")
     c.tokenizer.update(kind="hf")
     c.data.update(source="metamath", system_prompt=configlib.MATH_SYSTEM_PROMPT)
     c.sampler.update(prompt_len=384, gen_length=256, block_length=32, steps=128,
@@ -55,7 +60,7 @@ def get_config(arg: str = "igpo"):
                   position="as_is", lam=0.5, tau=0.2)
     c.reward.update(correct_weight=3.0, format_weight=1.0)
     c.optim.update(lr=5e-7, warmup_steps=50, schedule="linear", b1=0.9, b2=0.99,
-                   weight_decay=0.1, grad_clip=0.2)
+                   weight_decay=0.1, grad_clip=0.2, moments_dtype="float32")
     c.checkpoint.update(every=10, keep=3)
     c.mesh.update(**TARGETS[target]["mesh"])
     c.rl.micro_batch_size = TARGETS[target]["micro_batch_size"]

@@ -88,6 +88,19 @@ class Checkpointer:
         self.manager.close()
 
 
+def read_meta(directory: str, step: int | None = None) -> dict:
+    """The JSON record of the latest (or given) step, without reading any array."""
+    ckpt = Checkpointer(directory)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+        return dict(ckpt.manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"])
+    finally:
+        ckpt.close()
+
+
 def load_params(directory: str, params_like, step: int | None = None):
     """Parameters only, from the latest (or given) step of another run's checkpoints."""
     ckpt = Checkpointer(directory)

@@ -28,7 +28,7 @@ import optax
 
 from igpo_jax import experiment, optim, sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import llada
+from igpo_jax.models import lora
 
 GiB = 1024 ** 3
 
@@ -61,10 +61,8 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     cfg = experiment.model_config(c)  # no tokenizer needed for an HF folder or the 8B preset
     mesh = experiment.build_mesh(c)
     rl, s = c.rl, c.sampler
-    param_sh = shd.tree_shardings(llada.param_specs(cfg), mesh)
-    pdt = llada._dtype(cfg.param_dtype)
-    params = {k: _abstract(shape, pdt, param_sh[k])
-              for k, (shape, _) in llada.param_specs(cfg).items()}
+    params = experiment.abstract_params(cfg, mesh)  # adapters included under LoRA
+    trainable, frozen = lora.split(params)
     n = rl.prompts_per_step * rl.group_size
     chunk = min(s.rollout_batch_size, n)
     n_micro = n // rl.micro_batch_size
@@ -75,7 +73,10 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
 
     report: dict[str, Any] = dict(
         model=dict(params=cfg.num_params(), d_model=cfg.d_model, n_layers=cfg.n_layers,
-                   param_dtype=cfg.param_dtype, dtype=cfg.dtype, remat=cfg.remat),
+                   param_dtype=cfg.param_dtype, dtype=cfg.dtype, remat=cfg.remat,
+                   trainable=sum(x.size for x in trainable.values()),
+                   lora=cfg.lora.to_dict() if cfg.lora else None,
+                   moments_dtype=c.optim.moments_dtype),
         mesh=dict(mesh.shape), devices=jax.device_count(),
         platform=jax.devices()[0].platform, programs={})
 
@@ -104,7 +105,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     # params' shardings), counters replicated (shd.replicate_unplaced)
     opt_state = optax.tree_map_params(
         tx, lambda leaf, sh: _abstract(leaf.shape, leaf.dtype, sh),
-        jax.eval_shape(tx.init, params), param_sh,
+        jax.eval_shape(tx.init, trainable), {k: v.sharding for k, v in trainable.items()},
         transform_non_params=lambda leaf: _abstract(leaf.shape, leaf.dtype, replicated))
     f32 = lambda rows, length: batch(rows, length, jnp.float32)  # noqa: E731
     tb = trainer.TrainBatch(batch(n, p, jnp.int32), batch(n, p, jnp.bool_),
@@ -112,14 +113,16 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
                             batch(n, g, jnp.bool_),
                             _abstract((n,), jnp.float32, shd.batch_sharding(mesh, 1, n)),
                             f32(n, g), f32(n, g))
-    update = trainer.make_train_step(cfg, tx, rl, n_micro, params, opt_state).lower(
-        params, opt_state, tb).compile()
+    update = trainer.make_train_step(cfg, tx, rl, n_micro, trainable, opt_state).lower(
+        trainable, opt_state, frozen, tb, rng).compile()
     report["programs"]["update"] = dict(rows=n, micro_batches=n_micro,
                                         memory_gib=_memory(update), flops=_flops(update))
     param_bytes = sum(x.size * x.dtype.itemsize for x in params.values())
     opt_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(opt_state))
+    # the reference policy is the base with adapters off under LoRA: no second copy
+    ref_bytes = param_bytes if rl.beta > 0 and not frozen else 0
     report["state_gib_total"] = dict(params=param_bytes / GiB, optimizer=opt_bytes / GiB,
-                                     reference_copy=param_bytes / GiB if rl.beta > 0 else 0.0)
+                                     reference_copy=ref_bytes / GiB)
     # analytic FLOPs of one RL step (model matmuls + attention; whole batch, all devices)
     seq = p + g
     fwd = cfg.flops_per_token(seq) * seq
@@ -130,12 +133,22 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     return report
 
 
+def _training_line(m: dict[str, Any]) -> str:
+    lc = m.get("lora")
+    what = (f"LoRA r {lc['rank']}, alpha {lc['alpha']:g}, dropout {lc['dropout']:g} on "
+            f"{','.join(lc['targets'])} ({lc['param_dtype']} adapters)" if lc else
+            "all parameters")
+    return (f"trains {what}: {m['trainable'] / 1e6:.1f}M parameters, AdamW moments "
+            f"{m['moments_dtype']}")
+
+
 def format_report(r: dict[str, Any]) -> str:
     lines = [f"dry run: LLaDA {r['model']['params'] / 1e9:.2f}B params "
              f"({r['model']['n_layers']} layers, d_model {r['model']['d_model']}, "
              f"{r['model']['param_dtype']} params, {r['model']['dtype']} compute, "
              f"remat={r['model']['remat']}) on {r['devices']} {r['platform']} devices, "
              f"mesh {r['mesh']}",
+             _training_line(r["model"]),
              "| program | rows | per-device peak GiB | arguments | outputs | temporaries | "
              "compiled FLOPs / device |", "|---|---|---|---|---|---|---|"]
     for name, prog in r["programs"].items():

@@ -13,7 +13,7 @@ import ml_collections
 from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
 from igpo_jax import tokenizers
-from igpo_jax.models import llada
+from igpo_jax.models import llada, lora
 from igpo_jax.models.lora import LoraConfig
 
 log = logging.getLogger(__name__)
@@ -65,23 +65,71 @@ def checkpoint_dir(path: str) -> str:
 
 def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
                    mesh: jax.sharding.Mesh) -> dict:
-    """The starting parameters, placed with the mesh's shardings."""
-    shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
-    if c.model.hf_dir:
-        log.info("loading Hugging Face weights from %s", c.model.hf_dir)
-        return llada.load_hf_checkpoint(c.model.hf_dir, dtype=cfg.param_dtype, mesh=mesh,
-                                        compute_dtype=cfg.dtype, remat=cfg.remat).param_dict()
-    init = jax.jit(lambda: llada.init_params(cfg, c.seed), out_shardings=shardings)
-    if not c.model.init_from:
-        return init()
-    template = jax.eval_shape(lambda: llada.init_params(cfg, c.seed))
-    template = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k])
-                for k, v in template.items()}
-    path = checkpoint_dir(c.model.init_from)
-    log.info("initialising from the checkpoint in %s", path)
-    params, meta = ckpt_lib.load_params(path, template)
-    log.info("loaded step %s (%s)", meta.get("step"), meta.get("stage", "?"))
+    """The starting parameters, placed with the mesh's shardings.
+
+    The base model comes from ``model.init_from`` (an earlier run; when that run
+    trained LoRA adapters only, its own base is rebuilt and its adapters merged in),
+    else ``model.hf_dir``, else a random init of the preset. With ``model.lora`` fresh
+    adapters are added on top.
+    """
+    base_cfg = cfg.replace(lora=None)
+    if c.model.init_from:
+        params, _ = params_of_run(checkpoint_dir(c.model.init_from), c, base_cfg, mesh)
+    else:
+        params = _base_params(c.model.hf_dir, c.seed, base_cfg, mesh)
+    if cfg.lora is not None:
+        shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
+        adapters = jax.jit(lambda: llada.init_adapters(cfg, c.seed),
+                           out_shardings={k: shardings[k] for k in shardings
+                                          if lora.is_adapter(k)})()
+        params = {**params, **adapters}
     return params
+
+
+def _base_params(hf_dir: str, seed: int, cfg: llada.LLaDAConfig, mesh) -> dict:
+    if hf_dir:
+        log.info("loading Hugging Face weights from %s", hf_dir)
+        return llada.load_hf_checkpoint(hf_dir, dtype=cfg.param_dtype, mesh=mesh,
+                                        compute_dtype=cfg.dtype, remat=cfg.remat).param_dict()
+    shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
+    return jax.jit(lambda: llada.init_params(cfg, seed), out_shardings=shardings)()
+
+
+def abstract_params(cfg: llada.LLaDAConfig, mesh) -> dict:
+    """``ShapeDtypeStruct`` s with the mesh's shardings (no memory allocated)."""
+    shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
+    return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k])
+            for k, v in jax.eval_shape(lambda: llada.init_params(cfg, 0)).items()}
+
+
+def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | None = None,
+                  depth: int = 0) -> tuple[dict, dict]:
+    """(full parameters, checkpoint record) of an earlier run's latest (or given) step in
+    ``path``: what it trained, or for an adapters-only (LoRA) run its base rebuilt as
+    that run built it, with the adapters merged in."""
+    meta = ckpt_lib.read_meta(path, step)
+    step = meta.get("step", step)
+    log.info("initialising from the checkpoint in %s (step %s, %s)", path, step,
+             meta.get("stage", "?"))
+    if not meta.get("lora"):
+        return ckpt_lib.load_params(path, abstract_params(base_cfg, mesh), step)[0], meta
+    if depth > 8:
+        raise ValueError(f"{path}: more than 8 chained LoRA runs (a model.init_from loop?)")
+    src = meta.get("init") or {}
+    if src.get("init_from"):
+        base, _ = params_of_run(src["init_from"], c, base_cfg, mesh, None, depth + 1)
+    else:
+        base = _base_params(src.get("hf_dir") or c.model.hf_dir, src.get("seed", 0), base_cfg,
+                            mesh)
+    lc = dict(meta["lora"])
+    src_cfg = base_cfg.replace(lora=LoraConfig(**{**lc, "targets": tuple(lc["targets"])}))
+    template = {k: v for k, v in abstract_params(src_cfg, mesh).items() if lora.is_adapter(k)}
+    adapters, _ = ckpt_lib.load_params(path, template, step)
+    log.info("merged the LoRA adapters (rank %d) of %s into its base", src_cfg.lora.rank, path)
+    out_sh = {k: v.sharding for k, v in base.items()}
+    merged = jax.jit(lambda p: lora.merge(p, src_cfg.lora), out_shardings=out_sh)(
+        {**base, **adapters})
+    return merged, meta
 
 
 def describe(cfg: llada.LLaDAConfig) -> str:
@@ -97,31 +145,57 @@ class TrainingStart:
 
     tx: object
     schedule: object
-    params: dict
+    trainable: dict  # what the optimiser updates: LoRA adapters, or every parameter
+    frozen: dict  # the rest (the base model under LoRA; empty otherwise)
     opt_state: object
     ckpt: object
     writer: object
     start: int  # steps already done (0 for a fresh run)
+    run_meta: dict  # what every checkpoint records besides the step (see meta())
+
+    @property
+    def params(self) -> dict:
+        return {**self.frozen, **self.trainable}
+
+    def meta(self, **step_fields) -> dict:
+        """A checkpoint's JSON record: the step's fields plus how to rebuild the frozen
+        base of an adapters-only checkpoint (``lora``, ``init``) and the seed."""
+        return {**self.run_meta, **step_fields}
 
 
 def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
                    mesh: jax.sharding.Mesh, total_updates: int, data_iter,
                    records_per_step: int, stage: str) -> TrainingStart:
-    """Builds the optimiser and resumes from ``workdir/checkpoints`` when it holds a
-    checkpoint (parameters, optimiser state, data-iterator state; metrics written
-    after that checkpoint are dropped)."""
+    """Builds the optimiser over the trainable parameters (the LoRA adapters when
+    there are any) and resumes from ``workdir/checkpoints`` when it holds a
+    checkpoint (trainable parameters, optimiser state, data-iterator state; metrics
+    written after that checkpoint are dropped). Checkpoints hold only the trainable
+    parameters: under LoRA the base is rebuilt from ``model.init_from`` /
+    ``model.hf_dir`` / the seed, as the first start did."""
     from igpo_jax import optim
     from igpo_jax.checkpoint import Checkpointer
     from igpo_jax.metrics import MetricsWriter
+    trainable, frozen = lora.split(params)
+    n_train, n_all = lora.count(params)
+    if frozen:
+        log.info("LoRA: training %.3fM adapter parameters (%.3f%% of %.2fM); base frozen",
+                 n_train / 1e6, 100 * n_train / n_all, n_all / 1e6)
     tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
-    opt_state = shd.replicate_unplaced(tx.init(params), mesh)
+    opt_state = shd.replicate_unplaced(tx.init(trainable), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
     writer = MetricsWriter(workdir)
+    run_meta = dict(seed=c.seed, lora=None, init=None)
+    if frozen:
+        lc = LoraConfig.from_config(c.model.lora)
+        init_from = c.model.init_from and os.path.abspath(checkpoint_dir(c.model.init_from))
+        run_meta.update(lora=lc.to_dict(), init=dict(init_from=init_from or "",
+                                                      hf_dir=c.model.hf_dir, seed=c.seed))
     start = 0
     if ckpt.latest_step() is not None:
-        params, opt_state, meta = ckpt.restore(None, params, opt_state)
+        trainable, opt_state, meta = ckpt.restore(None, trainable, opt_state)
         start = int(meta["step"])
         data_iter.set_state(meta["data_state"])
         writer.truncate_after(start * records_per_step)
         log.info("resumed %s at step %d from %s", stage, start, ckpt.directory)
-    return TrainingStart(tx, schedule, params, opt_state, ckpt, writer, start)
+    return TrainingStart(tx, schedule, trainable, frozen, opt_state, ckpt, writer, start,
+                         run_meta)

@@ -19,6 +19,15 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the RL programs with abs
 _DRY_RUN_DEVICES = flags.DEFINE_integer("dry_run_devices", 0, "With --dry_run: plan on this "
                                         "many simulated CPU devices (e.g. 32 for a v5p-32).")
 _DRY_RUN_JSON = flags.DEFINE_string("dry_run_json", "", "With --dry_run: also write the report.")
+_EXPORT_HF = flags.DEFINE_string("export_hf", "", "Write the latest checkpoint of --workdir "
+                                 "as a Hugging Face LLaDA checkpoint in this folder (LoRA "
+                                 "adapters merged) and exit.")
+_EXPORT_STEP = flags.DEFINE_integer("export_step", None, "With --export_hf: this step "
+                                    "instead of the latest.")
+_EXPORT_DTYPE = flags.DEFINE_enum("export_dtype", "", ["", "float32", "bfloat16", "float16"],
+                                  "With --export_hf: tensor dtype (default: model.param_dtype).")
+_EXPORT_SHARD_GB = flags.DEFINE_float("export_shard_gb", 5.0, "With --export_hf: largest "
+                                      "safetensors file in GiB (0: one file).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -39,6 +48,14 @@ def main(argv):
         return
     try:
         distributed.initialize(_CONFIG.value.distributed)  # before any backend is touched
+        if _EXPORT_HF.value:
+            from igpo_jax import configlib, export
+            if not _WORKDIR.value:
+                raise app.UsageError("--export_hf needs --workdir (the run to export)")
+            configlib.validate(_CONFIG.value, check_paths=True, need_weights=False)
+            export.export(_CONFIG.value, _WORKDIR.value, _EXPORT_HF.value, _EXPORT_STEP.value,
+                          _EXPORT_DTYPE.value, _EXPORT_SHARD_GB.value)
+            return
         run.run(_CONFIG.value, _WORKDIR.value)
     except preemption.Preempted as e:
         logging.warning("%s", e)

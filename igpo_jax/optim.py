@@ -1,9 +1,13 @@
-"""The optimiser: AdamW with warm-up, a decay schedule and global-norm clipping."""
+"""The optimiser: AdamW with warm-up, a decay schedule and global-norm clipping, and
+the jitted update step that SFT and RL share (gradient accumulation over
+micro-batches, only the trainable parameters in the optimiser)."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+import jax
+import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -33,7 +37,23 @@ def make_optimizer(cfg: Mapping[str, Any], total_steps: int
     )
     # a non-finite gradient skips the update (never applied, however many in a row);
     # the training loop counts them and stops after optim.max_nonfinite in a row.
-    return optax.apply_if_finite(tx, max_consecutive_errors=2**30), sched
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=2**30)
+    if cfg.get("moments_dtype", "float32") == "float32":
+        tx = in_float32(tx)  # keeps apply_if_finite's state (and counters) on top
+    return tx, sched
+
+
+def in_float32(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Runs ``tx`` on float32 copies of gradients and parameters, so its state (AdamW's
+    moments) is float32 whatever the parameters' dtype; the updates are float32 and
+    ``optax.apply_updates`` casts the new parameters back to their own dtype."""
+    def cast(tree):
+        return jax.tree.map(lambda x: x.astype(jnp.float32)
+                            if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+    def update(updates, state, params=None):
+        return tx.update(cast(updates), state, None if params is None else cast(params))
+    return optax.GradientTransformation(lambda params: tx.init(cast(params)), update)
 
 
 def nonfinite_counts(opt_state) -> tuple[int, int]:
@@ -56,28 +76,58 @@ def check_finite(opt_state, limit: int, stage: str, step: int, last_good: int | 
     return total
 
 
-def accumulate_gradients(loss_fn, params, batch, n_micro: int):
+def accumulate_gradients(loss_fn, params, batch, n_micro: int, key: jax.Array):
     """Sums ``value_and_grad(loss_fn)`` over ``n_micro`` micro-batches (leading axis split).
 
-    ``loss_fn(params, micro_batch) -> (loss, stats dict)``; the loss must already be
-    normalised by the full batch's denominator, so the sum is the full-batch loss.
-    Returns ``(grads, loss, stats)`` with stats summed.
+    ``loss_fn(params, micro_batch, key) -> (loss, stats dict)`` with the key
+    ``fold_in(key, i)`` of micro-batch i; the loss must already be normalised by the
+    full batch's denominator, so the sum is the full-batch loss. Returns
+    ``(grads, loss, stats)`` with stats summed; gradients in the params' dtypes.
     """
-    import jax
-    import jax.numpy as jnp
-
     micro = jax.tree.map(lambda x: x.reshape((n_micro, x.shape[0] // n_micro) + x.shape[1:]),
                          batch)
     first = jax.tree.map(lambda x: x[0], micro)
-    stats_shape = jax.eval_shape(lambda: loss_fn(params, first)[1])
+    stats_shape = jax.eval_shape(lambda: loss_fn(params, first, key)[1])
 
-    def body(carry, mb):
+    def body(carry, xs):
         g_sum, l_sum, st_sum = carry
-        (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(params, mb)
+        mb, i = xs
+        (loss, stats), g = jax.value_and_grad(loss_fn, has_aux=True)(
+            params, mb, jax.random.fold_in(key, i))
         return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss,
                 jax.tree.map(jnp.add, st_sum, stats)), None
 
     init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
             jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shape))
-    (grads, loss, stats), _ = jax.lax.scan(body, init, micro)
+    (grads, loss, stats), _ = jax.lax.scan(body, init, (micro, jnp.arange(n_micro)))
     return grads, loss, stats
+
+
+LossBuilder = Callable[[Any, jax.Array], tuple[Callable, Any]]
+
+
+def make_update_step(make_loss: LossBuilder, tx: optax.GradientTransformation, n_micro: int,
+                     trainable, opt_state):
+    """The jitted update shared by SFT and RL.
+
+    ``step(trainable, opt_state, frozen, batch, key) -> (trainable, opt_state, out)``:
+    ``make_loss(batch, key)`` returns ``(loss_fn, batch)`` (it may add per-batch noise
+    or a denominator) with ``loss_fn(params, micro_batch, dropout_key) -> (loss,
+    stats)`` over the full parameters ``frozen | trainable``. Gradients, the optimiser
+    and the update touch only ``trainable`` (LoRA adapters, or everything without
+    them); ``frozen`` is read, never donated or changed. Donates ``trainable`` and
+    ``opt_state`` and keeps their shardings (arrays, or the dry run's abstract
+    ``ShapeDtypeStruct`` s). ``out``: ``loss``, ``grad_norm`` and the summed stats.
+    """
+    def step(trainable, opt_state, frozen, batch, key):
+        loss_fn, batch = make_loss(batch, key)
+        grads, loss, stats = accumulate_gradients(
+            lambda t, mb, k: loss_fn({**frozen, **t}, mb, k), trainable, batch, n_micro,
+            jax.random.fold_in(key, 1))
+        updates, opt_state = tx.update(grads, opt_state, trainable)
+        trainable = optax.apply_updates(trainable, updates)
+        return trainable, opt_state, dict(loss=loss, grad_norm=optax.tree.norm(grads), **stats)
+
+    shardings = (jax.tree.map(lambda x: x.sharding, trainable),
+                 jax.tree.map(lambda x: x.sharding, opt_state), None)
+    return jax.jit(step, donate_argnums=(0, 1), out_shardings=shardings)

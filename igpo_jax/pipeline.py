@@ -178,6 +178,9 @@ def export_stage(stage_dir: str, out_dir: str) -> None:
     step = src.latest_step()
     restored = src.manager.restore(step)  # untyped restore of the saved items
     src.close()
+    if dict(restored["meta"]).get("lora"):
+        raise ValueError(f"{stage_dir} holds LoRA adapters only (its base is not in the "
+                         f"checkpoint); export merged weights with --export_hf instead")
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     dst = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=1)

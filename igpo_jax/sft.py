@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from igpo_jax import experiment, optim, preemption
 from igpo_jax import sharding as shd
@@ -39,16 +38,18 @@ log = logging.getLogger(__name__)
 
 
 def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, target_ids,
-                    noise_mask, p_mask) -> jax.Array:
+                    noise_mask, p_mask, dropout_rng=None) -> jax.Array:
     """Sum over the batch of per-example losses (divide by the batch size).
 
     target_ids int32 ``[B, C]``, noise_mask bool ``[B, C]`` (response tokens to
-    mask), p_mask float ``[B]`` (their masking probability).
+    mask), p_mask float ``[B]`` (their masking probability). ``dropout_rng``: LoRA
+    adapter dropout.
     """
     p = prompt_ids.shape[1]
     x = jnp.concatenate([prompt_ids, jnp.where(noise_mask, cfg.mask_token_id, target_ids)], 1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(target_ids.shape, bool)], 1)
-    logits = llada.logits_from_hidden(params, cfg, llada.hidden_states(params, cfg, x, attn)[:, p:])
+    hidden = llada.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)[:, p:]
+    logits = llada.logits_from_hidden(params, cfg, hidden)
     ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, target_ids[..., None], -1)[..., 0]
     per_example = (ce * noise_mask / p_mask[:, None]).sum(1) / target_ids.shape[1]
     return per_example.sum()
@@ -104,20 +105,19 @@ def apply_rewritten(examples: list[Example], path: str) -> tuple[list[Example], 
     return out, sum(e.question in table for e in examples)
 
 
-def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str):
-    def step(params, opt_state, batch, key):
+def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str, trainable, opt_state):
+    """jit: (trainable, opt_state, frozen, batch, key) -> (trainable, opt_state, out);
+    the noise levels and masks of the whole batch come from ``key``."""
+    def make_loss(batch, key):
         noise, p = draw_noise(key, batch["target"].shape, eps, t_sampling)
         batch = dict(batch, noise=noise, p=p)
         denom = batch["target"].shape[0]
 
-        def loss_fn(prm, mb):
+        def loss_fn(prm, mb, dropout_key):
             return masked_sft_loss(prm, cfg, mb["prompt"], mb["attn"], mb["target"],
-                                   mb["noise"], mb["p"]) / denom, {}
-        grads, loss, _ = optim.accumulate_gradients(loss_fn, params, batch, n_micro)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, \
-            {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-    return step
+                                   mb["noise"], mb["p"], dropout_rng=dropout_key) / denom, {}
+        return loss_fn, batch
+    return optim.make_update_step(make_loss, tx, n_micro, trainable, opt_state)
 
 
 def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
@@ -144,16 +144,13 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
                                jax.process_count())
     params = experiment.initial_params(c, cfg, mesh)
     ts = experiment.start_training(c, workdir, params, mesh, sft.num_steps, data_iter, 1, "sft")
-    tx, schedule, params, opt_state = ts.tx, ts.schedule, ts.params, ts.opt_state
+    schedule, trainable, frozen, opt_state = ts.schedule, ts.trainable, ts.frozen, ts.opt_state
     ckpt, writer, start = ts.ckpt, ts.writer, ts.start
     if sft.batch_size % sft.micro_batch_size:
         raise ValueError(f"sft.batch_size={sft.batch_size} must be a multiple of "
                          f"sft.micro_batch_size={sft.micro_batch_size}")
-    param_sh = jax.tree.map(lambda x: x.sharding, params)
-    opt_sh = jax.tree.map(lambda x: x.sharding, opt_state)
-    step_fn = jax.jit(make_step(cfg, tx, sft.batch_size // sft.micro_batch_size, sft.eps,
-                                sft.t_sampling),
-                      donate_argnums=(0, 1), out_shardings=(param_sh, opt_sh, None))
+    step_fn = make_step(cfg, ts.tx, sft.batch_size // sft.micro_batch_size, sft.eps,
+                        sft.t_sampling, trainable, opt_state)
     key = jax.random.fold_in(jax.random.key(c.seed), 12345)
     end = sft.num_steps if stop_after is None else min(sft.num_steps, start + stop_after)
     progress = Progress(sft.num_steps, "sft", start)
@@ -165,8 +162,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
                 idx = np.asarray(next(data_iter))
                 batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx],
                                              target=targets[idx]), mesh)
-                params, opt_state, out = step_fn(params, opt_state, batch,
-                                                 jax.random.fold_in(key, step))
+                trainable, opt_state, out = step_fn(trainable, opt_state, frozen, batch,
+                                                    jax.random.fold_in(key, step))
                 skipped = optim.check_finite(
                     opt_state, c.optim.max_nonfinite, "sft", step + 1,
                     (step // c.checkpoint.every) * c.checkpoint.every or None)
@@ -176,13 +173,12 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
                              skipped_updates=skipped, seconds=time.time() - t0)
                     writer.write(m)
                     progress.update(step + 1, loss=m["loss"])
-                meta = dict(step=step + 1, stage="sft", data_state=data_iter.get_state(),
-                            seed=c.seed)
+                meta = ts.meta(step=step + 1, stage="sft", data_state=data_iter.get_state())
                 preemption.end_of_step(
                     stop, ckpt, step + 1, end, c.checkpoint.every,
-                    lambda: ckpt.save(step + 1, params, opt_state, meta, force=True), "sft")
+                    lambda: ckpt.save(step + 1, trainable, opt_state, meta, force=True), "sft")
         finally:
             ckpt.wait()
             ckpt.close()
             writer.close()
-    return {"steps": end, "last": m, "data": counts, "params": params}
+    return {"steps": end, "last": m, "data": counts, "params": {**frozen, **trainable}}

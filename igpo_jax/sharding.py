@@ -29,7 +29,10 @@ LOGICAL_AXIS_RULES: dict[str, tuple[str, ...] | None] = {
     "mlp": ("tensor",),
     "norm": None,
     "layers": None,
-    "lora_rank": None,  # LoRA adapters: replicated rank, the other axis as the base linear's
+    # LoRA adapters: A [in, r] and B [r, out] shard their in/out axis as the base linear;
+    # the rank axis takes fsdp where that is still free (B under pure FSDP), so no
+    # adapter is replicated over the fsdp axis
+    "lora_rank": ("fsdp",),
 }
 
 

@@ -20,14 +20,15 @@ def _config(**mesh):
 
 
 @pytest.mark.parametrize("mesh", [dict(data=1, fsdp=8, tensor=1), dict(data=2, fsdp=2, tensor=2)])
-def test_dry_run_reports_memory_and_flops_without_allocating(mesh, capsys):
+def test_dry_run_full_parameters_reports_memory_and_flops_without_allocating(mesh, capsys):
     c = _config(**mesh)
+    c.model.lora.rank = 0  # train every parameter: bf16 params, float32 AdamW moments
     before = sum(x.nbytes for x in jax.live_arrays())
     report = dry_run.run(c)
     # nothing the size of the model was allocated (the 2-layer model is 2.3 GB in bf16)
     assert sum(x.nbytes for x in jax.live_arrays()) - before < 50e6
     cfg = llada.LLaDAConfig.llada_8b(n_layers=2)
-    assert report["model"]["params"] == cfg.num_params()
+    assert report["model"]["params"] == cfg.num_params() == report["model"]["trainable"]
     assert report["devices"] == 8 and report["mesh"] == mesh
     param_gib = cfg.num_params() * 2 / 2 ** 30
     shards = mesh["fsdp"] * mesh["tensor"]  # params are replicated over "data"
@@ -38,12 +39,36 @@ def test_dry_run_reports_memory_and_flops_without_allocating(mesh, capsys):
         assert param_gib / shards < mem["argument"] < param_gib / shards * 1.02, (name, mem)
         assert mem["peak"] >= mem["argument"] and prog["flops"] > 0
     upd = report["programs"]["update"]
-    # the update holds params + AdamW moments (2 x params), all sharded like the params,
-    # and donates them (aliased outputs)
-    state = 3 * param_gib / shards
+    # the update holds bf16 params + two float32 AdamW moments (2 x 2 x the bf16 bytes),
+    # all sharded like the params, and donates them (aliased outputs)
+    state = 5 * param_gib / shards
     assert state < upd["memory_gib"]["argument"] < state * 1.02, upd
     assert upd["memory_gib"]["alias"] > 0.98 * state and upd["flops"] > 0
     st = report["state_gib_total"]
-    assert st["params"] == pytest.approx(param_gib) and st["optimizer"] > 1.9 * param_gib
+    assert st["params"] == pytest.approx(param_gib)
+    assert st["optimizer"] == pytest.approx(4 * param_gib, rel=1e-3)
+    assert st["reference_copy"] == pytest.approx(param_gib)  # beta > 0, no adapters
     out = capsys.readouterr().out
     assert "per-device peak GiB" in out and "| update |" in out and "FLOPs per RL step" in out
+    assert "trains all parameters" in out
+
+
+def test_dry_run_lora_holds_adapter_state_only(capsys):
+    c = _config(data=1, fsdp=8, tensor=1)  # the 8B config's LoRA: r 128 on q, k, v, up
+    report = dry_run.run(c)
+    cfg = llada.LLaDAConfig.llada_8b(n_layers=2)
+    d, f, r = cfg.d_model, cfg.mlp_hidden_size, 128
+    adapters = cfg.n_layers * r * ((d + d) * 3 + (d + f))  # q, k, v (4096 -> 4096), up
+    assert report["model"]["trainable"] == adapters
+    base_gib, adapter_gib = cfg.num_params() * 2 / 2 ** 30, adapters * 4 / 2 ** 30
+    upd = report["programs"]["update"]["memory_gib"]
+    # frozen bf16 base + float32 adapters + their two float32 moments, all sharded 8 ways;
+    # only the adapters and moments are donated
+    state = (base_gib + 3 * adapter_gib) / 8
+    assert state < upd["argument"] < state * 1.02, upd
+    assert 3 * adapter_gib / 8 * 0.98 < upd["alias"] < 3 * adapter_gib / 8 * 1.02, upd
+    st = report["state_gib_total"]
+    assert st["optimizer"] == pytest.approx(2 * adapter_gib, rel=1e-3)
+    assert st["reference_copy"] == 0.0  # the reference policy is the base, adapters off
+    assert "trains LoRA r 128, alpha 64, dropout 0.05 on q_proj,k_proj,v_proj,up_proj" in \
+        capsys.readouterr().out

@@ -122,11 +122,12 @@ def test_adapters_shard_like_their_base_layers():
     mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
     sh = shd.tree_shardings(llada.param_specs(cfg), mesh)
     assert tuple(sh["blocks/q_proj"].spec) == (None, "fsdp", "tensor")
+    # A's input / B's output axis as the base's; the rank takes fsdp where it is free
     assert tuple(sh["blocks/q_proj_lora_a"].spec) == (None, "fsdp", None)
-    assert tuple(sh["blocks/q_proj_lora_b"].spec) == (None, None, "tensor")
+    assert tuple(sh["blocks/q_proj_lora_b"].spec) == (None, "fsdp", "tensor")
     assert tuple(sh["blocks/ff_out"].spec) == (None, "tensor", "fsdp")
-    assert tuple(sh["blocks/ff_out_lora_a"].spec) == (None, "tensor", None)
-    assert tuple(sh["blocks/ff_out_lora_b"].spec) == (None, None, "fsdp")
+    assert tuple(sh["blocks/ff_out_lora_a"].spec) == (None, "tensor", "fsdp")
+    assert tuple(sh["blocks/ff_out_lora_b"].spec) == (None, "fsdp", None)
     params = jax.jit(lambda: llada.init_params(cfg, 0), out_shardings=sh)()
     params = _with_random_adapters(params, cfg.lora, 0)
     ids = jnp.arange(16, dtype=jnp.int32).reshape(2, 8) % 60

@@ -134,13 +134,68 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
     return model
 
 
-def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: str | os.PathLike,
-                       dtype: str | None = None, max_shard_bytes: int | None = None) -> None:
-    """Writes a Hugging Face LLaDA checkpoint (``config.json`` + safetensors).
+# files of a Hugging Face model folder that an export copies from the source checkpoint
+# (modelling code for trust_remote_code, tokenizer, generation settings)
+_COPIED = ("*.py", "tokenizer*", "special_tokens_map.json", "generation_config.json",
+           "*.model", "*.tiktoken", "chat_template*", "README.md", "LICENSE*")
 
-    With ``max_shard_bytes`` the tensors are split over several files listed in
-    ``model.safetensors.index.json``; otherwise one ``model.safetensors``.
+
+def _shard_plan(cfg: llada.LLaDAConfig, itemsize: int, max_shard_bytes: int | None
+                ) -> list[list[tuple[str, int | None]]]:
+    """(param name, layer) per tensor, grouped into shards of at most ``max_shard_bytes``
+    (a tensor larger than that gets a shard of its own)."""
+    shards: list[list[tuple[str, int | None]]] = [[]]
+    size = 0
+    for name, (shape, _) in llada.param_specs(cfg).items():
+        per_layer = name.startswith("blocks/")
+        nbytes = int(np.prod(shape[1:] if per_layer else shape)) * itemsize
+        for layer in (range(shape[0]) if per_layer else [None]):
+            if max_shard_bytes and shards[-1] and size + nbytes > max_shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append((name, layer))
+            size += nbytes
+    return shards
+
+
+def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = None) -> dict:
+    """``config.json``: the source checkpoint's (keeping ``auto_map`` and every key we do
+    not model) updated with this model's shape, ids and dtype."""
+    out: dict[str, Any] = {}
+    if source_dir and os.path.exists(os.path.join(source_dir, "config.json")):
+        with open(os.path.join(source_dir, "config.json"), encoding="utf-8") as f:
+            out = json.load(f)
+    out.update(cfg.to_hf_config())
+    out["torch_dtype"] = dtype
+    return out
+
+
+def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: str | os.PathLike,
+                       dtype: str | None = None, max_shard_bytes: int | None = None,
+                       source_dir: str | os.PathLike | None = None) -> dict:
+    """Writes a Hugging Face LLaDA checkpoint: ``config.json`` + safetensors, in the
+    tensor names, ``[out, in]`` layouts and dtype that LLaDA's modelling code loads.
+
+    * LoRA adapters in the parameters are merged into their base weights first.
+    * ``max_shard_bytes``: split over ``model-0000i-of-0000N.safetensors`` files listed
+      in ``model.safetensors.index.json`` (as Hugging Face does); else one
+      ``model.safetensors``.
+    * Streaming: one stacked parameter at a time is brought to the host (gathered
+      from every process when the arrays span several; every process must call
+      this) and each shard is written as soon as it is complete; only process 0
+      writes.
+    * ``source_dir``: the Hugging Face folder the run started from; its
+      ``config.json`` keys are kept and its modelling code and tokenizer files are
+      copied, so that ``AutoModel.from_pretrained(out_dir, trust_remote_code=True)``
+      finds everything.
+
+    Returns ``{"files": [...], "tensors": N, "bytes": total}``.
     """
+    import fnmatch
+    import shutil
+
+    from igpo_jax import distributed
+    from igpo_jax.models import lora
     if isinstance(model_or_params, llada.LLaDA):
         cfg = model_or_params.config
         params = model_or_params.param_dict()
@@ -148,38 +203,50 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
         params = model_or_params
     if cfg is None:
         raise ValueError("save_hf_checkpoint needs the LLaDAConfig when given a param dict")
+    if any(lora.is_adapter(k) for k in params):
+        params = jax.jit(lambda p: lora.merge(p, cfg.lora))(params)
+    cfg = cfg.replace(lora=None)
+    dtype = dtype or cfg.param_dtype
+    if dtype not in _NP_DTYPES:
+        raise ValueError(f"export dtype {dtype!r}; expected one of {sorted(_NP_DTYPES)}")
+    np_dtype = _NP_DTYPES[dtype]
+    missing = sorted(set(llada.param_specs(cfg)) - set(params))
+    if missing:
+        raise KeyError(f"parameters {missing} are missing; cannot export")
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    np_dtype = _NP_DTYPES[dtype or cfg.param_dtype]
-    tensors: dict[str, np.ndarray] = {}
-    for name, (shape, _) in llada.param_specs(cfg).items():
-        value = np.asarray(jax.device_get(params[name])).astype(np_dtype)
-        layers = range(shape[0]) if name.startswith("blocks/") else [None]
-        for i in layers:
-            t = value[i] if i is not None else value
+    writer = jax.process_index() == 0
+    if writer:
+        os.makedirs(out_dir, exist_ok=True)
+    plan = _shard_plan(cfg, np.dtype(np_dtype).itemsize, max_shard_bytes)
+    names = ([SINGLE_FILE] if len(plan) == 1 and not max_shard_bytes else
+             [f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))])
+    host: dict[str, np.ndarray] = {}  # the current stacked parameter, on the host
+    weight_map, total = {}, 0
+    for fn, shard in zip(names, plan):
+        tensors = {}
+        for name, layer in shard:
+            if name not in host:
+                host.clear()
+                host[name] = distributed.to_host(params[name]).astype(np_dtype, copy=False)
+            t = host[name][layer] if layer is not None else host[name]
             t = t.T if llada.hf_is_linear(name) else t
-            tensors[llada.hf_tensor_name(name, i)] = np.ascontiguousarray(t)
-    hf_cfg = cfg.to_hf_config()
-    hf_cfg["torch_dtype"] = dtype or cfg.param_dtype
-    with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(hf_cfg, f, indent=2)
-    if not max_shard_bytes:
-        save_file(tensors, os.path.join(out_dir, SINGLE_FILE), metadata={"format": "pt"})
-        return
-    shards: list[dict[str, np.ndarray]] = [{}]
-    size = 0
-    for name, t in tensors.items():
-        if shards[-1] and size + t.nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][name] = t
-        size += t.nbytes
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        fn = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, os.path.join(out_dir, fn), metadata={"format": "pt"})
-        weight_map.update({name: fn for name in shard})
-    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
-             "weight_map": weight_map}
-    with open(os.path.join(out_dir, INDEX_FILE), "w", encoding="utf-8") as f:
-        json.dump(index, f, indent=2)
+            tname = llada.hf_tensor_name(name, layer)
+            tensors[tname] = np.ascontiguousarray(t)
+            weight_map[tname] = fn
+            total += t.nbytes
+        if writer:
+            save_file(tensors, os.path.join(out_dir, fn), metadata={"format": "pt"})
+        del tensors
+    if writer:
+        with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(hf_config_dict(cfg, dtype, source_dir and os.fspath(source_dir)), f,
+                      indent=2)
+        if names != [SINGLE_FILE]:
+            with open(os.path.join(out_dir, INDEX_FILE), "w", encoding="utf-8") as f:
+                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f,
+                          indent=2)
+        if source_dir:
+            for fn in sorted(os.listdir(source_dir)):
+                if fn != "config.json" and any(fnmatch.fnmatch(fn, pat) for pat in _COPIED):
+                    shutil.copy(os.path.join(source_dir, fn), os.path.join(out_dir, fn))
+    return {"files": names, "tensors": len(weight_map), "bytes": total}

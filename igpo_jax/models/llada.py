@@ -202,6 +202,17 @@ class LLaDAConfig:
             "include_bias": False,
             "attention_layer_norm": False,
             "multi_query_attention": None,
+            # LLaDA's ModelConfig defaults that differ from this model (dropout 0.1,
+            # GPT-2 sizes ...) are written out so that its modelling code builds it
+            "attention_dropout": 0.0, "residual_dropout": 0.0, "embedding_dropout": 0.0,
+            "rope_full_precision": True, "include_qkv_bias": False,
+            "layer_norm_with_affine": True, "bias_for_layer_norm": False,
+            "attention_layer_norm_with_affine": True, "scale_logits": False,
+            "input_emb_norm": False, "alibi": False, "flash_attention": False,
+            "block_group_size": 1, "use_cache": False,
+            "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                         "AutoModel": "modeling_llada.LLaDAModelLM",
+                         "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
         }
 
 

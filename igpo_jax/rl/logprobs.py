@@ -25,7 +25,8 @@ def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) ->
 def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
                         prompt_attn: jax.Array, completion_ids: jax.Array,
                         masked_prompt: jax.Array | None = None,
-                        with_entropy: bool = True) -> tuple[jax.Array, jax.Array | None]:
+                        with_entropy: bool = True, dropout_rng: jax.Array | None = None
+                        ) -> tuple[jax.Array, jax.Array | None]:
     """Per-token log-probs (and entropies) of a completion under the masked estimator.
 
     Args:
@@ -42,7 +43,7 @@ def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
     x = jnp.concatenate([prompt_ids, jnp.full(completion_ids.shape, cfg.mask_token_id,
                                               jnp.int32)], axis=1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
-    hidden = llada.hidden_states(params, cfg, x, attn)[:, p:]
+    hidden = llada.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)[:, p:]
     logits = llada.logits_from_hidden(params, cfg, hidden)  # [B, C, V] float32
     logz = jax.nn.logsumexp(logits, axis=-1)
     tok = jnp.take_along_axis(logits, completion_ids[..., None], axis=-1)[..., 0]

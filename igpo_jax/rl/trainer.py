@@ -26,7 +26,7 @@ from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
-from igpo_jax.models import llada
+from igpo_jax.models import llada, lora
 from igpo_jax.rl import grpo, igpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
 
@@ -65,37 +65,34 @@ def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int):
 
 
 def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
-                    rl: ml_collections.ConfigDict, n_micro: int, params, opt_state):
-    """jit: (params, opt_state, TrainBatch) -> (params, opt_state, metrics), donating the
-    state and keeping the shardings of ``params`` / ``opt_state`` (arrays or abstract
-    ``ShapeDtypeStruct`` s, as the dry run passes)."""
+                    rl: ml_collections.ConfigDict, n_micro: int, trainable, opt_state):
+    """jit: (trainable, opt_state, frozen, TrainBatch, key) -> (trainable, opt_state, out),
+    :func:`optim.make_update_step` with the policy loss; ``key`` drives LoRA dropout."""
     use_ref = rl.beta > 0
 
-    def loss_fn(params, mb: TrainBatch, denom):
-        logp, _ = logprobs.completion_logprobs(params, cfg, mb.prompt_ids, mb.prompt_attn,
-                                               mb.completion_ids, mb.masked_prompt,
-                                               with_entropy=False)
-        s, _, stats = grpo.POLICY_LOSSES[rl.loss](
-            logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages, mb.loss_mask,
-            ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high, beta=rl.beta,
-            aggregation=rl.aggregation)
-        return s / denom, stats
-
-    def step(params, opt_state, batch: TrainBatch):
+    def make_loss(batch: TrainBatch, key):
         denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation), 1.0)
-        grads, loss, st = optim.accumulate_gradients(
-            lambda p, mb: loss_fn(p, mb, denom), params, batch, n_micro)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        n_tok = jnp.maximum(st["token_count"], 1.0)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
-                   "clip_frac": st["clip_count"] / n_tok, "kl": st["kl_sum"] / n_tok,
-                   "loss_tokens": st["token_count"]}
-        return params, opt_state, metrics
 
-    shardings = (jax.tree.map(lambda x: x.sharding, params),
-                 jax.tree.map(lambda x: x.sharding, opt_state), None)
-    return jax.jit(step, donate_argnums=(0, 1), out_shardings=shardings)
+        def loss_fn(params, mb: TrainBatch, dropout_key):
+            logp, _ = logprobs.completion_logprobs(
+                params, cfg, mb.prompt_ids, mb.prompt_attn, mb.completion_ids,
+                mb.masked_prompt, with_entropy=False, dropout_rng=dropout_key)
+            s, _, stats = grpo.POLICY_LOSSES[rl.loss](
+                logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages,
+                mb.loss_mask, ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high,
+                beta=rl.beta, aggregation=rl.aggregation)
+            return s / denom, stats
+        return loss_fn, batch
+
+    return optim.make_update_step(make_loss, tx, n_micro, trainable, opt_state)
+
+
+def update_metrics(out: dict) -> dict:
+    """Host-side metrics of one update from the step's summed stats."""
+    n_tok = max(float(out["token_count"]), 1.0)
+    return {"loss": float(out["loss"]), "grad_norm": float(out["grad_norm"]),
+            "clip_frac": float(out["clip_count"]) / n_tok, "kl": float(out["kl_sum"]) / n_tok,
+            "loss_tokens": float(out["token_count"])}
 
 
 @dataclasses.dataclass
@@ -110,15 +107,18 @@ class _Run:
     worker: RolloutWorker
     logprob_fn: object
     train_step: object
+    frozen: dict  # parameters the optimiser never sees (the base under LoRA; else empty)
     ref_params: dict | None
     schedule: object
     writer: MetricsWriter
     key: jax.Array
 
 
-def _rl_step(r: _Run, params, opt_state, step: int):
-    """One rollout batch and its ``num_iterations`` updates; returns (params, opt_state, record)."""
+def _rl_step(r: _Run, trainable, opt_state, step: int):
+    """One rollout batch and its ``num_iterations`` updates; returns (trainable, opt_state,
+    record)."""
     c, rl = r.c, r.c.rl
+    params = {**r.frozen, **trainable}
     n = rl.prompts_per_step * rl.group_size
     step_key = jax.random.fold_in(r.key, step)
     idx = next(r.data_iter)
@@ -151,18 +151,19 @@ def _rl_step(r: _Run, params, opt_state, step: int):
     for j, (masked, old, ref, keep) in enumerate(olds):
         tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], comp_mask & keep, adv,
                         old, ref)
-        params, opt_state, m = r.train_step(params, opt_state, tb)
+        trainable, opt_state, out = r.train_step(trainable, opt_state, r.frozen, tb,
+                                                  jax.random.fold_in(step_key, 104729 + j))
         opt_step = step * rl.num_iterations + j + 1
         skipped = optim.check_finite(opt_state, c.optim.max_nonfinite, rl.algo, opt_step,
                                      (step // c.checkpoint.every) * c.checkpoint.every or None)
         record = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
-                      **{k: float(v) for k, v in m.items()}, lr=float(r.schedule(opt_step - 1)),
+                      **update_metrics(out), lr=float(r.schedule(opt_step - 1)),
                       skipped_updates=skipped,
                       hint_tokens_kept=float(jnp.sum(keep & arrays["h"] & comp_mask)),
                       update_seconds=time.time() - t_up, rollouts_per_step=n,
                       groups_per_step=rl.prompts_per_step, **batch.stats)
         r.writer.write(record)
-    return params, opt_state, record
+    return trainable, opt_state, record
 
 
 def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
@@ -184,11 +185,15 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
                                jax.process_index(), jax.process_count())
     params = experiment.initial_params(c, cfg, mesh)
-    # frozen reference policy; a copy, because the update step donates `params`
-    ref_params = jax.tree.map(jnp.copy, params) if rl.beta > 0 else None
+    # the frozen reference policy is the initial one (also after a resume): under LoRA
+    # the base with adapters off (the same arrays, never donated); else a copy, because
+    # the update step donates the trainable parameters
+    ref_params = None if rl.beta <= 0 else (
+        lora.base(params) if cfg.lora else jax.tree.map(jnp.copy, params))
     ts = experiment.start_training(c, workdir, params, mesh, rl.num_steps * rl.num_iterations,
                                    data_iter, rl.num_iterations, rl.algo)
-    tx, schedule, params, opt_state = ts.tx, ts.schedule, ts.params, ts.opt_state
+    tx, schedule, trainable, frozen, opt_state = (ts.tx, ts.schedule, ts.trainable, ts.frozen,
+                                                  ts.opt_state)
     ckpt, writer, start = ts.ckpt, ts.writer, ts.start
     if start >= rl.num_steps:
         log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
@@ -202,26 +207,26 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
         rewards_lib.MathReward.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
-    train_step = make_train_step(cfg, tx, rl, n_micro, params, opt_state)
+    train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
     r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
-             train_step, ref_params, schedule, writer, jax.random.key(c.seed))
+             train_step, frozen, ref_params, schedule, writer, jax.random.key(c.seed))
     heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
     if start == 0:
-        heldout.maybe(0, params, rollouts=0)
+        heldout.maybe(0, {**frozen, **trainable}, rollouts=0)
     progress = Progress(rl.num_steps, rl.algo, start)
     last = {}
     end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
     with preemption.StopRequest() as stop:
         try:
             for step in range(start, end):
-                params, opt_state, last = _rl_step(r, params, opt_state, step)
-                heldout.maybe(step + 1, params, final=step + 1 == rl.num_steps,
-                              rollouts=(step + 1) * n)
-                meta = dict(step=step + 1, stage=rl.algo, data_state=data_iter.get_state(),
-                            seed=c.seed)
+                trainable, opt_state, last = _rl_step(r, trainable, opt_state, step)
+                heldout.maybe(step + 1, {**frozen, **trainable},
+                              final=step + 1 == rl.num_steps, rollouts=(step + 1) * n)
+                meta = ts.meta(step=step + 1, stage=rl.algo, data_state=data_iter.get_state())
                 preemption.end_of_step(
                     stop, ckpt, step + 1, end, c.checkpoint.every,
-                    lambda: ckpt.save(step + 1, params, opt_state, meta, force=True), rl.algo)
+                    lambda: ckpt.save(step + 1, trainable, opt_state, meta, force=True),
+                    rl.algo)
                 if (step + 1) % c.log_every == 0:
                     progress.update(step + 1, acc=last["accuracy"],
                                     wrong=last["frac_all_wrong_groups"], loss=last["loss"],
@@ -230,4 +235,4 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
             ckpt.wait()
             ckpt.close()
             writer.close()
-    return {"steps": end, "last": last, "params": params}
+    return {"steps": end, "last": last, "params": {**frozen, **trainable}}
