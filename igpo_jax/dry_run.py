@@ -80,12 +80,14 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
         mesh=dict(mesh.shape), devices=jax.device_count(),
         platform=jax.devices()[0].platform, programs={})
 
-    # 1. rollout: one sampler chunk
+    # 1. rollout: one sampler chunk (under LoRA the sampler runs on merged weights, which
+    # have the base's shapes and shardings: generate_params merges once per call)
     sc = sampling.SamplerConfig.from_config(s)
-    st = sampling._Static(cfg, sc, cfg.mask_token_id, cfg.eos_token_id)
+    base_cfg = cfg.replace(lora=None)
+    st = sampling._Static(base_cfg, sc, cfg.mask_token_id, cfg.eos_token_id)
     rng = jax.eval_shape(lambda: jax.random.key(0))
     rollout = sampling._generate_jit.lower(
-        params, batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
+        lora.base(params), batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
         batch(chunk, g, jnp.int32), batch(chunk, g, jnp.bool_), rng, st=st).compile()
     calls = -(-n // chunk) * (2 if rl.algo == "igpo" else 1)  # hinted rows at most double it
     report["programs"]["rollout"] = dict(rows=chunk, calls_per_step_max=calls,

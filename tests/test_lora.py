@@ -152,3 +152,26 @@ def test_lora_config_errors_name_the_key():
     assert lc.targets == ("q_proj", "v_proj") and lc.scale == 8.0
     c.model.lora.rank = 0
     assert lora.LoraConfig.from_config(c.model.lora) is None
+
+
+def test_sampler_with_adapters_equals_numpy_generation_on_merged_weights(hf_model):
+    from igpo_jax import sampling
+    c, tensors, model = hf_model
+    lc = lora.LoraConfig(rank=3, alpha=6.0, dropout=0.3, targets=TARGETS)
+    cfg = model.config.replace(lora=lc)
+    params = _with_random_adapters(dict(model.param_dict(), **llada.init_adapters(cfg, 1)),
+                                   lc, 7)
+    merged_t = dict(tensors)  # numpy float64 merge in HF layout: W^T + 2 (A B)^T per layer
+    for t in TARGETS:
+        a, b = (np.asarray(params[f"blocks/{t}_lora_{x}"], np.float64) for x in "ab")
+        for i in range(c["n_layers"]):
+            name = f"model.transformer.blocks.{i}.{t}.weight"
+            merged_t[name] = (tensors[name].astype(np.float64) + 2.0 * (a[i] @ b[i]).T)
+    prompt = np.random.default_rng(0).integers(0, 60, (3, 5)).astype(np.int32)
+    want, _ = ref.numpy_generate(merged_t, c, prompt, 16, 8, 8, c["mask_token_id"])
+    sc = sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0)
+    got = sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(got), want)
+    base_out = sampling.generate_params(model.param_dict(), model.config, prompt, sc,
+                                        jax.random.key(0))
+    assert (np.asarray(base_out) != want).any()  # the adapters change the samples

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+from safetensors.numpy import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 420
@@ -19,11 +21,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(workdir, out, n, pid, port, devices):
+def _launch(workdir, out, n, pid, port, devices, lora_rank):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     return subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(workdir),
-                             str(out), str(n), str(pid), str(port), str(devices)], cwd=ROOT,
+                             str(out), str(n), str(pid), str(port), str(devices),
+                             str(lora_rank)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -47,11 +50,13 @@ def _load(path):
     return params, json.loads(str(z["metrics"])), int(z["process_count"])
 
 
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
+@pytest.mark.parametrize("lora_rank", [0, 4], ids=["full", "lora"])
+def test_two_processes_match_one_process_with_two_devices(tmp_path, lora_rank):
     port = _free_port()
-    two = [_launch(tmp_path / "two", tmp_path / "two.npz", 2, pid, port, 1) for pid in (0, 1)]
+    two = [_launch(tmp_path / "two", tmp_path / "two.npz", 2, pid, port, 1, lora_rank)
+           for pid in (0, 1)]
     _wait(two)
-    _wait([_launch(tmp_path / "one", tmp_path / "one.npz", 1, 0, 0, 2)])
+    _wait([_launch(tmp_path / "one", tmp_path / "one.npz", 1, 0, 0, 2, lora_rank)])
     p2, m2, n2 = _load(tmp_path / "two.npz")
     p1, m1, n1 = _load(tmp_path / "one.npz")
     assert (n2, n1) == (2, 1)
@@ -67,3 +72,12 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
     assert any(abs(r["grad_norm"]) > 0 for r in m1)
     # only process 0 wrote metrics; both took part in the checkpoint
     assert sorted(os.listdir(tmp_path / "two" / "checkpoints"))
+    # the export gathered every parameter from both processes; process 0 wrote it
+    e2 = load_file(str(tmp_path / "two" / "hf" / "model.safetensors"))
+    e1 = load_file(str(tmp_path / "one" / "hf" / "model.safetensors"))
+    assert e1.keys() == e2.keys() and len(e1) == 3 + 9 * 2
+    for k in e1:
+        np.testing.assert_allclose(e2[k], e1[k], atol=1e-6, rtol=0, err_msg=k)
+    if lora_rank:
+        assert any(k.endswith("_lora_b") for k in p1)
+        assert not any("lora" in k for k in e1)  # merged
