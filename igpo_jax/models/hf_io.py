@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import jax
 import ml_dtypes
@@ -32,6 +32,103 @@ INDEX_FILE = "model.safetensors.index.json"
 
 class CheckpointError(ValueError):
     """A Hugging Face checkpoint that does not match the model it should fill."""
+
+
+# ---- names and config.json of the Hugging Face LLaDA layout --------------------------
+def hf_tensor_name(name: str, layer: int | None = None) -> str:
+    """Our parameter name -> the Hugging Face LLaDA tensor name."""
+    if name.startswith("blocks/"):
+        return f"model.transformer.blocks.{layer}.{name.split('/', 1)[1]}.weight"
+    return {"wte": "model.transformer.wte.weight", "ln_f": "model.transformer.ln_f.weight",
+            "lm_head": "model.transformer.ff_out.weight"}[name]
+
+
+def hf_is_linear(name: str) -> bool:
+    """Linear weights are transposed between HF ([out, in]) and us ([in, out])."""
+    return name == "lm_head" or name.split("/")[-1] in {
+        "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
+
+
+def config_from_hf(path_or_dict: str | os.PathLike | Mapping[str, Any],
+                   **overrides) -> llada.LLaDAConfig:
+    """Reads the keys of a Hugging Face LLaDA ``config.json`` (a path, a folder or a dict)."""
+    if isinstance(path_or_dict, Mapping):
+        hf = dict(path_or_dict)
+    else:
+        path = os.fspath(path_or_dict)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no Hugging Face config.json at {path}")
+        with open(path, encoding="utf-8") as f:
+            hf = json.load(f)
+    required = ("d_model", "n_layers", "n_heads", "vocab_size")
+    missing = [k for k in required if k not in hf]
+    if missing:
+        raise ValueError(f"Hugging Face config is missing keys {missing}; "
+                         f"expected a LLaDA config.json")
+    kw = dict(
+        vocab_size=hf["vocab_size"],
+        d_model=hf["d_model"],
+        n_layers=hf["n_layers"],
+        n_heads=hf["n_heads"],
+        n_kv_heads=hf.get("n_kv_heads"),
+        mlp_hidden_size=hf.get("mlp_hidden_size") or 4 * hf["d_model"],
+        embedding_size=hf.get("embedding_size"),
+        max_sequence_length=hf.get("max_sequence_length", 4096),
+        rope_theta=float(hf.get("rope_theta", 10000.0)),
+        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
+        mask_token_id=hf.get("mask_token_id", 126336),
+        eos_token_id=hf.get("eos_token_id", 126081),
+        bos_token_id=hf.get("bos_token_id", 126080) if hf.get("bos_token_id") is not None
+        else 126080,
+    )
+    if kw["bos_token_id"] >= (kw["embedding_size"] or kw["vocab_size"]):
+        kw["bos_token_id"] = 0
+    kw.update(overrides)
+    return llada.LLaDAConfig(**kw)
+
+
+def config_to_hf(cfg: llada.LLaDAConfig) -> dict[str, Any]:
+    """``config.json`` keys of LLaDA's modelling code for this model."""
+    return {
+        "architectures": ["LLaDAModelLM"],
+        "model_type": "llada",
+        "d_model": cfg.d_model,
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "n_kv_heads": cfg.kv_heads,
+        "mlp_hidden_size": cfg.mlp_hidden_size,
+        "mlp_ratio": cfg.mlp_hidden_size // cfg.d_model,
+        "vocab_size": cfg.vocab_size,
+        "embedding_size": cfg.vocab_rows,
+        "max_sequence_length": cfg.max_sequence_length,
+        "rope_theta": cfg.rope_theta,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "mask_token_id": cfg.mask_token_id,
+        "eos_token_id": cfg.eos_token_id,
+        "pad_token_id": cfg.eos_token_id,
+        "bos_token_id": cfg.bos_token_id,
+        "activation_type": "silu",
+        "block_type": "llama",
+        "layer_norm_type": "rms",
+        "rope": True,
+        "weight_tying": False,
+        "include_bias": False,
+        "attention_layer_norm": False,
+        "multi_query_attention": None,
+        # LLaDA's ModelConfig defaults that differ from this model (dropout 0.1,
+        # GPT-2 sizes ...) are written out so that its modelling code builds it
+        "attention_dropout": 0.0, "residual_dropout": 0.0, "embedding_dropout": 0.0,
+        "rope_full_precision": True, "include_qkv_bias": False,
+        "layer_norm_with_affine": True, "bias_for_layer_norm": False,
+        "attention_layer_norm_with_affine": True, "scale_logits": False,
+        "input_emb_norm": False, "alibi": False, "flash_attention": False,
+        "block_group_size": 1, "use_cache": False,
+        "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                     "AutoModel": "modeling_llada.LLaDAModelLM",
+                     "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
+    }
 
 
 def _tensor_files(hf_dir: str) -> dict[str, str]:
@@ -79,15 +176,15 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype) -> np
     """Reads (and for ``blocks/`` stacks) one parameter in our layout."""
     per_layer = name.startswith("blocks/")
     target = shape[1:] if per_layer else shape
-    hf_shape = tuple(reversed(target)) if llada.hf_is_linear(name) else target
+    hf_shape = tuple(reversed(target)) if hf_is_linear(name) else target
     out = np.empty(shape, dtype)
     for layer in range(shape[0] if per_layer else 1):
-        tname = llada.hf_tensor_name(name, layer)
+        tname = hf_tensor_name(name, layer)
         t = reader.get(tname)
         if tuple(t.shape) != hf_shape:
             raise CheckpointError(f"tensor {tname!r} has shape {tuple(t.shape)}, the model "
                                   f"config expects {hf_shape}")
-        t = t.T if llada.hf_is_linear(name) else t
+        t = t.T if hf_is_linear(name) else t
         if per_layer:
             out[layer] = t.astype(dtype)
         else:
@@ -108,12 +205,12 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
       **config_overrides: LLaDAConfig fields to override (e.g. ``remat=True``).
     """
     hf_dir = os.fspath(hf_dir)
-    cfg = llada.LLaDAConfig.from_hf_config(
+    cfg = config_from_hf(
         hf_dir, param_dtype=dtype, dtype=compute_dtype or dtype, **config_overrides)
     specs = llada.param_specs(cfg)
     shardings = shd.tree_shardings(specs, mesh) if mesh is not None else None
     files = _tensor_files(hf_dir)
-    expected = {llada.hf_tensor_name(n, i) for n, (s, _) in specs.items()
+    expected = {hf_tensor_name(n, i) for n, (s, _) in specs.items()
                 for i in (range(s[0]) if n.startswith("blocks/") else [None])}
     unexpected = sorted(set(files) - expected)
     if unexpected:
@@ -165,7 +262,7 @@ def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = 
     if source_dir and os.path.exists(os.path.join(source_dir, "config.json")):
         with open(os.path.join(source_dir, "config.json"), encoding="utf-8") as f:
             out = json.load(f)
-    out.update(cfg.to_hf_config())
+    out.update(config_to_hf(cfg))
     out["torch_dtype"] = dtype
     return out
 
@@ -229,8 +326,8 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
                 host.clear()
                 host[name] = distributed.to_host(params[name]).astype(np_dtype, copy=False)
             t = host[name][layer] if layer is not None else host[name]
-            t = t.T if llada.hf_is_linear(name) else t
-            tname = llada.hf_tensor_name(name, layer)
+            t = t.T if hf_is_linear(name) else t
+            tname = hf_tensor_name(name, layer)
             tensors[tname] = np.ascontiguousarray(t)
             weight_map[tname] = fn
             total += t.nbytes

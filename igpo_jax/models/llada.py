@@ -14,7 +14,6 @@ dict of arrays, which is what jitted code (sampler, losses) calls.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Mapping
 
@@ -23,6 +22,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from igpo_jax.models import lora as lora_lib
+from igpo_jax.models.layers import (apply_rotary, attention, rms_norm,  # noqa: F401
+                                    rotary_tables)
 
 Params = dict[str, Any]
 
@@ -134,86 +135,18 @@ class LLaDAConfig:
         base.update(kw)
         return cls(**base)
 
-    # ---- Hugging Face config.json --------------------------------------------------
+    # ---- Hugging Face config.json (models/hf_io.py) ------------------------------------
     @classmethod
     def from_hf_config(cls, path_or_dict: str | os.PathLike | Mapping[str, Any],
                        **overrides) -> "LLaDAConfig":
         """Reads the keys of a Hugging Face LLaDA ``config.json`` (a path, a folder or a dict)."""
-        if isinstance(path_or_dict, Mapping):
-            hf = dict(path_or_dict)
-        else:
-            path = os.fspath(path_or_dict)
-            if os.path.isdir(path):
-                path = os.path.join(path, "config.json")
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"no Hugging Face config.json at {path}")
-            with open(path, encoding="utf-8") as f:
-                hf = json.load(f)
-        required = ("d_model", "n_layers", "n_heads", "vocab_size")
-        missing = [k for k in required if k not in hf]
-        if missing:
-            raise ValueError(f"Hugging Face config is missing keys {missing}; "
-                             f"expected a LLaDA config.json")
-        kw = dict(
-            vocab_size=hf["vocab_size"],
-            d_model=hf["d_model"],
-            n_layers=hf["n_layers"],
-            n_heads=hf["n_heads"],
-            n_kv_heads=hf.get("n_kv_heads"),
-            mlp_hidden_size=hf.get("mlp_hidden_size") or 4 * hf["d_model"],
-            embedding_size=hf.get("embedding_size"),
-            max_sequence_length=hf.get("max_sequence_length", 4096),
-            rope_theta=float(hf.get("rope_theta", 10000.0)),
-            rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
-            mask_token_id=hf.get("mask_token_id", 126336),
-            eos_token_id=hf.get("eos_token_id", 126081),
-            bos_token_id=hf.get("bos_token_id", 126080) if hf.get("bos_token_id") is not None
-            else 126080,
-        )
-        if kw["bos_token_id"] >= (kw["embedding_size"] or kw["vocab_size"]):
-            kw["bos_token_id"] = 0
-        kw.update(overrides)
-        return cls(**kw)
+        from igpo_jax.models import hf_io
+        return hf_io.config_from_hf(path_or_dict, **overrides)
 
     def to_hf_config(self) -> dict[str, Any]:
-        return {
-            "architectures": ["LLaDAModelLM"],
-            "model_type": "llada",
-            "d_model": self.d_model,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "n_kv_heads": self.kv_heads,
-            "mlp_hidden_size": self.mlp_hidden_size,
-            "mlp_ratio": self.mlp_hidden_size // self.d_model,
-            "vocab_size": self.vocab_size,
-            "embedding_size": self.vocab_rows,
-            "max_sequence_length": self.max_sequence_length,
-            "rope_theta": self.rope_theta,
-            "rms_norm_eps": self.rms_norm_eps,
-            "mask_token_id": self.mask_token_id,
-            "eos_token_id": self.eos_token_id,
-            "pad_token_id": self.eos_token_id,
-            "bos_token_id": self.bos_token_id,
-            "activation_type": "silu",
-            "block_type": "llama",
-            "layer_norm_type": "rms",
-            "rope": True,
-            "weight_tying": False,
-            "include_bias": False,
-            "attention_layer_norm": False,
-            "multi_query_attention": None,
-            # LLaDA's ModelConfig defaults that differ from this model (dropout 0.1,
-            # GPT-2 sizes ...) are written out so that its modelling code builds it
-            "attention_dropout": 0.0, "residual_dropout": 0.0, "embedding_dropout": 0.0,
-            "rope_full_precision": True, "include_qkv_bias": False,
-            "layer_norm_with_affine": True, "bias_for_layer_norm": False,
-            "attention_layer_norm_with_affine": True, "scale_logits": False,
-            "input_emb_norm": False, "alibi": False, "flash_attention": False,
-            "block_group_size": 1, "use_cache": False,
-            "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                         "AutoModel": "modeling_llada.LLaDAModelLM",
-                         "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-        }
+        """The ``config.json`` keys LLaDA's modelling code builds this model from."""
+        from igpo_jax.models import hf_io
+        return hf_io.config_to_hf(self)
 
 
 # ---- parameter layout -----------------------------------------------------------------
@@ -241,20 +174,6 @@ def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str 
     if cfg.lora is not None:
         specs.update(lora_lib.adapter_specs(cfg.lora, specs))
     return specs
-
-
-def hf_tensor_name(name: str, layer: int | None = None) -> str:
-    """Our parameter name -> the Hugging Face LLaDA tensor name."""
-    if name.startswith("blocks/"):
-        return f"model.transformer.blocks.{layer}.{name.split('/', 1)[1]}.weight"
-    return {"wte": "model.transformer.wte.weight", "ln_f": "model.transformer.ln_f.weight",
-            "lm_head": "model.transformer.ff_out.weight"}[name]
-
-
-def hf_is_linear(name: str) -> bool:
-    """Linear weights are transposed between HF ([out, in]) and us ([in, out])."""
-    return name == "lm_head" or name.split("/")[-1] in {
-        "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
 
 
 class _Blocks(nnx.Module):
@@ -299,53 +218,6 @@ class LLaDA(nnx.Module):
 
 
 # ---- the forward pass --------------------------------------------------------------------
-def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
-    """LLaDA RMSNorm: normalise in float32, cast back, then scale by the weight."""
-    x32 = x.astype(jnp.float32)
-    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-    return weight.astype(x.dtype) * x32.astype(x.dtype)
-
-
-def rotary_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """sin, cos of shape [L, head_dim] (NeoX half layout, absolute positions, float32)."""
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    freqs = jnp.arange(seq_len, dtype=jnp.float32)[:, None] * inv_freq[None, :]
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.sin(emb), jnp.cos(emb)
-
-
-def apply_rotary(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
-    """x [B, L, H, D]; NeoX rotate_half = cat(-x2, x1); computed in float32."""
-    x32 = x.astype(jnp.float32)
-    x1, x2 = jnp.split(x32, 2, axis=-1)
-    rotated = jnp.concatenate([-x2, x1], axis=-1)
-    out = x32 * cos[None, :, None, :] + rotated * sin[None, :, None, :]
-    return out.astype(x.dtype)
-
-
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array | None) -> jax.Array:
-    """Bidirectional GQA attention.
-
-    q [B, L, H, D], k/v [B, L, K, D] with H = K * G, bias [B, L_k] additive or None.
-    Returns [B, L, H, D]. Scores and softmax in float32.
-    """
-    b, lq, h, d = q.shape
-    kh = k.shape[2]
-    g = h // kh
-    # Head-major with the query groups folded into the query length: both matmuls
-    # are plain batched GEMMs over B * K (measured fastest on CPU, see benchmarks/).
-    qh = q.reshape(b, lq, kh, g, d).transpose(0, 2, 3, 1, 4).reshape(b, kh, g * lq, d)
-    kt = k.transpose(0, 2, 1, 3)
-    vt = v.transpose(0, 2, 1, 3)
-    scores = jnp.einsum("bkqd,bkjd->bkqj", qh, kt,
-                        preferred_element_type=jnp.float32) * (d ** -0.5)
-    if bias is not None:
-        scores = scores + bias[:, None, None, :]
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkqj,bkjd->bkqd", probs, vt)
-    return out.reshape(b, kh, g, lq, d).transpose(0, 3, 1, 2, 4).reshape(b, lq, h, d)
-
-
 def _linear(cfg: LLaDAConfig, x: jax.Array, layer: Params, name: str,
             dropout_key: jax.Array | None = None) -> jax.Array:
     """``x @ W`` in x's dtype, plus the LoRA term when the layer carries ``name``'s adapter
