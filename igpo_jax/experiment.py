@@ -188,8 +188,9 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
     if frozen:
         lc = LoraConfig.from_config(c.model.lora)
         init_from = c.model.init_from and os.path.abspath(checkpoint_dir(c.model.init_from))
+        hf_dir = c.model.hf_dir and os.path.abspath(c.model.hf_dir)
         run_meta.update(lora=lc.to_dict(), init=dict(init_from=init_from or "",
-                                                      hf_dir=c.model.hf_dir, seed=c.seed))
+                                                      hf_dir=hf_dir or "", seed=c.seed))
     start = 0
     if ckpt.latest_step() is not None:
         trainable, opt_state, meta = ckpt.restore(None, trainable, opt_state)

@@ -301,6 +301,9 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
     if cfg is None:
         raise ValueError("save_hf_checkpoint needs the LLaDAConfig when given a param dict")
     if any(lora.is_adapter(k) for k in params):
+        if cfg.lora is None:
+            raise ValueError("the parameters hold LoRA adapters but the LLaDAConfig has no "
+                             "lora settings to merge them with")
         params = jax.jit(lambda p: lora.merge(p, cfg.lora))(params)
     cfg = cfg.replace(lora=None)
     dtype = dtype or cfg.param_dtype
