@@ -52,6 +52,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
              reward: rewards_lib.MathReward | None = None, show_progress: bool = True) -> dict:
     """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
     reward = reward or rewards_lib.MathReward()
+    params = sampling.merge_adapters(params, cfg)  # once for every batch
     os.makedirs(out_dir, exist_ok=True)
     gen_path = os.path.join(out_dir, "generations.jsonl")
     done = _done_rows(gen_path)

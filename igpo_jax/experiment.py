@@ -153,10 +153,6 @@ class TrainingStart:
     start: int  # steps already done (0 for a fresh run)
     run_meta: dict  # what every checkpoint records besides the step (see meta())
 
-    @property
-    def params(self) -> dict:
-        return {**self.frozen, **self.trainable}
-
     def meta(self, **step_fields) -> dict:
         """A checkpoint's JSON record: the step's fields plus how to rebuild the frozen
         base of an adapters-only checkpoint (``lora``, ``init``) and the seed."""

@@ -329,6 +329,16 @@ _generate_jit = jax.jit(_generate, static_argnames=("st",))
 _merge_jit = jax.jit(lora.merge, static_argnums=1)
 
 
+def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict[str, Any]:
+    """Parameters for sampling: LoRA adapters folded into their base weights (a transient
+    copy of the adapted weights), as sampling has no dropout and no gradients; unchanged
+    without adapters. :func:`generate_params` does this itself; callers that sample
+    many batches from the same parameters (rollouts, evaluation) merge once up front."""
+    if model_cfg.lora is None or not any(lora.is_adapter(k) for k in params):
+        return params
+    return _merge_jit(params, model_cfg.lora)
+
+
 def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt_ids,
                     sampler_cfg: SamplerConfig, rng: jax.Array, *, mask_id: int | None = None,
                     eos_id: int | None = None, attention_mask=None, hint_ids=None,
@@ -368,11 +378,7 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
         raise ValueError("a hint position holds the mask token; hints must be real tokens")
     args = (prompt_ids, attn, hint_ids, hint_mask)
     if model_cfg.lora is not None:
-        # sampling has no dropout and no gradients: fold LoRA adapters into their base
-        # weights once per call (a transient copy of the targeted weights) rather than
-        # run two extra matmuls per adapted linear at every denoising step
-        if any(lora.is_adapter(k) for k in params):
-            params = _merge_jit(params, model_cfg.lora)
+        params = merge_adapters(params, model_cfg)
         model_cfg = model_cfg.replace(lora=None)
         st = dataclasses.replace(st, model=model_cfg)
     if mesh is not None:

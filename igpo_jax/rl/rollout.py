@@ -93,6 +93,7 @@ class RolloutWorker:
 
     def __call__(self, params, examples: Sequence[Example], key) -> RolloutBatch:
         t0 = time.time()
+        params = sampling.merge_adapters(params, self.model_cfg)  # once for every chunk
         self.reward_failures = 0
         self.forward_passes = []
         G, g_len = self.rc.group_size, self.sc.gen_length
