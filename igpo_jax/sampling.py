@@ -41,7 +41,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from igpo_jax import sharding as shd
 from igpo_jax.models import llada, lora
@@ -432,19 +431,3 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
                            mask_id=mask_id, eos_id=eos_id, attention_mask=attention_mask,
                            hint_ids=hint_ids, hint_mask=hint_mask, mesh=mesh,
                            return_order=return_order, return_stats=return_stats)
-
-
-def left_pad(prompts: list[list[int]], pad_id: int, length: int | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Token lists -> (ids int32 ``[B, P]``, attention mask bool ``[B, P]``), left-padded."""
-    length = max(len(p) for p in prompts) if length is None else length
-    ids = np.full((len(prompts), length), pad_id, np.int32)
-    mask = np.zeros((len(prompts), length), bool)
-    for i, p in enumerate(prompts):
-        if len(p) > length:
-            raise ValueError(f"prompt {i} has {len(p)} tokens, more than the length {length}")
-        if p:
-            ids[i, length - len(p):] = p
-            mask[i, length - len(p):] = True
-    return ids, mask
-

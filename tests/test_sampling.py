@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling
+from igpo_jax.data.pipeline import left_pad
 from tests import reference as ref
 
 MASK, EOS = 63, 62
@@ -159,6 +160,6 @@ def test_bad_inputs(hf_model):
 
 
 def test_left_pad():
-    ids, mask = sampling.left_pad([[5, 6, 7], [8]], pad_id=0)
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     np.testing.assert_array_equal(ids, [[5, 6, 7], [0, 0, 8]])
     np.testing.assert_array_equal(mask, [[1, 1, 1], [0, 0, 1]])

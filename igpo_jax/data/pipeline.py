@@ -13,8 +13,22 @@ import grain
 import numpy as np
 
 from igpo_jax.data import Example, split_trace
-from igpo_jax.sampling import left_pad
 from igpo_jax.tokenizers import Tokenizer
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, length: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Token lists -> (ids int32 ``[B, P]``, attention mask bool ``[B, P]``), left-padded."""
+    length = max(len(p) for p in prompts) if length is None else length
+    ids = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), bool)
+    for i, p in enumerate(prompts):
+        if len(p) > length:
+            raise ValueError(f"prompt {i} has {len(p)} tokens, more than the length {length}")
+        if p:
+            ids[i, length - len(p):] = p
+            mask[i, length - len(p):] = True
+    return ids, mask
 
 
 def local_index_iterator(num_examples: int, batch_size: int, seed: int, process_index: int = 0,
