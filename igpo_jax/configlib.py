@@ -48,9 +48,11 @@ def base_config() -> ml_collections.ConfigDict:
         # LoRA (models/lora.py): rank 0 = train every parameter. With rank > 0 only the
         # adapters are trained and checkpointed; the reference policy is the base model.
         lora=ml_collections.ConfigDict(dict(
-            rank=0, alpha=64.0, dropout=0.0,
-            targets="q_proj,k_proj,v_proj,up_proj",  # any of q,k,v_proj attn_out ff_proj
-            param_dtype="float32",                   # up_proj ff_out, comma-separated
+            rank=0, alpha=64.0,  # scale alpha / rank
+            dropout=0.0,  # on the adapters' input, training forward only
+            # comma-separated subset of q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out
+            targets="q_proj,k_proj,v_proj,up_proj",
+            param_dtype="float32",  # the adapters' dtype (and so their AdamW moments')
         )),
     ))
     c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))
