@@ -144,6 +144,12 @@ def test_export_merges_adapters_into_a_loadable_hf_checkpoint(rl_runs, tmp_path)
                                           full[k + "_lora_b"].astype(np.float64))
         np.testing.assert_allclose(loaded[k], want, rtol=1e-6, atol=1e-8, err_msg=k)
     assert np.abs(loaded["blocks/q_proj"] - full["blocks/q_proj"]).max() > 1e-4  # merged
+    # and bit-exactly the merged parameters the export wrote (the same merge, again)
+    again, meta = experiment.params_of_run(str(rl_runs["root"] / "full" / "checkpoints"), c,
+                                           cfg.replace(lora=None), experiment.build_mesh(c))
+    assert meta["lora"]["rank"] == 4
+    for k, v in again.items():
+        np.testing.assert_array_equal(loaded[k], np.asarray(v), err_msg=k)
     # what LLaDA's modelling code would load: every name, shape and dtype, nothing more
     hf = json.load(open(out / "config.json"))
     tensors = _read_hf_tensors(out)
