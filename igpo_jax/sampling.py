@@ -325,7 +325,6 @@ def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: 
 
 
 _generate_jit = jax.jit(_generate, static_argnames=("st",))
-_merge_jit = jax.jit(lora.merge, static_argnums=1)
 
 
 def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict[str, Any]:
@@ -335,7 +334,7 @@ def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict
     many batches from the same parameters (rollouts, evaluation) merge once up front."""
     if model_cfg.lora is None or not any(lora.is_adapter(k) for k in params):
         return params
-    return _merge_jit(params, model_cfg.lora)
+    return lora.merge_jit(params, model_cfg.lora)
 
 
 def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt_ids,

@@ -304,7 +304,7 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
         if cfg.lora is None:
             raise ValueError("the parameters hold LoRA adapters but the LLaDAConfig has no "
                              "lora settings to merge them with")
-        params = jax.jit(lambda p: lora.merge(p, cfg.lora))(params)
+        params = lora.merge_jit(params, cfg.lora)
     cfg = cfg.replace(lora=None)
     dtype = dtype or cfg.param_dtype
     if dtype not in _NP_DTYPES:

@@ -131,6 +131,11 @@ def merge(params: Mapping[str, Any], lc: LoraConfig | None) -> dict:
     return out
 
 
+# jitted once for every caller that needs no particular output placement (sampling,
+# export); the lora config is static
+merge_jit = jax.jit(merge, static_argnums=1)
+
+
 def count(params: Mapping[str, Any]) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable, _ = split(params)
