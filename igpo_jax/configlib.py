@@ -22,7 +22,7 @@ MATH_SYSTEM_PROMPT = (
     "You are a math expert. You will be given a question to solve. Solve it step by step. "
     "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
     "Your reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>")
-ALGOS = ("grpo", "igpo")
+ALGOS = ("grpo", "igpo", "resample")  # resample: IGPO's extra samples without hints
 DATA_SOURCES = ("synthetic", "gsm8k", "metamath", "math", "amc", "jsonl", "tfds")
 
 
@@ -70,13 +70,14 @@ def base_config() -> ml_collections.ConfigDict:
             modulus=5, min_terms=2, max_terms=6, num_train=2000, num_test=200,
             heldout_share=0.2, test_min_terms=2, test_max_terms=6,
             width=0,  # >0: pad questions to this many slots (fixed term positions)
-            style="sums",  # sums: running sums per line | steps: "a+t=c" per line
+            style="sums",  # sums: running sums per line | steps: "a+t=c" | chain: "+t=c" per line
             weights=(),  # training mix over term counts min..max (empty = uniform)
         )),
     ))
     c.sampler = ml_collections.ConfigDict(dict(
         prompt_len=16, gen_length=64, block_length=16, steps=32, temperature=1.2,
         remasking="low_confidence", cfg_scale=0.0,
+        early_stop=False,  # fill with EOS once every row's current block is all EOS
         rollout_batch_size=32,  # rows per sampler call (rollouts are chunked to this)
         # Fast decoding (sampling.py; README "Fast rollouts"), for RL rollouts and eval:
         cache="none",  # none (exact) | prefix | dual: reuse keys/values within a block
@@ -88,6 +89,13 @@ def base_config() -> ml_collections.ConfigDict:
         num_iterations=1,  # mu: optimiser steps per batch of rollouts
         beta=0.0, eps_low=0.2, eps_high=0.2,
         ratio="sequence",  # token | sequence (GSPO)
+        # sequence ratio averages the log-ratio over: loss_mask (the tokens trained on) |
+        # completion (every generated position, filtered hints and EOS padding included:
+        # the reference code)
+        ratio_positions="loss_mask",
+        # loss normalisation: batch (every token of the optimiser step's batch counts the
+        # same) | micro_batch (reference code: each micro-batch by its own token count)
+        loss_norm="batch",
         aggregation="token",  # token | sequence
         advantage="mean",  # mean | std
         loss="clipped_surrogate",  # a name in rl/grpo.py POLICY_LOSSES
@@ -198,6 +206,10 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     _check(rl.ratio in ("token", "sequence"), "rl.ratio", rl.ratio, "expected token|sequence")
     _check(rl.aggregation in ("token", "sequence"), "rl.aggregation", rl.aggregation,
            "expected token|sequence")
+    _check(rl.ratio_positions in ("loss_mask", "completion"), "rl.ratio_positions",
+           rl.ratio_positions, "expected loss_mask|completion")
+    _check(rl.loss_norm in ("batch", "micro_batch"), "rl.loss_norm", rl.loss_norm,
+           "expected batch|micro_batch")
     _check(rl.advantage in ("mean", "std"), "rl.advantage", rl.advantage, "expected mean|std")
     _check(rl.loss == "clipped_surrogate", "rl.loss", rl.loss, "expected clipped_surrogate")
     _check(0 <= rl.p_mask_prompt < 1, "rl.p_mask_prompt", rl.p_mask_prompt, "must be in [0, 1)")

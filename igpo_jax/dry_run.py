@@ -89,7 +89,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     rollout = sampling._generate_jit.lower(
         lora.base(params), batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
         batch(chunk, g, jnp.int32), batch(chunk, g, jnp.bool_), rng, st=st).compile()
-    calls = -(-n // chunk) * (2 if rl.algo == "igpo" else 1)  # hinted rows at most double it
+    calls = -(-n // chunk) * (2 if rl.algo in ("igpo", "resample") else 1)  # hinted rows at most double it
     report["programs"]["rollout"] = dict(rows=chunk, calls_per_step_max=calls,
                                          memory_gib=_memory(rollout), flops=_flops(rollout))
 
@@ -112,6 +112,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     f32 = lambda rows, length: batch(rows, length, jnp.float32)  # noqa: E731
     tb = trainer.TrainBatch(batch(n, p, jnp.int32), batch(n, p, jnp.bool_),
                             batch(n, p, jnp.bool_), batch(n, g, jnp.int32),
+                            batch(n, g, jnp.bool_), batch(n, g, jnp.bool_),
                             batch(n, g, jnp.bool_),
                             _abstract((n,), jnp.float32, shd.batch_sharding(mesh, 1, n)),
                             f32(n, g), f32(n, g))
@@ -129,7 +130,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
     seq = p + g
     fwd = cfg.flops_per_token(seq) * seq
     report["flops_per_step_analytic"] = dict(
-        rollout=n * sc.steps * fwd * (2 if rl.algo == "igpo" else 1),
+        rollout=n * sc.steps * fwd * (2 if rl.algo in ("igpo", "resample") else 1),
         logprobs=n * fwd * rl.num_iterations * (2 if rl.beta > 0 else 1),
         update=3 * n * fwd * rl.num_iterations)
     return report

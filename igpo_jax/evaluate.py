@@ -81,7 +81,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
             r, ok = reward(text, examples[i].answer)
             rows.append(dict(index=i, sample=j, question=examples[i].question,
                              answer=examples[i].answer, meta=examples[i].meta,
-                             completion=text, extracted=rewards_lib.extract_boxed(text),
+                             completion=text, extracted=rewards_lib.extract_answer(text),
                              correct=bool(ok), reward=float(r),
                              forward_passes=stats["forward_passes"]))
         if jax.process_index() == 0:

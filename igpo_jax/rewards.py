@@ -20,19 +20,25 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 MAX_ANSWER_CHARS = 200  # longer "answers" are never sent to the symbolic checker
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the first brace-matched ``\\boxed{...}`` / ``\\fbox{...}``; ``\\boxed 5`` too."""
+def _boxed_spans(text: str) -> list[str]:
+    """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (and ``\\boxed 5``) in order;
+    an unbalanced box ends the scan."""
+    out: list[str] = []
     if not isinstance(text, str):
-        return None
-    starts = [i for i in (text.find(c) for c in _BOX_COMMANDS) if i >= 0]
-    while starts:
+        return out
+    pos = 0
+    while True:
+        starts = [i for i in (text.find(c, pos) for c in _BOX_COMMANDS) if i >= 0]
+        if not starts:
+            return out
         start = min(starts)
         cmd = next(c for c in _BOX_COMMANDS if text.startswith(c, start))
         i = start + len(cmd)
+        pos = start + 1
         if i < len(text) and text[i] == " ":  # "\boxed 5": up to the next space or $
             m = re.match(r" +([^\s$]+)", text[i:])
             if m:
-                return m.group(1)
+                out.append(m.group(1))
         elif i < len(text) and text[i] == "{":
             depth = 0
             for j in range(i, len(text)):
@@ -41,10 +47,47 @@ def extract_boxed(text: str) -> str | None:
                 elif text[j] == "}":
                     depth -= 1
                     if depth == 0:
-                        return text[i + 1:j]
-            return None  # unbalanced: no answer
-        starts = [k for k in (text.find(c, start + 1) for c in _BOX_COMMANDS) if k >= 0]
-    return None
+                        out.append(text[i + 1:j])
+                        pos = j + 1
+                        break
+            else:
+                return out  # unbalanced: nothing after it counts
+
+
+def extract_boxed(text: str, which: str = "first") -> str | None:
+    """Content of the first (or ``which="last"``) brace-matched ``\\boxed{...}``."""
+    spans = _boxed_spans(text)
+    if not spans:
+        return None
+    return spans[0] if which == "first" else spans[-1]
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer where the output format puts it.
+
+    Inside the last ``<answer>...</answer>`` span when there is one: its last box, or
+    the span's text when it holds no box. Without an answer span: the last box of
+    the text. Boxes inside the reasoning (MATH-style traces often box intermediate
+    results) never count when an answer span exists.
+    """
+    if not isinstance(text, str):
+        return None
+    k = text.rfind("<answer>")
+    if k < 0:
+        return extract_boxed(text, "last")
+    span = text[k + len("<answer>"):]
+    end = span.find("</answer>")
+    span = span if end < 0 else span[:end]
+    boxed = extract_boxed(span, "last")
+    if boxed is not None:
+        return boxed
+    span = span.strip()
+    return span if span and len(span) <= MAX_ANSWER_CHARS else None
+
+
+# Strings that mark where a trace states its final answer: hints never reveal them
+# or anything after the first of them (rl/igpo.py, data.split_trace).
+ANSWER_MARKERS = ("<answer>", "\\boxed", "\\fbox", "The answer is")
 
 
 def gsm8k_answer(answer_field: str) -> str:
@@ -175,7 +218,7 @@ class MathReward:
     def score(self, completion: str, gold: str) -> tuple[float, bool, bool]:
         """(reward, correct, failed); a crash or timeout scores 0 and sets ``failed``."""
         try:
-            ok, failed = check_equiv(extract_boxed(completion), gold, self.timeout,
+            ok, failed = check_equiv(extract_answer(completion), gold, self.timeout,
                                      self.symbolic)
             if failed:
                 return 0.0, False, True

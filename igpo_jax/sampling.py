@@ -96,7 +96,8 @@ class SamplerConfig:
         """From a config's ``sampler`` section (``temperature`` overrides its own)."""
         return cls(s.gen_length, s.block_length, s.steps,
                    float(s.temperature if temperature is None else temperature), s.remasking,
-                   float(s.cfg_scale), cache=s.cache, unmask=s.unmask,
+                   float(s.cfg_scale), bool(s.early_stop), cache=s.cache,
+                   unmask=s.unmask,
                    threshold=float(s.threshold))
 
     @property

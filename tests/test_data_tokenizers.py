@@ -1,8 +1,13 @@
+import dataclasses
 import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from igpo_jax import rewards, tokenizers
-from igpo_jax.data import format_trace, pipeline, sources, split_trace, synthetic
+from igpo_jax.data import Example, format_trace, pipeline, sources, split_trace, synthetic
 
 
 def test_synthetic_traces_are_correct_and_deterministic():
@@ -34,6 +39,27 @@ def test_split_trace():
     rev, rest = split_trace(t, exclude_last_step=True)
     assert rev == "<reasoning>\n1+2=3\n" and rest.startswith("3+4=2")
     assert split_trace("no tags") == ("no tags", "")
+
+
+def test_hints_never_reveal_answer_markers_in_math_style_traces():
+    """MATH / MetaMathQA reasoning boxes results before the answer span: nothing from
+    the first marker on is revealable, so even full hints cannot state the answer."""
+    from igpo_jax.rl import igpo
+    sol = ("Let $a = 2$. Then $a^2 = \\boxed{4}$ and so the sum is 4 + 3 = 7. "
+           "The answer is: 7")
+    t = format_trace(sol, "7")
+    rev, rest = split_trace(t)
+    assert rev == "<reasoning>\nLet $a = 2$. Then $a^2 = " and rest.startswith("\\boxed{4}")
+    tok = tokenizers.SentencePieceTokenizer()
+    ids, lens, revl = pipeline.encode_traces(tok, [Example("q", "7", t)] * 4, 128)
+    hc = igpo.HintConfig(min_chunk=1, max_chunk=3, reserve=0)
+    for position in igpo.POSITIONS:
+        h_ids, h_mask = igpo.build_hints(jax.random.key(0), jnp.asarray(ids), jnp.asarray(lens),
+                                         jnp.asarray(revl), jnp.ones(4), 128,
+                                         dataclasses.replace(hc, position=position))
+        for row in range(4):
+            shown = tok.decode(np.asarray(h_ids)[row][np.asarray(h_mask)[row]])
+            assert shown and "boxed" not in shown and "answer" not in shown and "7" not in shown
 
 
 def test_sentencepiece_roundtrip_and_specials():

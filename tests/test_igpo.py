@@ -1,5 +1,7 @@
 import jax
 import jax.numpy as jnp
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -58,15 +60,62 @@ def test_reveal_last_chunk_mode():
 
 
 def test_stretch_positions_keep_order_and_stay_in_budget():
-    hc = igpo.HintConfig(min_chunk=4, max_chunk=6, reserve=8, position="stretch", max_shift=5)
+    hc = igpo.HintConfig(min_chunk=4, max_chunk=6, reserve=8, position="stretch", max_gap=5)
     trace, ids, mask = _hints([30, 56], [30, 56], [1.0, 1.0], hc, seed=2)
     for row in range(2):
         assert not mask[row, G - 8:].any()
         # revealed tokens are the trace in order (positions only move right)
         got = ids[row][mask[row]]
         np.testing.assert_array_equal(got, trace[row, :len(got)])
-    # 30 tokens in a 56 budget: s = 1.5, later chunks shifted right (capped at 5)
-    assert np.where(mask[0])[0].max() > 29 and np.where(mask[0])[0].max() <= 29 + 5
+    # every chunk revealed: no gaps to stretch and the first starts at 0, so the hint is
+    # one contiguous run from position 0 (no holes inside contiguous hint text)
+    pos = np.where(mask[0])[0]
+    np.testing.assert_array_equal(pos, np.arange(len(pos)))
+
+
+def _reference_stretch(chunks, length, budget, max_stretch, max_gap):
+    """The reference code's placement, written as a plain loop (hand port; s as an exact
+    fraction, where the reference's float product can round a whole number down)."""
+    s = min(max(Fraction(budget, length), Fraction(1)), Fraction(max_stretch))
+    out = []
+    for i, (a, b) in enumerate(chunks):
+        if i == 0:
+            start = int(a * s)
+        else:
+            start = out[-1][1] + min(int((a - chunks[i - 1][1]) * s), max_gap)
+        out.append((start, start + b - a))
+    return out
+
+
+def test_stretch_hand_worked():
+    # y* of 20 tokens in chunks of 4, budget 30: s = 1.5. Revealed chunks 1, 2, 4:
+    # [4,8) -> starts at floor(4 * 1.5) = 6; [8,12) is contiguous with it -> [10,14);
+    # [16,20) has a gap of 4 -> 6 -> [20,24). With max_gap 5 the gap is 5 -> [19,23).
+    starts = jnp.array([[0, 4, 8, 12, 16]])
+    ends = starts + 4
+    revealed = jnp.array([[False, True, True, False, True]])
+    for gap_cap, want in ((100, [0, 2, 2, 0, 4]), (5, [0, 2, 2, 0, 3])):
+        hc = igpo.HintConfig(position="stretch", max_gap=gap_cap)
+        shift = igpo._stretch_shift(starts, ends, revealed, jnp.array([20]), 30, hc)
+        np.testing.assert_array_equal(np.asarray(shift), [want])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 8), min_size=1, max_size=10), st.integers(0, 1023),
+       st.integers(1, 120), st.integers(0, 12))
+def test_stretch_matches_reference_loop(sizes, bits, budget, max_gap):
+    ends = np.cumsum(sizes)
+    starts = ends - np.asarray(sizes)
+    revealed = np.array([(bits >> i) & 1 for i in range(len(sizes))], bool)
+    length = int(ends[-1])
+    hc = igpo.HintConfig(position="stretch", max_gap=max_gap)
+    shift = np.asarray(igpo._stretch_shift(jnp.asarray(starts[None]), jnp.asarray(ends[None]),
+                                           jnp.asarray(revealed[None]), jnp.array([length]),
+                                           budget, hc))[0]
+    chunks = [(int(a), int(b)) for a, b, r in zip(starts, ends, revealed) if r]
+    want = _reference_stretch(chunks, length, budget, 1.5, max_gap)
+    got = [(int(a + d), int(b + d)) for a, b, d, r in zip(starts, ends, shift, revealed) if r]
+    assert got == want
 
 
 @settings(max_examples=40, deadline=None)

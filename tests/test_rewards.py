@@ -112,3 +112,28 @@ def test_extract_never_raises(text):
     out = rewards.extract_boxed(text)
     assert out is None or isinstance(out, str)
     assert rewards.format_reward(text) <= 0.75
+
+
+# MATH-style completions box intermediate results inside the reasoning.
+MATH_STYLE = ("<reasoning>\nFirst $x = \\boxed{3}$, then $y = \\boxed{4}$.\n</reasoning>\n"
+              "<answer>\n\\boxed{7}\n</answer>")
+
+
+@pytest.mark.parametrize("text,want", [
+    (MATH_STYLE, "7"),
+    ("<answer>\n\\boxed{1} no, \\boxed{2}\n</answer>", "2"),  # last box of the span
+    ("<reasoning>\n\\boxed{9}\n</reasoning>\n<answer>\n42\n</answer>", "42"),  # unboxed span
+    ("So \\boxed{1}, finally \\boxed{2}.", "2"),  # no answer span: last box
+    ("<answer>\n\\boxed{5}", "5"),  # unterminated span
+    ("<reasoning>\n\\boxed{9}\n</reasoning>\n<answer>\n</answer>", None),
+    ("nothing", None), (None, None),
+])
+def test_extract_answer_reads_the_final_answer(text, want):
+    assert rewards.extract_answer(text) == want
+
+
+def test_reward_grades_the_answer_span_not_boxes_in_the_reasoning():
+    r = rewards.MathReward(symbolic=False)
+    assert r(MATH_STYLE, "7")[1]
+    assert not r(MATH_STYLE, "3")[1]  # the first box is an intermediate result
+    assert rewards.extract_boxed(MATH_STYLE, "last") == "7"

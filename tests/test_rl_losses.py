@@ -136,3 +136,52 @@ def test_completion_mask():
     np.testing.assert_array_equal(logprobs.completion_mask(ids, 9),
                                   [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
     assert bool(logprobs.completion_mask(ids, 9, include_padding=True).all())
+
+
+@pytest.mark.parametrize("agg", ["token", "sequence"])
+def test_reference_switches_match_their_formulas(agg):
+    """The reference code's sequence ratio (log-ratio averaged over every completion
+    position, filtered hint tokens and padding included) and its per-micro-batch loss
+    normalisation, each against a direct numpy re-derivation."""
+    rng = np.random.default_rng(1)
+    B, C = 6, 7
+    logp = rng.normal(-2, 0.5, (B, C))
+    old = logp + rng.normal(0, 0.3, (B, C))
+    adv = rng.normal(0, 1, B)
+    mask = rng.random((B, C)) < 0.6
+    mask[:, 0] = True
+    hint = rng.random((B, C)) < 0.3
+    # ratio over every position: rho_i = exp(mean_j (logp - old)), the loss over the mask
+    rho = np.exp((logp - old).mean(axis=1))
+    per = -np.minimum(rho[:, None] * adv[:, None],
+                      np.clip(rho, 0.8, 1.2)[:, None] * adv[:, None]) * np.ones((B, C))
+    row_mean = [(per[i] * mask[i]).sum() / mask[i].sum() for i in range(B)]
+    want = ((per * mask).sum() / mask.sum()) if agg == "token" else np.mean(row_mean)
+    args = dict(ratio="sequence", eps_low=0.2, eps_high=0.2, beta=0.0, aggregation=agg)
+    s, d, st = grpo.policy_loss(jnp.asarray(logp), jnp.asarray(old), None, jnp.asarray(adv),
+                                jnp.asarray(mask), ratio_mask=jnp.ones((B, C), bool),
+                                hint_mask=jnp.asarray(hint), **args)
+    np.testing.assert_allclose(float(s / d), want, rtol=1e-5)
+    s_default, d_default, _ = grpo.policy_loss(jnp.asarray(logp), jnp.asarray(old), None,
+                                               jnp.asarray(adv), jnp.asarray(mask), **args)
+    assert abs(float(s_default / d_default) - want) > 1e-4  # the switch changes the loss
+    # hint / generated split of the stats
+    assert float(st["hint_token_count"]) == (hint & mask).sum()
+    np.testing.assert_allclose(float(st["hint_ratio_sum"]),
+                               (rho[:, None] * (hint & mask)).sum(), rtol=1e-5)
+    # per-micro-batch normalisation: mean over micro-batches of each one's own mean
+    splits = [(0, 2), (2, 4), (4, 6)]
+    parts = []
+    for a, b in splits:
+        s_mb, d_mb, _ = grpo.policy_loss(jnp.asarray(logp[a:b]), jnp.asarray(old[a:b]), None,
+                                         jnp.asarray(adv[a:b]), jnp.asarray(mask[a:b]), **args)
+        parts.append(float(grpo.normalise(s_mb, d_mb, jnp.float32(-1), 3, "micro_batch")))
+    # (these parts use the default ratio over the loss mask)
+    rho_d = np.exp(np.array([(logp[i] - old[i])[mask[i]].mean() for i in range(B)]))
+    per_d = -np.minimum(rho_d * adv, np.clip(rho_d, 0.8, 1.2) * adv)[:, None] * np.ones((B, C))
+    if agg == "token":
+        mb_want = np.mean([(per_d[a:b] * mask[a:b]).sum() / mask[a:b].sum() for a, b in splits])
+    else:
+        mb_want = np.mean([np.mean([(per_d[i] * mask[i]).sum() / mask[i].sum()
+                                    for i in range(a, b)]) for a, b in splits])
+    np.testing.assert_allclose(sum(parts), mb_want, rtol=1e-5)

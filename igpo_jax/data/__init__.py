@@ -29,12 +29,16 @@ def format_trace(reasoning: str, answer: str) -> str:
 def split_trace(trace: str, exclude_last_step: bool = False) -> tuple[str, str]:
     """Cuts a trace into (revealable prefix, rest) for IGPO hints.
 
-    The answer span (from ``<answer>``) is never revealable; with
-    ``exclude_last_step`` the last reasoning line is not either (it usually states
-    the answer value). A trace without ``<answer>`` is revealable up to its end.
+    Nothing from the first answer marker on is revealable (``<answer>``, a
+    ``\\boxed`` / ``\\fbox`` anywhere, also inside the reasoning as MATH-style
+    solutions write them, ``The answer is``): a hint never shows an answer marker or
+    what it marks. With ``exclude_last_step`` the last reasoning line before that cut
+    is not revealable either (it usually states the answer value). A trace without
+    any marker is revealable up to its end.
     """
-    cut = trace.find("<answer>")
-    cut = len(trace) if cut < 0 else cut
+    from igpo_jax.rewards import ANSWER_MARKERS
+    cuts = [i for i in (trace.find(m) for m in ANSWER_MARKERS) if i >= 0]
+    cut = min(cuts) if cuts else len(trace)
     if exclude_last_step:
         end = trace.find("</reasoning>")
         end = cut if end < 0 else min(end, cut)

@@ -84,7 +84,7 @@ def _metamath(row, where, cfg) -> Example | None:
 
 def _math(row, where, cfg) -> Example:
     q, sol = _field(row, "problem", where), str(row.get("solution") or "")
-    ans = row.get("answer") or rewards.extract_boxed(sol)
+    ans = row.get("answer") or rewards.extract_boxed(sol, "last")
     if not ans:
         raise DataError(f"{where}: no 'answer' field and no \\boxed answer in the solution")
     return Example(q, str(ans), format_trace(sol, str(ans)) if sol else "", where)

@@ -33,22 +33,25 @@ import numpy as np
 from igpo_jax.data import Example, format_trace
 
 
-STYLES = ("sums", "steps")
+STYLES = ("sums", "steps", "chain")
 
 
 def solve(terms: list[int], modulus: int, style: str = "sums") -> tuple[list[str], int]:
     """Reasoning lines and the answer of a running sum mod ``modulus``.
 
     ``sums``: one line per term with the running sum (``3``, ``4``, ``3``);
-    ``steps``: one line per addition with its operands (``3+1=4``, ``4+4=3``).
+    ``steps``: one line per addition with its operands (``3+1=4``, ``4+4=3``);
+    ``chain``: the first term, then one ``+t=c`` line per addition (``3``, ``+1=4``,
+    ``+4=3``): each result follows from the line above and the term beside it, and
+    (unlike ``steps``) is not repeated at the start of the next line.
     """
     if style not in STYLES:
         raise ValueError(f"synthetic style={style!r}; expected one of {STYLES}")
-    acc = terms[0] % modulus if style == "steps" else 0
-    lines = []
-    for t in (terms[1:] if style == "steps" else terms):
+    acc = terms[0] % modulus if style in ("steps", "chain") else 0
+    lines = [str(acc)] if style == "chain" else []
+    for t in (terms[1:] if style in ("steps", "chain") else terms):
         new = (acc + t) % modulus
-        lines.append(f"{acc}+{t}={new}" if style == "steps" else str(new))
+        lines.append({"steps": f"{acc}+{t}={new}", "chain": f"+{t}={new}"}.get(style, str(new)))
         acc = new
     return lines, acc
 

@@ -31,7 +31,8 @@ ADVANTAGE_ESTIMATORS: dict[str, Callable] = {"mean": advantages_mean, "std": adv
 def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None,
                 advantages: jax.Array, loss_mask: jax.Array, *, ratio: str = "sequence",
                 eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.0,
-                aggregation: str = "token") -> tuple[jax.Array, jax.Array, dict]:
+                aggregation: str = "token", ratio_mask: jax.Array | None = None,
+                hint_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, dict]:
     """Clipped surrogate + k3 KL. Returns ``(loss_sum, denominator, stat_sums)``.
 
     Args:
@@ -42,6 +43,10 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None
         log-ratio, broadcast to tokens).
       aggregation: ``token`` (mean over all masked tokens) or ``sequence`` (mean per
         sequence, then over sequences).
+      ratio_mask: bool ``[B, C]`` positions the sequence ratio averages the log-ratio
+        over (default ``loss_mask``; the reference code: every completion position).
+      hint_mask: bool ``[B, C]`` hint tokens: the stats are also summed over them
+        (``hint_*``), so that hint and generated tokens can be reported apart.
     The loss is ``loss_sum / denominator`` summed over micro-batches.
     """
     m = loss_mask.astype(jnp.float32)
@@ -50,7 +55,8 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None
     if ratio == "token":
         rho = jnp.exp(log_ratio)
     elif ratio == "sequence":
-        seq = (log_ratio * m).sum(axis=1) / jnp.maximum(n_tok, 1.0)
+        rm = m if ratio_mask is None else ratio_mask.astype(jnp.float32)
+        seq = (log_ratio * rm).sum(axis=1) / jnp.maximum(rm.sum(axis=1), 1.0)
         rho = jnp.broadcast_to(jnp.exp(seq)[:, None], logp.shape)
     else:
         raise ValueError(f"ratio={ratio!r}; expected 'token' or 'sequence'")
@@ -71,8 +77,11 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None
         denom = has.sum()
     else:
         raise ValueError(f"aggregation={aggregation!r}; expected 'token' or 'sequence'")
+    hm = jnp.zeros_like(m) if hint_mask is None else hint_mask.astype(jnp.float32) * m
     stats = {"clip_count": (is_clipped * m).sum(), "kl_sum": (kl * m).sum(),
-             "token_count": m.sum()}
+             "token_count": m.sum(), "ratio_sum": (rho * m).sum(),
+             "hint_clip_count": (is_clipped * hm).sum(), "hint_ratio_sum": (rho * hm).sum(),
+             "hint_token_count": hm.sum()}
     return loss_sum, denom, stats
 
 
@@ -81,6 +90,22 @@ def loss_denominator(loss_mask: jax.Array, aggregation: str) -> jax.Array:
     if aggregation == "token":
         return loss_mask.sum().astype(jnp.float32)
     return (loss_mask.sum(axis=1) > 0).sum().astype(jnp.float32)
+
+
+def normalise(loss_sum: jax.Array, denom: jax.Array, batch_denom: jax.Array, n_micro: int,
+              mode: str = "batch") -> jax.Array:
+    """One micro-batch's share of the step's loss.
+
+    ``batch``: ``loss_sum / batch_denom`` (summed over micro-batches this is the mean
+    over the whole batch: every token counts the same). ``micro_batch`` (reference
+    code): ``loss_sum / denom / n_micro``, the mean over micro-batches of each one's own
+    mean, so a token of a short micro-batch weighs more.
+    """
+    if mode == "micro_batch":
+        return loss_sum / (jnp.maximum(denom, 1.0) * n_micro)
+    if mode == "batch":
+        return loss_sum / batch_denom
+    raise ValueError(f"loss_norm={mode!r}; expected 'batch' or 'micro_batch'")
 
 
 POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss}

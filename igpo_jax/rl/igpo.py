@@ -30,7 +30,7 @@ class HintConfig:
     reserve: int = 30  # free positions at the end of the generation, never hinted
     position: str = "as_is"  # "as_is" (paper, Eq. 4) or "stretch" (reference code)
     max_stretch: float = 1.5
-    max_shift: int = 100  # stretch mode: a chunk moves right by at most this much
+    max_gap: int = 100  # stretch mode: a gap between revealed chunks grows to at most this
     reveal_last_chunk: bool = False  # reference code: always reveal the last chunk
 
     def __post_init__(self):
@@ -106,11 +106,9 @@ def build_hints(key: jax.Array, trace_ids: jax.Array, trace_len: jax.Array,
     revealed = forced | (candidate & (_rank(prio) < n_reveal[:, None]))
 
     if hc.position == "stretch":
-        s = jnp.clip(budget / jnp.maximum(length, 1), 1.0, hc.max_stretch)
-        shift = jnp.minimum(jnp.floor(starts * (s[:, None] - 1.0)), hc.max_shift).astype(jnp.int32)
+        shift = _stretch_shift(starts, ends_c, revealed, length, budget, hc)
     else:
         shift = jnp.zeros_like(starts)
-    revealed = revealed & (ends_c + shift <= budget)  # never in the reserved tail
 
     pos = jnp.arange(t)[None, :]
     chunk = jnp.clip(jax.vmap(lambda e: jnp.searchsorted(e, jnp.arange(t), side="right"))(ends),
@@ -118,11 +116,40 @@ def build_hints(key: jax.Array, trace_ids: jax.Array, trace_len: jax.Array,
     tok_revealed = (jnp.take_along_axis(revealed, chunk, axis=1)
                     & (pos < jnp.take_along_axis(ends_c, chunk, axis=1)))
     target = pos + jnp.take_along_axis(shift, chunk, axis=1)
-    target = jnp.where(tok_revealed, target, gen_length)  # out of range -> dropped
+    # never in the reserved tail (a chunk pushed past it is cut there, as the reference does)
+    target = jnp.where(tok_revealed & (target < budget), target, gen_length)  # -> dropped
     rows = jnp.arange(m)[:, None]
     hint_ids = jnp.zeros((m, gen_length), jnp.int32).at[rows, target].set(trace_ids, mode="drop")
     hint_mask = jnp.zeros((m, gen_length), bool).at[rows, target].set(True, mode="drop")
     return hint_ids, hint_mask
+
+
+def _stretch_shift(starts, ends, revealed, length, budget: int, hc: HintConfig) -> jax.Array:
+    """Per chunk, how far the reference code's stretched placement moves it right.
+
+    With s = clip(budget / |y*|, 1, max_stretch): the first revealed chunk starts at
+    floor(start * s); every later one starts where the previous revealed chunk ends
+    plus the gap between them in y*, scaled by s and capped at ``max_gap``. Contiguous
+    revealed chunks stay contiguous. Integer arithmetic (floor(a * budget / length))
+    so that no float rounding moves a chunk.
+    """
+    length = jnp.maximum(length, 1)[:, None]
+    lo = budget <= length  # s clipped at 1
+    hi = budget > hc.max_stretch * length  # s clipped at max_stretch
+
+    def scale(x):  # floor(x * s); exact for s = budget / length and dyadic max_stretch
+        top = jnp.floor(x * hc.max_stretch).astype(x.dtype)
+        return jnp.where(lo, x, jnp.where(hi, top, (x * budget) // length))
+
+    rev = revealed.astype(starts.dtype)
+    prev_end = jax.lax.cummax(jnp.where(revealed, ends, -1), axis=1)
+    prev_end = jnp.concatenate([jnp.full_like(prev_end[:, :1], -1), prev_end[:, :-1]], axis=1)
+    first = revealed & (prev_end < 0)
+    gap = jnp.minimum(scale(jnp.maximum(starts - prev_end, 0)), hc.max_gap)
+    step = jnp.where(first, scale(starts), gap) * rev
+    lens = (ends - starts) * rev
+    new_start = jnp.cumsum(step, axis=1) + jnp.cumsum(lens, axis=1) - lens
+    return jnp.where(revealed, new_start - starts, 0)
 
 
 def plan_replacements(key: jax.Array, hinted_correct: jax.Array, lam: float) -> jax.Array:

@@ -91,6 +91,51 @@ class RolloutWorker:
         self.reward_failures += failed
         return np.asarray(r, np.float32), np.asarray(ok, bool), texts
 
+    def _augment(self, params, examples, groups, p_ids, p_attn, golds, comp, rew, ok,
+                 hint_mask, texts, keys) -> dict:
+        """Extra completions for the all-wrong ``groups`` (hinted for IGPO, plain for the
+        resampling control); correct ones replace up to floor(lambda G) members of their
+        group. Updates ``comp, rew, ok, hint_mask, texts`` in place; returns stats."""
+        k_eta, k_hint, k_gen, k_plan = keys
+        G, g_len = self.rc.group_size, self.sc.gen_length
+        rows = np.concatenate([np.arange(g * G, (g + 1) * G) for g in groups])
+        if self.rc.algo == "igpo":
+            t_ids, t_len, t_rev = encode_traces(self.tok, [examples[g] for g in groups
+                                                           for _ in range(G)], g_len,
+                                                self.rc.exclude_last_step)
+            eta = igpo.sample_etas(k_eta, len(groups), G, self.hints.eta_low,
+                                   self.hints.eta_high)
+            h_ids, h_mask = _build_hints(k_hint, jnp.asarray(t_ids), jnp.asarray(t_len),
+                                         jnp.asarray(t_rev), eta, gen_length=g_len,
+                                         hc=self.hints)
+            h_ids, h_mask = np.asarray(h_ids), np.asarray(h_mask)
+        else:
+            h_ids = h_mask = None
+        h_comp = self.generate(params, p_ids[rows], p_attn[rows], k_gen, h_ids, h_mask)
+        h_mask = np.zeros(h_comp.shape, bool) if h_mask is None else h_mask
+        h_rew, h_ok, h_texts = self.score(h_comp, [golds[r] for r in rows])
+        take = _plan(k_plan, jnp.asarray(h_ok.reshape(len(groups), G)), lam=self.rc.lam)
+        mixed = igpo.mix_groups(
+            take, dict(comp=comp[rows], rew=rew[rows], ok=ok[rows], hm=hint_mask[rows],
+                       idx=np.arange(len(rows))),
+            dict(comp=h_comp, rew=h_rew, ok=h_ok, hm=h_mask, idx=np.arange(len(rows))))
+        mixed = {k: np.asarray(v) for k, v in mixed.items()}
+        comp[rows], rew[rows], ok[rows], hint_mask[rows] = (mixed["comp"], mixed["rew"],
+                                                            mixed["ok"], mixed["hm"])
+        for j, r in enumerate(rows):
+            if mixed["replaced"][j]:
+                texts[r] = h_texts[int(mixed["idx"][j])]
+        by_meta: dict[str, list[int]] = {}
+        for gi, g in enumerate(groups):
+            c_t = by_meta.setdefault(examples[g].meta or "all", [0, 0])
+            c_t[0] += int(h_ok[gi * G:(gi + 1) * G].sum())
+            c_t[1] += G
+        return dict(inpaint_triggered=len(groups), num_replaced=int(mixed["replaced"].sum()),
+                    hinted_accuracy=float(h_ok.mean()), hinted_samples=len(rows),
+                    hint_tokens=int(hint_mask.sum()),
+                    all_wrong_rescued=int(h_ok.reshape(len(groups), G).any(1).sum()),
+                    hinted_by_meta=by_meta)
+
     def __call__(self, params, examples: Sequence[Example], key) -> RolloutBatch:
         t0 = time.time()
         params = sampling.merge_adapters(params, self.model_cfg)  # once for every chunk
@@ -108,36 +153,17 @@ class RolloutWorker:
         wrong = np.asarray(igpo.all_wrong_groups(jnp.asarray(ok), G))
         stats = dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
                      frac_all_wrong_groups=float(wrong.mean()), inpaint_triggered=0,
-                     num_replaced=0, hinted_accuracy=float("nan"), hinted_samples=0,
-                     hint_tokens=0)
-        groups = [g for g in np.where(wrong)[0] if examples[g].trace]
-        if self.rc.algo == "igpo" and groups:
-            rows = np.concatenate([np.arange(g * G, (g + 1) * G) for g in groups])
-            t_ids, t_len, t_rev = encode_traces(self.tok, [examples[g] for g in groups
-                                                           for _ in range(G)], g_len,
-                                                self.rc.exclude_last_step)
-            eta = igpo.sample_etas(k_eta, len(groups), G, self.hints.eta_low,
-                                   self.hints.eta_high)
-            h_ids, h_mask = _build_hints(k_hint, jnp.asarray(t_ids), jnp.asarray(t_len),
-                                         jnp.asarray(t_rev), eta, gen_length=g_len,
-                                         hc=self.hints)
-            h_ids, h_mask = np.asarray(h_ids), np.asarray(h_mask)
-            h_comp = self.generate(params, p_ids[rows], p_attn[rows], k_gen, h_ids, h_mask)
-            h_rew, h_ok, h_texts = self.score(h_comp, [golds[r] for r in rows])
-            take = _plan(k_plan, jnp.asarray(h_ok.reshape(len(groups), G)), lam=self.rc.lam)
-            mixed = igpo.mix_groups(
-                take, dict(comp=comp[rows], rew=rew[rows], ok=ok[rows], hm=hint_mask[rows],
-                           idx=np.arange(len(rows))),
-                dict(comp=h_comp, rew=h_rew, ok=h_ok, hm=h_mask, idx=np.arange(len(rows))))
-            mixed = {k: np.asarray(v) for k, v in mixed.items()}
-            comp[rows], rew[rows], ok[rows], hint_mask[rows] = (mixed["comp"], mixed["rew"],
-                                                                mixed["ok"], mixed["hm"])
-            for j, r in enumerate(rows):
-                if mixed["replaced"][j]:
-                    texts[r] = h_texts[int(mixed["idx"][j])]
-            stats.update(inpaint_triggered=len(groups), num_replaced=int(mixed["replaced"].sum()),
-                         hinted_accuracy=float(h_ok.mean()), hinted_samples=len(rows),
-                         hint_tokens=int(hint_mask.sum()))
+                     num_replaced=0, hinted_accuracy=None, hinted_samples=0,
+                     hint_tokens=0, all_wrong_rescued=0, hinted_by_meta={})
+        if self.rc.algo in ("igpo", "resample"):
+            # IGPO: hinted completions for every all-wrong group with a trace. The
+            # compute-matched control samples as many extra completions for the same
+            # groups without hints and swaps correct ones in the same way.
+            groups = [g for g in np.where(wrong)[0] if examples[g].trace]
+            if groups:
+                stats.update(self._augment(params, examples, groups, p_ids, p_attn, golds,
+                                           comp, rew, ok, hint_mask, texts,
+                                           (k_eta, k_hint, k_gen, k_plan)))
         after = np.asarray(igpo.all_wrong_groups(jnp.asarray(ok), G))
         same = np.ptp(rew.reshape(-1, G), axis=1) == 0
         stats.update(frac_all_wrong_after=float(after.mean()),

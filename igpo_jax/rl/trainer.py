@@ -42,6 +42,8 @@ class TrainBatch:
     masked_prompt: jax.Array  # bool [N, P] prompt tokens masked in this inner iteration
     completion_ids: jax.Array  # int32 [N, C]
     loss_mask: jax.Array  # bool [N, C]: completion mask & IGPO entropy filter
+    ratio_mask: jax.Array  # bool [N, C]: positions the sequence ratio averages over
+    hint_mask: jax.Array  # bool [N, C]: hint tokens of swapped-in completions
     advantages: jax.Array  # float32 [N]
     old_logp: jax.Array  # float32 [N, C]
     ref_logp: jax.Array  # float32 [N, C] (zeros when beta == 0)
@@ -77,11 +79,12 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
             logp, _ = logprobs.completion_logprobs(
                 params, cfg, mb.prompt_ids, mb.prompt_attn, mb.completion_ids,
                 mb.masked_prompt, with_entropy=False, dropout_rng=dropout_key)
-            s, _, stats = grpo.POLICY_LOSSES[rl.loss](
+            s, d, stats = grpo.POLICY_LOSSES[rl.loss](
                 logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages,
                 mb.loss_mask, ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high,
-                beta=rl.beta, aggregation=rl.aggregation)
-            return s / denom, stats
+                beta=rl.beta, aggregation=rl.aggregation, ratio_mask=mb.ratio_mask,
+                hint_mask=mb.hint_mask)
+            return grpo.normalise(s, d, denom, n_micro, rl.loss_norm), stats
         return loss_fn, batch
 
     return optim.make_update_step(make_loss, tx, n_micro, trainable, opt_state)
@@ -90,9 +93,25 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
 def update_metrics(out: dict) -> dict:
     """Host-side metrics of one update from the step's summed stats."""
     n_tok = max(float(out["token_count"]), 1.0)
+    n_hint = float(out["hint_token_count"])
+    n_gen = max(float(out["token_count"]) - n_hint, 1.0)
+    hint = (lambda k: float(out[k]) / n_hint if n_hint else None)  # noqa: E731
     return {"loss": float(out["loss"]), "grad_norm": float(out["grad_norm"]),
             "clip_frac": float(out["clip_count"]) / n_tok, "kl": float(out["kl_sum"]) / n_tok,
-            "loss_tokens": float(out["token_count"])}
+            "loss_tokens": float(out["token_count"]),
+            "ratio_mean": float(out["ratio_sum"]) / n_tok,
+            "clip_frac_gen": float(out["clip_count"] - out["hint_clip_count"]) / n_gen,
+            "ratio_gen": float(out["ratio_sum"] - out["hint_ratio_sum"]) / n_gen,
+            "clip_frac_hint": hint("hint_clip_count"), "ratio_hint": hint("hint_ratio_sum")}
+
+
+def _entropy_split(ent, hint_mask, comp_mask) -> dict:
+    """Mean old-policy entropy at hint tokens and at generated (completion) tokens."""
+    h = hint_mask & comp_mask
+    g = comp_mask & ~hint_mask
+    n_h, n_g = float(h.sum()), float(g.sum())
+    return {"entropy_hint": float(jnp.sum(ent * h)) / n_h if n_h else None,
+            "entropy_gen": float(jnp.sum(ent * g)) / n_g if n_g else None}
 
 
 @dataclasses.dataclass
@@ -145,12 +164,17 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
                if r.ref_params is not None else jnp.zeros_like(old))
         keep = (igpo.entropy_filter(ent, arrays["h"], c.igpo.tau) if rl.algo == "igpo"
                 else jnp.ones_like(arrays["h"]))
+        if j == 0:
+            ent_stats = _entropy_split(ent, arrays["h"], comp_mask)
         olds.append((masked, old, ref, keep))
     t_up = time.time()
     record = {}
+    every_position = jnp.ones_like(comp_mask)
     for j, (masked, old, ref, keep) in enumerate(olds):
-        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], comp_mask & keep, adv,
-                        old, ref)
+        loss_mask = comp_mask & keep
+        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], loss_mask,
+                        every_position if rl.ratio_positions == "completion" else loss_mask,
+                        arrays["h"], adv, old, ref)
         trainable, opt_state, out = r.train_step(trainable, opt_state, r.frozen, tb,
                                                   jax.random.fold_in(step_key, 104729 + j))
         opt_step = step * rl.num_iterations + j + 1
@@ -160,7 +184,7 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
                       **update_metrics(out), lr=float(r.schedule(opt_step - 1)),
                       skipped_updates=skipped,
                       hint_tokens_kept=float(jnp.sum(keep & arrays["h"] & comp_mask)),
-                      update_seconds=time.time() - t_up, rollouts_per_step=n,
+                      update_seconds=time.time() - t_up, rollouts_per_step=n, **ent_stats,
                       groups_per_step=rl.prompts_per_step, **batch.stats)
         r.writer.write(record)
     return trainable, opt_state, record
