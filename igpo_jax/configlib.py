@@ -139,6 +139,9 @@ def base_config() -> ml_collections.ConfigDict:
         print_commands=False,  # print one command per member (for a scheduler) and exit
         shipped=ml_collections.ConfigDict(),  # stage name -> folder in igpo_jax/assets
         use_shipped=True,  # start from shipped stage results when they exist
+        # seed sweeps (members named GROUP@SEED): paired comparisons (a, b) of held-out
+        # accuracy, a - b, reported with 95% intervals (igpo_jax/seed_stats.py)
+        compare=(),
     ))
     c.log_every = 1
     return c

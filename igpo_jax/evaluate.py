@@ -180,7 +180,8 @@ class PeriodicEval:
         out_dir = os.path.join(self.workdir, "heldout", f"step_{step:06d}")
         s = evaluate_config(self.c, params, self.cfg, self.tok, self.examples, out_dir,
                             self.mesh, k=1, show_progress=False)
-        rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"], **extra)
+        rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"],
+                   num_examples=s["num_examples"], **extra)
         if jax.process_index() == 0:
             rows = read_metrics(self.path) if os.path.exists(self.path) else []
             with open(self.path, "w", encoding="utf-8") as f:

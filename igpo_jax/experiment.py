@@ -194,5 +194,7 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
         data_iter.set_state(meta["data_state"])
         writer.truncate_after(start * records_per_step)
         log.info("resumed %s at step %d from %s", stage, start, ckpt.directory)
+    else:
+        writer.truncate_after(0)  # a fresh start starts a fresh record
     return TrainingStart(tx, schedule, trainable, frozen, opt_state, ckpt, writer, start,
                          run_meta)

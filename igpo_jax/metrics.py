@@ -5,6 +5,7 @@ Only process 0 writes."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -12,6 +13,8 @@ import time
 from typing import Any
 
 import jax
+
+log = logging.getLogger(__name__)
 
 
 def _clean(v: Any):
@@ -38,13 +41,18 @@ class MetricsWriter:
                 self.tb = None
 
     def truncate_after(self, step: int) -> None:
-        """Drops records of steps after ``step`` (written after the restored checkpoint)."""
+        """Drops records of steps after ``step`` (written after the restored checkpoint).
+        ``step = 0`` (a fresh start) empties the record, with a warning when it held rows
+        (a run killed before its first checkpoint, or checkpoints deleted)."""
         if not self.enabled or not os.path.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as f:
-            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        rows = read_metrics(self.path)
+        keep = [r for r in rows if r["step"] <= step]
+        if step == 0 and rows:
+            log.warning("starting at step 0: dropping the %d records of an earlier start in %s "
+                        "(no finished checkpoint to resume from)", len(rows), self.path)
         with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(keep)
+            f.writelines(json.dumps(r) + "\n" for r in keep)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -63,8 +71,22 @@ class MetricsWriter:
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
+    """The records of a JSONL file. A last line that does not parse (a write cut short
+    by a crash, power loss or a full disk) is dropped with a warning; a bad line before
+    the last is an error naming ``file:line``."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+    out = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if k == len(lines) - 1:
+                log.warning("%s:%d: dropping an unfinished last record (%s)", path, i, e)
+                break
+            raise ValueError(f"{path}:{i}: not a JSON record ({e}); the file is damaged "
+                             f"before its last line: fix or remove that line") from None
+    return out
 
 
 class Progress:

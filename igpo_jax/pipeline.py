@@ -29,7 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from igpo_jax import configlib
+from igpo_jax import configlib, seed_stats
 from igpo_jax.metrics import read_metrics
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ def _member_summary(stage_dir: str) -> dict:
     if rollouts:
         rs = [rollouts[k] for k in sorted(rollouts)]
         groups = len(rs) * (rs[0].get("groups_per_step") or 1)
+        hinted = sum(r.get("hinted_samples", 0) for r in rs)
+        triggered = sum(r.get("inpaint_triggered", 0) for r in rs)
+        by_meta: dict[str, list[int]] = {}
+        for r in rs:
+            for meta, (ok, n) in (r.get("hinted_by_meta") or {}).items():
+                acc = by_meta.setdefault(meta, [0, 0])
+                acc[0] += ok
+                acc[1] += n
         out.update(
             rollout_steps=len(rs),
             train_accuracy=float(np.mean([r["accuracy"] for r in rs])),
@@ -90,17 +98,25 @@ def _member_summary(stage_dir: str) -> dict:
             inpaint_trigger_rate=float(sum(r["inpaint_triggered"] for r in rs) / max(groups, 1)),
             num_replaced=int(sum(r["num_replaced"] for r in rs)),
             samples_used=int(sum(r["rollouts_per_step"] + r["hinted_samples"] for r in rs)),
+            # extra (hinted, or for the resampling control plain) completions: how many
+            # were correct, and the share of triggered groups that got at least one
+            hinted_accuracy=(sum((r.get("hinted_accuracy") or 0) * r.get("hinted_samples", 0)
+                                 for r in rs) / hinted) if hinted else None,
+            all_wrong_rescued_share=(sum(r.get("all_wrong_rescued", 0) for r in rs)
+                                     / triggered) if triggered else None,
+            hinted_by_meta={m: ok / n for m, (ok, n) in sorted(by_meta.items()) if n},
             rollout_mode=rs[-1].get("rollout_mode", "exact"),
             rollout_seconds=float(sum(r["rollout_seconds"] for r in rs)),
         )
     hpath = os.path.join(stage_dir, "heldout.jsonl")
     if os.path.exists(hpath):
         out["heldout_curve"] = read_metrics(hpath)
+    rs = [rollouts[k] for k in sorted(rollouts)]
+    samples = np.cumsum([r["rollouts_per_step"] + r.get("hinted_samples", 0) for r in rs])
     out["curve"] = [dict(rollouts=r["rollout_step"] * r["rollouts_per_step"],
-                         frac_all_wrong_groups=r["frac_all_wrong_groups"],
+                         samples=int(n), frac_all_wrong_groups=r["frac_all_wrong_groups"],
                          frac_all_wrong_after=r["frac_all_wrong_after"],
-                         accuracy=r["accuracy"]) for r in
-                    (rollouts[k] for k in sorted(rollouts))]
+                         accuracy=r["accuracy"]) for r, n in zip(rs, samples)]
     return out
 
 
@@ -156,9 +172,14 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
 
 
 def command_for(member: str, workdir: str) -> str:
-    args = [sys.executable, "-m", "igpo_jax.main"] + sys.argv[1:]
-    args = [a for a in args if not a.startswith("--config.pipeline.")
-            and not a.startswith("--workdir")]
+    args, skip = [sys.executable, "-m", "igpo_jax.main"], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--workdir":
+            skip = True  # "--workdir DIR": drop both
+        elif not a.startswith("--config.pipeline.") and not a.startswith("--workdir="):
+            args.append(a)
     return " ".join(shlex.quote(a) for a in args) + \
         f" --workdir {shlex.quote(workdir)} --config.pipeline.only={shlex.quote(member)}"
 
@@ -256,7 +277,102 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         print(format_results(results))
         print(f"results: {os.path.join(workdir, 'results.json')}"
               + (f", plot: {os.path.join(workdir, 'results.png')}" if plotted else ""))
+        if any(seed_stats.split_member(n) for n in results):
+            report_seeds(results, workdir, [tuple(p) for p in c.pipeline.compare])
     return results
+
+
+def report_seeds(results: Mapping[str, dict], workdir: str,
+                 compare: Iterable[tuple[str, str]]) -> dict:
+    """Seed statistics of a ``GROUP@SEED`` sweep: ``seed_report.json``, tables on the
+    terminal and ``seed_report.md``, and ``seeds.png`` (means with 95% bands)."""
+    rep = seed_stats.seed_report(results, workdir, list(compare))
+    with open(os.path.join(workdir, "seed_report.json"), "w") as f:
+        json.dump(rep, f, indent=2)
+    text = seed_stats.format_seed_report(rep)
+    with open(os.path.join(workdir, "seed_report.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+    plot_seeds(results, rep, os.path.join(workdir, "seeds.png"))
+    print(f"seed report: {os.path.join(workdir, 'seed_report.md')}")
+    return rep
+
+
+def plot_seeds(results: Mapping[str, dict], rep: dict, path: str) -> bool:
+    """Held-out accuracy (periodic evaluations, mean and 95% t band over seeds) against
+    completions sampled (hinted / extra ones included); the running share of all-wrong
+    groups trained on; the final held-out accuracy per member with its interval."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed (pip install igpo_jax[plot]); no %s", path)
+        return False
+    groups: dict[str, list[dict]] = {}
+    for name, r in results.items():
+        sm = seed_stats.split_member(name)
+        if sm and r.get("curve"):
+            groups.setdefault(sm[0], []).append(r)
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+    band = lambda m: [seed_stats.t_interval(v) for v in m]  # noqa: E731
+    n_eval = None
+    for gi, (g, runs) in enumerate(groups.items()):
+        color = f"C{gi}"
+        curves = [r.get("heldout_curve") or [] for r in runs]
+        steps = (sorted(set.intersection(*[{h["step"] for h in hc} for hc in curves]))
+                 if all(curves) else [])
+        if steps:
+            acc = [[next(h["accuracy"] for h in hc if h["step"] == st) for hc in curves]
+                   for st in steps]
+            x = [np.mean([_samples_at(r, st) for r in runs]) for st in steps]
+            ci = band(acc)
+            ax1.plot(x, [c["mean"] for c in ci], marker="o", color=color,
+                     label=f"{g} (n={len(runs)})")
+            if len(runs) > 1:
+                ax1.fill_between(x, [c["lo"] for c in ci], [c["hi"] for c in ci], color=color,
+                                 alpha=0.15)
+            n_eval = n_eval or runs[0]["heldout_curve"][0].get("num_examples")
+        length = min(len(r["curve"]) for r in runs)
+        run_means = [np.cumsum([p["frac_all_wrong_after"] for p in r["curve"][:length]])
+                     / np.arange(1, length + 1) for r in runs]
+        ci = band(np.asarray(run_means).T)
+        x = np.mean([[p["samples"] for p in r["curve"][:length]] for r in runs], axis=0)
+        avg = rep["groups"].get(g, {}).get("frac_all_wrong_after", {}).get("mean")
+        ax2.plot(x, [c["mean"] for c in ci], color=color,
+                 label=f"{g} (average {100 * avg:.1f}%)" if avg is not None else g)
+        if len(runs) > 1:
+            ax2.fill_between(x, [c["lo"] for c in ci], [c["hi"] for c in ci], color=color,
+                             alpha=0.15)
+        final = rep["groups"].get(g, {}).get("heldout_accuracy")
+        if final:
+            vals = [r["heldout_accuracy"] for r in runs if r.get("heldout_accuracy") is not None]
+            ax3.scatter([gi] * len(vals), vals, color=color, alpha=0.5, s=14)
+            if final.get("lo") is not None:
+                ax3.errorbar([gi + 0.15], [final["mean"]], yerr=[[final["mean"] - final["lo"]],
+                             [final["hi"] - final["mean"]]], fmt="s", color=color, capsize=4)
+    ax1.set(xlabel="completions sampled (hinted / extra included), mean over seeds",
+            ylabel="held-out accuracy",
+            title=f"Periodic held-out evaluation ({n_eval or '?'} problems), 95% band")
+    ax2.set(xlabel="completions sampled", ylabel="share of groups",
+            title="All-wrong groups trained on (running mean, 95% band)")
+    ax3.set_xticks(range(len(groups)), list(groups))
+    ax3.set(ylabel="held-out accuracy", title="Final evaluation: seeds and mean [95% CI]")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _samples_at(r: dict, step: int) -> float:
+    """Completions sampled (hinted / extra included) by the end of rollout step ``step``."""
+    cv = r.get("curve") or []
+    return cv[step - 1]["samples"] if 0 < step <= len(cv) else 0.0
 
 
 def recipe_stages(rl_algos: Iterable[str] = ("grpo", "igpo")) -> tuple:

@@ -1,18 +1,20 @@
 """Math rewards: answer extraction, equivalence, and the xmlcount format reward.
 
 SPEC.md section 6. Nothing here raises on model output: garbage, empty or huge
-strings score 0. Symbolic equivalence (math-verify) runs in a worker thread with
-a wall-clock bound, without signals, so the reward is safe to call from any
-thread and never hangs the trainer.
+strings score 0. Symbolic equivalence (math-verify) runs in a separate, killable
+worker process with a wall-clock bound (:class:`_Grader`), so no model output can
+hang the trainer, and the reward is safe to call from any thread.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
+import atexit
 import dataclasses
 import logging
+import os
 import re
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -152,33 +154,128 @@ def _math_verify_equal(pred: str, gold: str) -> bool:
     return bool(math_verify.verify(gold_p, pred_p, timeout_seconds=None))
 
 
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+def serve() -> None:
+    """The grading worker (``python -m igpo_jax.rewards``): imports math-verify, says
+    ``ready``, then answers one JSON line ``[equivalent, failed]`` per JSON line
+    ``[pred, gold]`` read from stdin, until EOF."""
+    import json
+    import sys
+    delay = float(os.environ.get("IGPO_TEST_SLOW_GRADER_START", "0"))  # tests: a slow import
+    if delay:
+        time.sleep(delay)
+    import math_verify  # noqa: F401  (imported before any check is timed)
+    out = sys.stdout
+    out.write('"ready"\n')
+    out.flush()
+    for line in sys.stdin:
+        try:
+            pred, gold = json.loads(line)
+            res = [bool(_math_verify_equal(pred, gold)), False]
+        except Exception:  # noqa: BLE001 - a reward never raises on model output
+            res = [False, True]
+        out.write(json.dumps(res) + "\n")
+        out.flush()
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="math-verify")
-        return _POOL
+class _Grader:
+    """One killable worker process for symbolic checks.
+
+    sympy can work for minutes (or exhaust memory) on inputs such as ``10^{10^{10}}``
+    while holding the GIL, so a thread with a timeout cannot bound it. The worker is a
+    separate Python process (``python -m igpo_jax.rewards``: no fork of a JAX process,
+    no re-import of the caller's script), started once; a check that overruns its
+    time kills it and the next check starts a fresh one. Start-up (the math-verify
+    import) is waited for before any check is timed, so a loaded machine changes no
+    result. Checks from several threads are serialised.
+    """
+
+    START_TIMEOUT = 300.0
+
+    def __init__(self):
+        self.proc = None
+        self.lock = threading.Lock()
+        self.restarts = 0
+
+    def _readline(self, timeout: float) -> str | None:
+        import select
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline() if ready else None
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        self.proc = subprocess.Popen([sys.executable, "-m", "igpo_jax.rewards"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        if (self._readline(self.START_TIMEOUT) or "").strip() != '"ready"':
+            self._stop()
+            raise RuntimeError(f"the math-verify grading process did not start within "
+                               f"{self.START_TIMEOUT:.0f}s")
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(5)
+            for f in (self.proc.stdin, self.proc.stdout):
+                f.close()
+        self.proc = None
+
+    def _alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def warm_up(self) -> None:
+        """Starts the worker now (e.g. before a training loop), not inside a check."""
+        with self.lock:
+            if not self._alive():
+                self._start()
+
+    def check(self, pred: str, gold: str, timeout: float) -> tuple[bool, bool]:
+        import json
+        with self.lock:
+            if not self._alive():
+                self._start()
+            try:
+                self.proc.stdin.write(json.dumps([pred, gold]) + "\n")
+                self.proc.stdin.flush()
+                line = self._readline(timeout)
+                if line:
+                    ok, failed = json.loads(line)
+                    return bool(ok), bool(failed)
+                if line is not None:  # EOF: the worker died (e.g. out of memory)
+                    self._stop()
+                    return False, True
+            except (OSError, ValueError):
+                self._stop()
+                return False, True
+            log.warning("equivalence check timed out after %.1fs: %r vs %r; restarting the "
+                        "grading process", timeout, pred[:50], gold[:50])
+            self._stop()
+            self.restarts += 1
+            return False, True
+
+
+GRADER = _Grader()
+atexit.register(GRADER._stop)
+_NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)")
 
 
 def check_equiv(pred: str | None, gold: str, timeout: float = 2.0, symbolic: bool = True
                 ) -> tuple[bool, bool]:
-    """(equivalent, failed): ``failed`` when the check crashed or timed out (scored 0)."""
+    """(equivalent, failed): ``failed`` when the check crashed or timed out (scored 0).
+
+    Whatever the text holds, this returns within about ``timeout`` seconds (plus the
+    grading process's one-time start-up, which is not timed)."""
     if pred is None or gold is None:
         return False, False
     try:
-        if normalize(pred) == normalize(gold):
+        p, g = normalize(pred), normalize(gold)
+        if p == g:
             return True, False
+        if _NUMBER.fullmatch(p) and _NUMBER.fullmatch(g):
+            return False, False  # two different plain numbers: nothing symbolic to find
         if not symbolic or len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
             return False, False
-        fut = _pool().submit(_math_verify_equal, normalize(pred) or pred, normalize(gold) or gold)
-        return fut.result(timeout=timeout), False
-    except concurrent.futures.TimeoutError:
-        log.warning("equivalence check timed out after %.1fs: %r vs %r", timeout, pred[:50], gold)
-        return False, True
+        return GRADER.check(p or pred, g or gold, timeout)
     except Exception:  # noqa: BLE001 - a reward never raises on model output
         return False, True
 
@@ -237,3 +334,7 @@ class MathReward:
         """Rewards, correctness, and the number of failed (crashed / timed-out) checks."""
         out = [self.score(c, g) for c, g in zip(completions, golds)]
         return [r for r, _, _ in out], [c for _, c, _ in out], sum(f for _, _, f in out)
+
+
+if __name__ == "__main__":
+    serve()

@@ -27,14 +27,27 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
     except OSError as e:
         raise configlib.ConfigError(f"workdir {workdir} is not writable: {e}") from e
     if jax.process_index() == 0:
+        from igpo_jax import workdir_lock
+        try:
+            workdir_lock.acquire(workdir)
+        except workdir_lock.WorkdirBusy as e:
+            raise configlib.ConfigError(str(e)) from None
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(c.to_json_best_effort(indent=2))
     return workdir
 
 
 def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
+    from igpo_jax import workdir_lock
     configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
+    try:
+        return _run_stage(c, workdir)
+    finally:
+        workdir_lock.release(workdir)
+
+
+def _run_stage(c: ml_collections.ConfigDict, workdir: str) -> dict:
     if c.mode == "pipeline":
         from igpo_jax import pipeline
         return pipeline.run_pipeline(c, workdir)
