@@ -17,6 +17,19 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 
+def _is_json_error(e: BaseException | None) -> bool:
+    import json
+    while e is not None:
+        if isinstance(e, json.JSONDecodeError) or "Expecting value" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+class CorruptCheckpointError(RuntimeError):
+    """No checkpoint of a run restores."""
+
+
 def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
@@ -54,20 +67,41 @@ class Checkpointer:
         if leftovers:
             log.warning("ignoring unfinished checkpoint writes in %s: %s", self.directory,
                         leftovers)
-        first_error = None
+        first_error, bad = None, []
         for s in steps:
             try:
                 out = self._restore(s, params_like, opt_state_like)
             except Exception as e:  # noqa: BLE001 - try the previous checkpoint
                 first_error = first_error or e
+                bad.append(s)
                 log.warning("checkpoint step %d in %s cannot be restored (%s: %s); trying the "
                             "previous one", s, self.directory, type(e).__name__, str(e)[:200])
                 continue
-            if s != steps[0]:
+            if bad:
                 log.warning("restored step %d instead of the corrupted latest step %d", s,
                             steps[0])
+                self._move_aside(bad)
             return out
-        raise first_error
+        raise CorruptCheckpointError(
+            f"no checkpoint in {self.directory} can be restored (steps {steps}); the first "
+            f"error was {type(first_error).__name__}: {str(first_error)[:300]}. Delete the "
+            f"folder to start over, or restore a backup") from first_error
+
+    def _move_aside(self, steps: list[int]) -> None:
+        """Moves corrupted steps to ``corrupted/STEP`` (kept for inspection), so that the
+        recomputed step can be saved again."""
+        import shutil
+        if jax.process_index() == 0:
+            aside = os.path.join(self.directory, "corrupted")
+            os.makedirs(aside, exist_ok=True)
+            for s in steps:
+                dst = os.path.join(aside, str(s))
+                k = 1
+                while os.path.exists(dst):
+                    dst, k = os.path.join(aside, f"{s}.{k}"), k + 1
+                shutil.move(os.path.join(self.directory, str(s)), dst)
+                log.warning("moved the corrupted checkpoint step %d to %s", s, dst)
+        self.manager.reload()
 
     def _restore(self, step: int, params_like, opt_state_like):
         items = {"params": ocp.args.StandardRestore(_abstract(params_like)),
@@ -77,6 +111,9 @@ class Checkpointer:
         try:
             out = self.manager.restore(step, args=ocp.args.Composite(**items))
         except ValueError as e:
+            if _is_json_error(e):
+                raise ValueError(f"checkpoint step {step} in {self.directory} is corrupted: a "
+                                 f"metadata file is not valid JSON ({e})") from e
             raise ValueError(f"checkpoint step {step} in {self.directory} does not match the "
                              f"model/optimiser of this config: {e}") from e
         return out["params"], out.get("opt_state"), out["meta"]

@@ -27,56 +27,92 @@ DATA_SOURCES = ("synthetic", "gsm8k", "metamath", "math", "amc", "jsonl", "tfds"
 
 
 def base_config() -> ml_collections.ConfigDict:
+    """Every key with its default and a one-line doc (``--print_config`` shows them)."""
     c = ml_collections.ConfigDict()
-    c.mode = "rl"  # rl | sft | eval
-    c.seed = 0
+    c.mode = "rl"  # rl | sft | eval | pipeline: what the run does
+    c.seed = 0  # the run's randomness: data order, sampling, init (a sweep's seed axis)
     c.workdir = ""  # set by --workdir
 
     # multi-host (igpo_jax/distributed.py): auto = explicit settings or a detected TPU pod /
     # SLURM job; else one process. Env IGPO_COORDINATOR_ADDRESS/NUM_PROCESSES/PROCESS_ID.
     c.distributed = ml_collections.ConfigDict(dict(
-        mode="auto", coordinator_address="", num_processes=0, process_id=-1,
+        mode="auto",  # auto | off | on: start jax.distributed (auto: when a pod/job is detected)
+        coordinator_address="",  # host:port of process 0 (empty: detected)
+        num_processes=0,  # processes in the job (0: detected)
+        process_id=-1,  # this process's index (-1: detected)
         cpu_collectives="gloo",  # collectives between CPU processes (tests, CPU clusters)
     ))
     c.model = ml_collections.ConfigDict(dict(
         preset="tiny",  # tiny | small | llada_8b (random init) ... unless hf_dir / init_from
         hf_dir="",  # Hugging Face LLaDA folder (config.json + safetensors)
         init_from="",  # a workdir (or its checkpoints/ folder) of an earlier run, e.g. SFT
-        param_dtype="float32", dtype="float32", remat=False,
-        overrides=ml_collections.ConfigDict(dict(d_model=0, n_layers=0, n_heads=0,
-                                                 n_kv_heads=0, mlp_hidden_size=0)),
+        param_dtype="float32",  # parameter storage dtype: float32 | bfloat16
+        dtype="float32",  # compute dtype of the matmuls: float32 | bfloat16
+        remat=False,  # recompute each layer in the backward pass (less memory, more FLOPs)
+        # model size over the preset (0 = the preset's value)
+        overrides=ml_collections.ConfigDict(dict(
+            d_model=0,  # hidden size
+            n_layers=0,  # transformer blocks
+            n_heads=0,  # query heads
+            n_kv_heads=0,  # key/value heads (GQA when fewer than n_heads)
+            mlp_hidden_size=0,  # SwiGLU hidden size
+        )),
         # LoRA (models/lora.py): rank 0 = train every parameter. With rank > 0 only the
         # adapters are trained and checkpointed; the reference policy is the base model.
         lora=ml_collections.ConfigDict(dict(
-            rank=0, alpha=64.0,  # scale alpha / rank
+            rank=0,  # adapter rank (0 = no LoRA: full-parameter training)
+            alpha=64.0,  # scale alpha / rank
             dropout=0.0,  # on the adapters' input, training forward only
             # comma-separated subset of q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out
             targets="q_proj,k_proj,v_proj,up_proj",
             param_dtype="float32",  # the adapters' dtype (and so their AdamW moments')
         )),
     ))
-    c.tokenizer = ml_collections.ConfigDict(dict(kind="sentencepiece", path=""))
+    c.tokenizer = ml_collections.ConfigDict(dict(
+        kind="sentencepiece",  # sentencepiece | hf (LLaDA's tokenizer.json)
+        path="",  # model / tokenizer.json folder (empty: the shipped synthetic-task model)
+    ))
     c.data = ml_collections.ConfigDict(dict(
         source="synthetic",  # synthetic | gsm8k | metamath | math | amc | jsonl | tfds
         seed=0,  # data generation (synthetic); the run's shuffling uses config.seed
-        train_path="", test_path="", skip_bad_rows=False, system_prompt="",
-        question_field="question", answer_field="answer", trace_field="",
-        metamath_types=("GSM_AnsAug", "MATH_AnsAug"),
+        train_path="",  # training file (JSONL / JSON / parquet) of a file source
+        test_path="",  # held-out file of a file source
+        skip_bad_rows=False,  # drop (and count) malformed or too-long rows instead of stopping
+        system_prompt="",  # system turn of every prompt (empty: none)
+        question_field="question",  # source=jsonl: the question's field
+        answer_field="answer",  # source=jsonl: the graded answer's field
+        trace_field="",  # source=jsonl: the reference solution's field (hints, SFT)
+        metamath_types=("GSM_AnsAug", "MATH_AnsAug"),  # source=metamath: row types kept
         # source="tfds": a prepared tensorflow-datasets dataset (array_record, no TensorFlow)
-        tfds=ml_collections.ConfigDict(dict(name="", data_dir="", train_split="train",
-                                            test_split="test",
-                                            format="gsm8k")),  # row format: gsm8k|math|...
+        tfds=ml_collections.ConfigDict(dict(
+            name="",  # dataset name (e.g. gsm8k or my_math:1.0.0)
+            data_dir="",  # where it was prepared (empty: the tfds default)
+            train_split="train",  # tfds split for training (slicing allowed)
+            test_split="test",  # tfds split for evaluation
+            format="gsm8k",  # row format: gsm8k|math|...
+        )),
         synthetic=ml_collections.ConfigDict(dict(
-            modulus=5, min_terms=2, max_terms=6, num_train=2000, num_test=200,
-            heldout_share=0.2, test_min_terms=2, test_max_terms=6,
+            modulus=5,  # running sums modulo this (2..10)
+            min_terms=2,  # fewest terms of a training problem
+            max_terms=6,  # most terms of a training problem
+            num_train=2000,  # training problems drawn
+            num_test=200,  # held-out problems drawn
+            heldout_share=0.2,  # share of all problems reserved for held-out (by hash)
+            test_min_terms=2,  # fewest terms of a held-out problem
+            test_max_terms=6,  # most terms of a held-out problem
             width=0,  # >0: pad questions to this many slots (fixed term positions)
             style="sums",  # sums: running sums per line | steps: "a+t=c" | chain: "+t=c" per line
             weights=(),  # training mix over term counts min..max (empty = uniform)
         )),
     ))
     c.sampler = ml_collections.ConfigDict(dict(
-        prompt_len=16, gen_length=64, block_length=16, steps=32, temperature=1.2,
-        remasking="low_confidence", cfg_scale=0.0,
+        prompt_len=16,  # prompt tokens (left-padded); longer prompts stop at load time
+        gen_length=64,  # generated tokens per completion
+        block_length=16,  # semi-autoregressive block size (divides gen_length)
+        steps=32,  # denoising steps in all (a multiple of the number of blocks)
+        temperature=1.2,  # rollout sampling temperature (eval.temperature for evaluation)
+        remasking="low_confidence",  # low_confidence | random: which positions to unmask
+        cfg_scale=0.0,  # classifier-free guidance scale (0 = off)
         early_stop=False,  # fill with EOS once every row's current block is all EOS
         rollout_batch_size=32,  # rows per sampler call (rollouts are chunked to this)
         # Fast decoding (sampling.py; README "Fast rollouts"), for RL rollouts and eval:
@@ -85,9 +121,14 @@ def base_config() -> ml_collections.ConfigDict:
         threshold=0.9,  # unmask="threshold" only
     ))
     c.rl = ml_collections.ConfigDict(dict(
-        algo="igpo", num_steps=10, prompts_per_step=4, group_size=8,
+        algo="igpo",  # grpo | igpo | resample (IGPO's extra samples without hints: control)
+        num_steps=10,  # rollout batches (each followed by num_iterations updates)
+        prompts_per_step=4,  # prompts per rollout batch
+        group_size=8,  # completions per prompt (G)
         num_iterations=1,  # mu: optimiser steps per batch of rollouts
-        beta=0.0, eps_low=0.2, eps_high=0.2,
+        beta=0.0,  # KL weight to the reference (start) policy (0 = no reference model)
+        eps_low=0.2,  # ratio clip below 1 - eps_low
+        eps_high=0.2,  # ratio clip above 1 + eps_high
         ratio="sequence",  # token | sequence (GSPO)
         # sequence ratio averages the log-ratio over: loss_mask (the tokens trained on) |
         # completion (every generated position, filtered hints and EOS padding included:
@@ -101,38 +142,68 @@ def base_config() -> ml_collections.ConfigDict:
         loss="clipped_surrogate",  # a name in rl/grpo.py POLICY_LOSSES
         p_mask_prompt=0.0,  # 0.15 = d1 estimator
         train_on_padding=False,  # reference code: every generated position counts
-        micro_batch_size=16,
+        micro_batch_size=16,  # rows per forward/backward (gradients accumulate)
     ))
     c.igpo = ml_collections.ConfigDict(dict(
-        min_chunk=5, max_chunk=10, eta_low=0.2, eta_high=0.6, reserve=30,
-        position="as_is", reveal_last_chunk=False, exclude_last_step=False,
-        lam=0.5, tau=0.2,
+        min_chunk=5,  # smallest hint chunk in tokens (a shorter last piece is dropped)
+        max_chunk=10,  # largest hint chunk in tokens
+        eta_low=0.2,  # each hinted sample reveals a share eta ~ U[eta_low, eta_high] ...
+        eta_high=0.6,  # ... of the revealable chunks (1, 1: full hints)
+        reserve=30,  # free positions at the end of the generation, never hinted
+        position="as_is",  # as_is (paper) | stretch (reference code: gaps scaled, capped)
+        reveal_last_chunk=False,  # reference code: always reveal the last chunk (can leak)
+        exclude_last_step=False,  # never reveal the last reasoning line (it states the answer)
+        lam=0.5,  # at most floor(lam G) members of a group are replaced
+        tau=0.2,  # keep the top tau share of hint tokens by entropy (1 = no filter)
     ))
     c.sft = ml_collections.ConfigDict(dict(
-        num_steps=100, batch_size=32, micro_batch_size=32, eps=1e-3,
+        num_steps=100,  # optimiser steps
+        batch_size=32,  # examples per step
+        micro_batch_size=32,  # examples per forward/backward (divides batch_size)
+        eps=1e-3,  # masking probability p = (1 - eps) t + eps
         t_sampling="uniform",  # uniform | stratified (t in equal strata across the batch)
+        # which response tokens are masked: iid (LLaDA) | block (as the block sampler sees
+        # them: earlier blocks clean, later ones masked) | mixed (half of each)
+        mask="iid",
         overlong="drop",  # traces longer than gen_length: drop | truncate
         rewritten_path="",  # JSONL {"question", "trace"}: length-aligned traces to train on
     ))
     c.eval = ml_collections.ConfigDict(dict(
-        split="test", num_examples=0,  # 0 = all
+        split="test",  # test | train
+        num_examples=0,  # 0 = all
         k=1,  # samples per problem: pass@1 at temperature 0, avg@k above it
-        temperature=0.0, batch_size=32,
+        temperature=0.0,  # 0 = greedy
+        batch_size=32,  # problems per sampler call
         every=0,  # RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)
-        during_examples=64,
+        during_examples=64,  # held-out problems of the periodic evaluations
         after_train=False,  # RL/SFT: evaluate on the held-out split when training ends
         exact_sampler=False,  # evaluate with cache=none, unmask=fixed whatever sampler says
     ))
-    c.reward = ml_collections.ConfigDict(dict(correct_weight=3.0, format_weight=1.0,
-                                              timeout=2.0))
+    c.reward = ml_collections.ConfigDict(dict(
+        correct_weight=3.0,  # reward of a correct final answer
+        format_weight=1.0,  # weight of the xmlcount format reward (max 0.75)
+        timeout=2.0,  # seconds a symbolic equivalence check may take (then it scores 0)
+    ))
     c.optim = ml_collections.ConfigDict(dict(
-        lr=5e-7, warmup_steps=50, schedule="linear", b1=0.9, b2=0.99, weight_decay=0.1,
-        grad_clip=0.2,
+        lr=5e-7,  # peak learning rate
+        warmup_steps=50,  # linear warm-up from 0
+        schedule="linear",  # after warm-up: linear (to 0) | cosine | constant
+        b1=0.9,  # AdamW beta1
+        b2=0.99,  # AdamW beta2
+        weight_decay=0.1,  # AdamW weight decay
+        grad_clip=0.2,  # global gradient-norm clip
         moments_dtype="float32",  # AdamW moments: float32 | param (the parameters' dtype)
         max_nonfinite=5,  # stop after this many skipped (non-finite) updates in a row
     ))
-    c.checkpoint = ml_collections.ConfigDict(dict(every=1, keep=3))
-    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+    c.checkpoint = ml_collections.ConfigDict(dict(
+        every=1,  # steps between checkpoints (SIGTERM always writes one)
+        keep=3,  # checkpoints kept
+    ))
+    c.mesh = ml_collections.ConfigDict(dict(
+        data=1,  # data-parallel axis size
+        fsdp=-1,  # parameter-sharding axis size (-1: all remaining devices)
+        tensor=1,  # tensor-parallel axis size
+    ))
     c.pipeline = ml_collections.ConfigDict(dict(
         stages=(),  # ((name, {dotted.key: value}), ...); see igpo_jax/pipeline.py
         only="",  # run just this member
@@ -143,8 +214,71 @@ def base_config() -> ml_collections.ConfigDict:
         # accuracy, a - b, reported with 95% intervals (igpo_jax/seed_stats.py)
         compare=(),
     ))
-    c.log_every = 1
+    c.log_every = 1  # steps between progress lines (and, for SFT, metrics records)
     return c
+
+
+def key_docs() -> dict[str, str]:
+    """Dotted key -> the comment written beside it in :func:`base_config`."""
+    import inspect
+    import re
+    docs: dict[str, str] = {}
+    stack: list[tuple[str, int]] = []
+    depth = 0
+    pending = ""
+    for line in inspect.getsource(base_config).splitlines():
+        if line.strip().startswith("#"):
+            code, comment = line.strip(), ""
+        else:
+            code, _, comment = line.partition("  # ")
+            code = code.strip()
+        m = re.match(r"(?:c\.)?(\w+)\s*=\s*ml_collections\.ConfigDict\(", code)
+        if m:
+            if comment:
+                full = ".".join([n for n, _ in stack] + [m.group(1)])
+                docs.setdefault(full, comment.strip())
+            stack.append((m.group(1), depth))
+        elif code.startswith("#"):
+            pending = (pending + " " + code.lstrip("# ")).strip()
+            continue
+        else:
+            prefix = ".".join(n for n, _ in stack)
+            keys = re.findall(r"(?:^|[(,]\s*)(\w+)=", code) or (
+                [code.split(".", 1)[1].split("=")[0].strip()] if code.startswith("c.") and
+                "=" in code else [])
+            for i, k in enumerate(keys):
+                full = f"{prefix}.{k}" if prefix else k
+                # a comment after several keys on one line documents the last of them; a
+                # comment line above documents every key of the next line
+                text = " ".join(x for x in (pending, comment.strip() if i == len(keys) - 1
+                                            else "") if x)
+                if text:
+                    docs.setdefault(full, text)
+            pending = "" if keys else pending
+        depth += code.count("(") - code.count(")")
+        while stack and depth <= stack[-1][1]:
+            stack.pop()
+    return docs
+
+
+def print_config(c: ml_collections.ConfigDict) -> str:
+    """Every key of ``c`` as ``key = value  # doc``, one per line."""
+    docs = key_docs()
+    out = []
+
+    def walk(node, prefix):
+        for k in sorted(node.keys()):
+            v = node[k]
+            full = prefix + k
+            if isinstance(v, ml_collections.ConfigDict) and full not in FREE_FORM:
+                walk(v, full + ".")
+                continue
+            if isinstance(v, ml_collections.ConfigDict):
+                v = v.to_dict()
+            doc = docs.get(full, "")
+            out.append(f"{full} = {v!r}" + (f"  # {doc}" if doc else ""))
+    walk(c, "")
+    return "\n".join(out)
 
 
 class ConfigError(ValueError):
@@ -235,6 +369,9 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
            "sft.micro_batch_size", f.micro_batch_size, f"must divide sft.batch_size={f.batch_size}")
     _check(f.t_sampling in ("uniform", "stratified"), "sft.t_sampling", f.t_sampling,
            "expected uniform|stratified")
+    _check(f.mask in ("iid", "block", "mixed"), "sft.mask", f.mask, "expected iid|block|mixed")
+    _check(f.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", f.mask,
+           "block masking needs sampler.block_length to divide sampler.gen_length")
     _check(f.overlong in ("drop", "truncate"), "sft.overlong", f.overlong, "expected drop|truncate")
     _check(0 < f.eps < 1, "sft.eps", f.eps, "must be in (0, 1)")
     e = c.eval
@@ -255,6 +392,13 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     m = c.model
     d = c.data
     _check(d.source in DATA_SOURCES, "data.source", d.source, f"expected one of {DATA_SOURCES}")
+    if d.source not in ("synthetic", "tfds"):  # a file source: its files, before any work
+        _check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
+               f"data.source={d.source!r} reads files: set --config.data.train_path=FILE")
+        _check(d.test_path or (c.mode != "eval" and not c.eval.after_train and not c.eval.every),
+               "data.test_path", d.test_path,
+               f"evaluation with data.source={d.source!r} reads a file: set "
+               f"--config.data.test_path=FILE")
     _check(d.source != "tfds" or d.tfds.name, "data.tfds.name", d.tfds.name,
            "data.source='tfds' needs the dataset's name")
     _check(d.source != "tfds" or d.tfds.format in DATA_SOURCES[1:-1], "data.tfds.format",

@@ -133,9 +133,13 @@ def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
 
 
 def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> list[Example]:
+    from igpo_jax.data.pipeline import check_lengths
+    from igpo_jax.experiment import build_tokenizer
     examples = load_examples(c.data.to_dict(), c.eval.split)
     n = limit or c.eval.num_examples
-    return examples[:n] if n else examples
+    examples = examples[:n] if n else examples
+    return check_lengths(build_tokenizer(c), examples, c.sampler.prompt_len, None,
+                         c.data.system_prompt or None, c.data.skip_bad_rows, "evaluation data")
 
 
 def evaluate_config(c: ml_collections.ConfigDict, params, cfg: llada.LLaDAConfig, tok: Tokenizer,

@@ -4,7 +4,12 @@
 ``--config.key=value`` overrides; the config's ``mode`` picks the stage.
 """
 
+import difflib
+import glob
 import logging as std_logging
+import os
+import re
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -28,6 +33,101 @@ _EXPORT_DTYPE = flags.DEFINE_enum("export_dtype", "", ["", "float32", "bfloat16"
                                   "With --export_hf: tensor dtype (default: model.param_dtype).")
 _EXPORT_SHARD_GB = flags.DEFINE_float("export_shard_gb", 5.0, "With --export_hf: largest "
                                       "safetensors file in GiB (0: one file).")
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print every key of the config "
+                                   "(after overrides) with its value and doc, and exit.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the full traceback of user errors.")
+
+USAGE = """igpo_jax: IGPO / GRPO for masked diffusion LMs (LLaDA family) in JAX.
+
+usage: python -m igpo_jax.main --config CONFIG[:ARG] --workdir DIR [--config.KEY=VALUE ...]
+       python -m igpo_jax.main --config CONFIG --print_config      (every key, value, doc)
+       python -m igpo_jax.main --config CONFIG --dry_run           (memory / FLOPs plan)
+       python -m igpo_jax.main --config CONFIG --workdir RUN --export_hf OUT
+
+modes (config.mode, set by the config file):
+  sft        masked-diffusion supervised fine-tuning
+  rl         GRPO / IGPO / resample (rl.algo) from an SFT or Hugging Face model
+  eval       held-out evaluation (pass@1, avg@k) of model.init_from / model.hf_dir
+  pipeline   a staged recipe or a sweep (pipeline.stages): each stage one of the above
+
+shipped configs:
+{configs}
+
+Re-running a command resumes it; finished stages are skipped. Flags:
+"""
+
+
+def _config_files() -> list[tuple[str, str]]:
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    out = []
+    for path in sorted(glob.glob(os.path.join(root, "*.py")) +
+                       glob.glob(os.path.join(root, "sweeps", "*.py"))):
+        if os.path.basename(path) == "__init__.py":
+            continue
+        with open(path, encoding="utf-8") as f:
+            m = re.match(r'\s*(?:"""|\'\'\')\s*(.+)', f.read())
+        out.append((os.path.relpath(path, os.path.dirname(root)),
+                    m.group(1).strip() if m else ""))
+    return out
+
+
+def _usage() -> str:
+    files = _config_files()
+    listing = "\n".join(f"  {p:<28} {doc}" for p, doc in files) or \
+        "  (none found: the configs/ folder sits beside igpo_jax/ in a source checkout)"
+    return USAGE.format(configs=listing)
+
+
+def _user_error(msg: str, code: int = 2):
+    """One line on stderr and exit status 2 (the full traceback with --verbose)."""
+    if "--verbose" in sys.argv or "--verbose=true" in sys.argv:
+        raise
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _unknown_override(argv) -> str | None:
+    """The message for an override whose key the config does not have."""
+    from igpo_jax import configlib
+    known = set()
+
+    def walk(node, prefix):
+        for k in node.keys():
+            known.add(prefix + k)
+            if hasattr(node[k], "keys"):
+                walk(node[k], prefix + k + ".")
+    walk(configlib.base_config(), "")
+    for a in argv[1:]:
+        m = re.match(r"--config\.([\w.]+)(=|$)", a)
+        if m and m.group(1) not in known:
+            key = m.group(1)
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return (f"unknown config key {key}{hint}; --print_config lists every key with its "
+                    f"value and doc")
+    return None
+
+
+def parse_flags(argv):
+    """absl flag parsing with one-line errors for what a user typed wrong."""
+    if any(a in ("--help", "-h", "--helpshort") for a in argv[1:]):
+        print(_usage() + flags.FLAGS.main_module_help())
+        raise SystemExit(0)
+    from igpo_jax import pipeline
+    pipeline.COMMAND_LINE_KEYS.update(
+        m.group(1) for m in (re.match(r"--config\.([\w.]+)=", a) for a in argv[1:]) if m)
+    try:
+        return flags.FLAGS(argv)
+    except flags.IllegalFlagValueError as e:
+        _user_error(str(e).replace("flag --", "--"))
+    except flags.Error as e:
+        _user_error(str(e))
+    except (AttributeError, KeyError) as e:  # ml_collections: an override of an unknown key
+        _user_error(_unknown_override(argv) or str(e))
+    except (FileNotFoundError, ImportError, SyntaxError, ValueError) as e:  # the config file
+        _user_error(f"cannot load the config: {type(e).__name__}: {e}")
+
+
 flags.mark_flags_as_required(["config"])
 
 
@@ -37,6 +137,10 @@ def main(argv):
     # our progress and INFO lines; libraries (orbax, absl) only from WARNING up
     logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("igpo_jax").setLevel(std_logging.INFO)
+    if _PRINT_CONFIG.value:
+        from igpo_jax import configlib
+        print(configlib.print_config(_CONFIG.value))
+        return
     if _DRY_RUN.value:
         if _DRY_RUN_DEVICES.value:
             import jax
@@ -63,7 +167,19 @@ def main(argv):
     except optim.NonFiniteError as e:
         logging.error("%s", e)
         raise SystemExit(3) from None
+    except USER_ERRORS as e:
+        _user_error(str(e))
+
+
+def _user_error_types():
+    from igpo_jax import checkpoint, configlib
+    from igpo_jax.data.sources import DataError
+    return (configlib.ConfigError, DataError, checkpoint.CorruptCheckpointError,
+            FileNotFoundError)
+
+
+USER_ERRORS = _user_error_types()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

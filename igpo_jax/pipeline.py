@@ -47,12 +47,21 @@ def product(base: Mapping[str, Any] | None = None, **axes: Iterable[Any]
     return out
 
 
+# dotted keys set on the command line (``--config.KEY=VALUE``; set by igpo_jax.main): they
+# win over a stage's own value for that key, in every stage, and a line says so
+COMMAND_LINE_KEYS: set[str] = set()
+
+
 def apply_overrides(c: ml_collections.ConfigDict, overrides: Mapping[str, Any],
-                    workdir: str) -> ml_collections.ConfigDict:
+                    workdir: str, stage: str = "") -> ml_collections.ConfigDict:
     sub = copy.deepcopy(c)
     with sub.unlocked():
         sub.pipeline.stages = ()
     for key, value in overrides.items():
+        if key in COMMAND_LINE_KEYS:
+            print(f"[pipeline] {stage or 'stage'}: --config.{key} from the command line replaces "
+                  f"the stage's own {key}={value!r}", flush=True)
+            continue
         if isinstance(value, str):
             value = value.replace("{workdir}", workdir)
         node = sub
@@ -246,7 +255,7 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         raise configlib.ConfigError(f"config.pipeline.stages has duplicate names: {names}")
     if c.pipeline.only and c.pipeline.only not in names:
         raise configlib.ConfigError(f"config.pipeline.only={c.pipeline.only!r}; members: {names}")
-    subs = {name: apply_overrides(c, ov, workdir) for name, ov in stages}
+    subs = {name: apply_overrides(c, ov, workdir, name) for name, ov in stages}
     for sub in subs.values():
         configlib.validate(sub, check_paths=False)
     if c.pipeline.print_commands:

@@ -51,11 +51,39 @@ def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, tar
     hidden = llada.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)[:, p:]
     logits = llada.logits_from_hidden(params, cfg, hidden)
     ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, target_ids[..., None], -1)[..., 0]
-    per_example = (ce * noise_mask / p_mask[:, None]).sum(1) / target_ids.shape[1]
+    p_tok = p_mask if p_mask.ndim == 2 else p_mask[:, None]
+    per_example = (ce * noise_mask / p_tok).sum(1) / target_ids.shape[1]
     return per_example.sum()
 
 
-def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform"):
+MASK_MODES = ("iid", "block", "mixed")
+
+
+def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform", mask: str = "iid",
+               block_length: int = 0):
+    """(noise_mask bool ``shape``, p_mask) with p = (1 - eps) t + eps.
+
+    ``mask="iid"``: every response token masked with probability p; p_mask ``[B]``.
+    ``mask="block"``: the conditions the block sampler decodes under: a block b drawn
+    uniformly per example, blocks before it clean, its tokens masked with probability
+    p, every later block fully masked; p_mask ``[B, C]`` is each token's masking
+    probability (p in block b, 1 after it) so the loss stays a 1/p-weighted CE.
+    ``mask="mixed"``: each example iid or block with probability 1/2.
+    """
+    if mask != "iid":
+        noise, p = draw_noise(key, shape, eps, t_sampling)
+        b, c = shape
+        if not block_length or c % block_length:
+            raise ValueError(f"sft.mask={mask!r} needs a block_length that divides {c}")
+        k_b, k_mix = jax.random.split(jax.random.fold_in(key, 2))
+        blk = jax.random.randint(k_b, (b, 1), 0, c // block_length)
+        pos_blk = (jnp.arange(c) // block_length)[None, :]
+        blk_noise = jnp.where(pos_blk < blk, False, jnp.where(pos_blk == blk, noise, True))
+        blk_p = jnp.where(pos_blk == blk, p[:, None], 1.0)
+        use = (jnp.ones((b, 1), bool) if mask == "block"
+               else jax.random.bernoulli(k_mix, 0.5, (b, 1)))
+        return (jnp.where(use, blk_noise, noise),
+                jnp.where(use, blk_p, jnp.broadcast_to(p[:, None], shape)))
     """(noise_mask bool ``shape``, p_mask ``[B]``) with p = (1 - eps) t + eps."""
     k_t, k_m = jax.random.split(key)
     b = shape[0]
@@ -105,11 +133,12 @@ def apply_rewritten(examples: list[Example], path: str) -> tuple[list[Example], 
     return out, sum(e.question in table for e in examples)
 
 
-def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str, trainable, opt_state):
+def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str, trainable, opt_state,
+              mask: str = "iid", block_length: int = 0):
     """jit: (trainable, opt_state, frozen, batch, key) -> (trainable, opt_state, out);
     the noise levels and masks of the whole batch come from ``key``."""
     def make_loss(batch, key):
-        noise, p = draw_noise(key, batch["target"].shape, eps, t_sampling)
+        noise, p = draw_noise(key, batch["target"].shape, eps, t_sampling, mask, block_length)
         batch = dict(batch, noise=noise, p=p)
         denom = batch["target"].shape[0]
 
@@ -150,7 +179,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         raise ValueError(f"sft.batch_size={sft.batch_size} must be a multiple of "
                          f"sft.micro_batch_size={sft.micro_batch_size}")
     step_fn = make_step(cfg, ts.tx, sft.batch_size // sft.micro_batch_size, sft.eps,
-                        sft.t_sampling, trainable, opt_state)
+                        sft.t_sampling, trainable, opt_state, sft.mask, s.block_length)
     key = jax.random.fold_in(jax.random.key(c.seed), 12345)
     end = sft.num_steps if stop_after is None else min(sft.num_steps, start + stop_after)
     progress = Progress(sft.num_steps, "sft", start)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import optim, preemption
-from igpo_jax.checkpoint import Checkpointer
+from igpo_jax.checkpoint import Checkpointer, CorruptCheckpointError
 from igpo_jax.metrics import read_metrics
 from igpo_jax.rl import grpo, trainer
 
@@ -69,7 +69,7 @@ def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path):
 
 SAVER = textwrap.dedent("""
     import sys, numpy as np, jax.numpy as jnp
-    from igpo_jax.checkpoint import Checkpointer
+    from igpo_jax.checkpoint import Checkpointer, CorruptCheckpointError
     ck = Checkpointer(sys.argv[1], keep=100)
     for step in range(1, 1000):
         big = {"w": jnp.full((1500, 1500), float(step)), "v": jnp.full((700,), float(step))}
@@ -113,6 +113,21 @@ def test_corrupted_latest_checkpoint_falls_back_with_warning(tmp_path, caplog):
         params, _, meta = ck2.restore(None, {"w": jnp.zeros((4, 4))})
     assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
     assert "cannot be restored" in caplog.text
+    assert "does not match" not in caplog.text  # damage is not reported as a config mismatch
+    # the corrupted step is kept aside, and the recomputed step 2 can be saved again
+    assert (tmp_path / "corrupted" / "2").is_dir() and not (tmp_path / "2").exists()
+    assert ck2.save(2, {"w": jnp.full((4, 4), 2.0)}, None, {"step": 2}, force=True)
+    ck2.wait()
+    assert ck2.restore(None, {"w": jnp.zeros((4, 4))})[2]["step"] == 2
+    # every checkpoint corrupted: one error that says so, not a raw TensorStore trace
+    for root, _, files in os.walk(tmp_path):
+        rel = os.path.relpath(root, tmp_path)
+        for f in files:
+            if "params" in rel and not rel.startswith("corrupted"):
+                with open(os.path.join(root, f), "wb") as fh:
+                    fh.write(b"garbage")
+    with pytest.raises(CorruptCheckpointError, match="no checkpoint in .* can be restored"):
+        Checkpointer(str(tmp_path), keep=5).restore(None, {"w": jnp.zeros((4, 4))})
 
 
 def test_mismatched_checkpoint_names_the_problem(tmp_path):

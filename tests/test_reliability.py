@@ -95,3 +95,24 @@ def test_lock_on_another_host_is_not_guessed_at(tmp_path):
         json.dump({"pid": 1, "host": "some-other-host"}, f)
     with pytest.raises(workdir_lock.WorkdirBusy, match="some-other-host"):
         workdir_lock.acquire(str(tmp_path))
+
+
+def test_long_prompts_are_found_when_the_data_is_loaded(tmp_path, capsys):
+    """A prompt longer than prompt_len stops the run before any step, with the count
+    and file:line (not when its batch is drawn); skip_bad_rows drops it."""
+    from configs import tiny
+    from igpo_jax.rl import trainer
+    rows = [{"question": "1 2", "answer": "3"}] * 6 + [{"question": "1 2 3 4 5 6 7 8 9", "answer": "0"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    c = tiny.get_config("rl")
+    c.eval.every = 0
+    c.rl.update(num_steps=1, algo="grpo", prompts_per_step=2)
+    c.data.update(source="jsonl", train_path=str(path), test_path=str(path))
+    with pytest.raises(ValueError, match=r"1 prompts longer than sampler.prompt_len=12 .*"
+                                         r"train.jsonl:7"):
+        trainer.train(c, str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
+    c.data.skip_bad_rows = True
+    trainer.train(c, str(tmp_path / "run"))
+    assert {r["rollout_step"] for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl"))} == {1}

@@ -82,6 +82,45 @@ def encode_prompts(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
     return left_pad(prompts, tok.pad_id, prompt_len)
 
 
+def check_lengths(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
+                  gen_length: int | None = None, system_prompt: str | None = None,
+                  skip_bad_rows: bool = False, label: str = "data") -> list[Example]:
+    """Every prompt against ``prompt_len`` tokens (and, with ``gen_length``, every
+    trace against the generation budget: a longer one would be cut in hints), when the
+    data is loaded rather than when a batch happens to draw the row. Stops with the
+    counts and the first few rows (file:line for file sources); with
+    ``skip_bad_rows`` drops them with a warning instead."""
+    import logging
+    log = logging.getLogger(__name__)
+    bad_prompt, bad_trace, keep = [], [], []
+    for i, e in enumerate(examples):
+        n_p = len(tok.prompt_ids(e.question, system_prompt))
+        n_t = len(tok.encode(e.trace)) if (gen_length and e.trace) else 0
+        if n_p > prompt_len:
+            bad_prompt.append((e.meta or f"row {i}", n_p))
+        elif gen_length and n_t > gen_length:
+            bad_trace.append((e.meta or f"row {i}", n_t))
+        else:
+            keep.append(e)
+    if not bad_prompt and not bad_trace:
+        return list(examples)
+    parts = []
+    if bad_prompt:
+        parts.append(f"{len(bad_prompt)} prompts longer than sampler.prompt_len={prompt_len} "
+                     f"tokens (e.g. {', '.join(f'{w}: {n}' for w, n in bad_prompt[:3])})")
+    if bad_trace:
+        parts.append(f"{len(bad_trace)} reasoning traces longer than sampler.gen_length="
+                     f"{gen_length} tokens (e.g. {', '.join(f'{w}: {n}' for w, n in bad_trace[:3])})")
+    msg = f"{label}: {len(examples)} rows, " + "; ".join(parts)
+    if not skip_bad_rows:
+        raise ValueError(msg + ". Raise the lengths, filter the data, or set "
+                         "data.skip_bad_rows=True to drop these rows")
+    if not keep:
+        raise ValueError(msg + ": no row is left")
+    log.warning("%s; dropped (data.skip_bad_rows=True)", msg)
+    return keep
+
+
 def encode_traces(tok: Tokenizer, examples: Sequence[Example], length: int,
                   exclude_last_step: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

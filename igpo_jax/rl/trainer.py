@@ -23,7 +23,7 @@ import optax
 from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
-from igpo_jax.data.pipeline import index_iterator
+from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
 from igpo_jax.models import llada, lora
@@ -205,7 +205,9 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     log.info("%s", experiment.describe(cfg))
     n = rl.prompts_per_step * rl.group_size
     configlib.check_devices(c)
-    examples = load_examples(c.data.to_dict(), "train")
+    examples = check_lengths(tok, load_examples(c.data.to_dict(), "train"), s.prompt_len,
+                             s.gen_length if rl.algo == "igpo" else None,
+                             c.data.system_prompt or None, c.data.skip_bad_rows, "RL data")
     data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
                                jax.process_index(), jax.process_count())
     params = experiment.initial_params(c, cfg, mesh)

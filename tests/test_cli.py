@@ -1,0 +1,63 @@
+"""The command line a new user meets: --help, --print_config, one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from igpo_jax import configlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _main(*args, timeout=120):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-m", "igpo_jax.main", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_modes_configs_and_how_to_see_keys():
+    r = _main("--help")
+    assert r.returncode == 0, r.stderr
+    for text in ("modes", "pipeline", "configs/demo.py", "configs/tiny.py",
+                 "configs/sweeps/seeds.py", "--print_config"):
+        assert text in r.stdout
+
+
+def test_every_key_has_a_doc():
+    docs = configlib.key_docs()
+    lines = configlib.print_config(configlib.base_config()).splitlines()
+    undocumented = [line for line in lines if "  # " not in line]
+    assert not undocumented, undocumented
+    assert "rl.algo" in docs and "resample" in docs["rl.algo"]
+
+
+def test_print_config_shows_overrides_and_exits():
+    r = _main("--config", "configs/tiny.py:rl", "--config.rl.num_steps=7", "--print_config")
+    assert r.returncode == 0, r.stderr
+    assert "rl.num_steps = 7  # rollout batches" in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.rl.num_step=3"], "error: unknown config key rl.num_step (did you mean "
+                                 "rl.num_steps?)"),
+    (["--config.rl.num_steps=abc"], "error: --config.rl.num_steps=abc: invalid literal"),
+    (["--config.rl.algo=ppo"], "error: config.rl.algo='ppo': expected one of ('grpo', 'igpo', "
+                               "'resample')"),
+    (["--config.data.source=jsonl"], "error: config.data.train_path=''"),
+])
+def test_user_errors_are_one_line_with_status_2(tmp_path, args, message):
+    r = _main("--config", "configs/tiny.py:rl", "--workdir", str(tmp_path / "w"), *args)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()
+             and "W0000" not in line and "Warning" not in line]
+    assert lines == [lines[-1]] and lines[-1].startswith(message), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "w" / "config.json").exists()  # stopped before any stage work
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    r = _main("--config", "configs/tiny.py:rl", "--workdir", str(tmp_path),
+              "--config.rl.algo=ppo", "--verbose")
+    assert r.returncode != 0 and "Traceback" in r.stderr
