@@ -1,4 +1,4 @@
-"""LLaDA-8B-Instruct reference runs (SPEC.md section 7). Pick the run with the arg:
+"""LLaDA-8B-Instruct reference runs (docs/ALGORITHM.md section 7). Pick the run with the arg:
 
     python -m igpo_jax.main --config configs/llada_8b.py:igpo --workdir runs/igpo \\
         --config.model.hf_dir=/data/LLaDA-8B-Instruct --config.tokenizer.path=/data/LLaDA-8B-Instruct \\

@@ -17,7 +17,7 @@ from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
 
 MODES = ("rl", "sft", "eval", "pipeline")
 
-# SPEC.md section 6: reasoning in <reasoning> tags, the boxed answer in <answer> tags.
+# docs/ALGORITHM.md section 6: reasoning in <reasoning> tags, the boxed answer in <answer> tags.
 MATH_SYSTEM_PROMPT = (
     "You are a math expert. You will be given a question to solve. Solve it step by step. "
     "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
@@ -66,6 +66,10 @@ def base_config() -> ml_collections.ConfigDict:
             # comma-separated subset of q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out
             targets="q_proj,k_proj,v_proj,up_proj",
             param_dtype="float32",  # the adapters' dtype (and so their AdamW moments')
+            # sample from base + adapters folded together and cast to the base dtype (fast;
+            # with bfloat16 weights small adapter updates round away) | False: unmerged,
+            # exactly the policy the log-probs use
+            sample_merged=True,
         )),
     ))
     c.tokenizer = ml_collections.ConfigDict(dict(

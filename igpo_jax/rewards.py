@@ -1,6 +1,6 @@
 """Math rewards: answer extraction, equivalence, and the xmlcount format reward.
 
-SPEC.md section 6. Nothing here raises on model output: garbage, empty or huge
+docs/ALGORITHM.md section 6. Nothing here raises on model output: garbage, empty or huge
 strings score 0. Symbolic equivalence (math-verify) runs in a separate, killable
 worker process with a wall-clock bound (:class:`_Grader`), so no model output can
 hang the trainer, and the reward is safe to call from any thread.

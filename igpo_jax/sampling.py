@@ -1,6 +1,6 @@
 """Fixed-step semi-autoregressive block denoising for masked diffusion LMs.
 
-SPEC.md section 3, as one jit-compiled program: a ``lax.while_loop`` over blocks
+docs/ALGORITHM.md section 3, as one jit-compiled program: a ``lax.while_loop`` over blocks
 (it stops early when every row's block is all EOS, if asked) around a loop over
 the block's steps. Shapes are static; hints are clamped masks: written before
 the first step, never masked, never counted, never overwritten.
@@ -11,7 +11,7 @@ confidence is -inf in the reference), so this is exact and saves the
 ``[B, L, V]`` logits.
 
 The mask token is never a candidate (its logit is excluded): writing it would
-re-mask a position, which SPEC.md forbids. A trained LLaDA never predicts it, so
+re-mask a position, which docs/ALGORITHM.md section 3 forbids. A trained LLaDA never predicts it, so
 this changes nothing for real checkpoints.
 
 Fast modes (training-free, after Fast-dLLM), selected per config:
@@ -333,7 +333,8 @@ def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict
     copy of the adapted weights), as sampling has no dropout and no gradients; unchanged
     without adapters. :func:`generate_params` does this itself; callers that sample
     many batches from the same parameters (rollouts, evaluation) merge once up front."""
-    if model_cfg.lora is None or not any(lora.is_adapter(k) for k in params):
+    if model_cfg.lora is None or not any(lora.is_adapter(k) for k in params) or \
+            not model_cfg.lora.sample_merged:
         return params
     return lora.merge_jit(params, model_cfg.lora)
 
@@ -376,7 +377,7 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
     if bool(jnp.any(hint_mask & (hint_ids == st.mask_id))):
         raise ValueError("a hint position holds the mask token; hints must be real tokens")
     args = (prompt_ids, attn, hint_ids, hint_mask)
-    if model_cfg.lora is not None:
+    if model_cfg.lora is not None and model_cfg.lora.sample_merged:
         params = merge_adapters(params, model_cfg)
         model_cfg = model_cfg.replace(lora=None)
         st = dataclasses.replace(st, model=model_cfg)

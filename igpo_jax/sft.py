@@ -1,4 +1,4 @@
-"""Supervised fine-tuning of a masked diffusion LM (SPEC.md section 2).
+"""Supervised fine-tuning of a masked diffusion LM (docs/ALGORITHM.md section 2).
 
 The prompt is never masked; each response token (EOS padding included, so the
 model learns to stop) is masked with probability p = (1 - eps) t + eps; the loss

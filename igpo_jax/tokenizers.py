@@ -1,7 +1,7 @@
 """One tokenizer interface with SentencePiece and Hugging Face ``tokenizers`` backends.
 
 Both expose the ids the recipe needs (mask, EOS/pad, BOS, end-of-turn) and
-``prompt_ids(question)``: the LLaDA chat template of SPEC.md section 1 for the
+``prompt_ids(question)``: the LLaDA chat template of docs/ALGORITHM.md section 1 for the
 HF backend (LLaDA-8B-Instruct), or ``BOS + system + question + newline`` for
 small SentencePiece models.
 

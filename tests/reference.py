@@ -1,7 +1,7 @@
 """Independent numpy implementations used as ground truth in the tests.
 
 They work on Hugging Face-layout weights ([out, in] linear matrices, per-layer
-tensors by name) and follow SPEC.md sections 1 and 3 directly, sharing no code
+tensors by name) and follow docs/ALGORITHM.md sections 1 and 3 directly, sharing no code
 with the package.
 """
 
@@ -84,7 +84,7 @@ def _rope(x, theta):
 
 def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None,
                   lora=None):
-    """float64 forward of SPEC.md section 1 on HF weights. ids [B, L] -> logits [B, L, V].
+    """float64 forward of docs/ALGORITHM.md section 1 on HF weights. ids [B, L] -> logits [B, L, V].
 
     ``lora``: {linear name: (A [n_layers, in, r], B [n_layers, r, out], scale)} adds
     ``scale * x @ A[i] @ B[i]`` to that linear's output in layer i (no dropout).
@@ -139,7 +139,7 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
 def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
                    hint_ids=None, hint_mask=None, attention_mask=None, cache="none",
                    threshold=None):
-    """Step-by-step numpy version of SPEC.md section 3 at temperature 0, low_confidence.
+    """Step-by-step numpy version of docs/ALGORITHM.md section 3 at temperature 0, low_confidence.
 
     ``cache``: "none" (exact), "prefix" or "dual": steps after a block's first see
     keys/values of the state at the block's first step outside the window

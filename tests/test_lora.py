@@ -1,5 +1,6 @@
 """LoRA adapters: forward against numpy, merge, dropout, sharding, config."""
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -175,3 +176,9 @@ def test_sampler_with_adapters_equals_numpy_generation_on_merged_weights(hf_mode
     base_out = sampling.generate_params(model.param_dict(), model.config, prompt, sc,
                                         jax.random.key(0))
     assert (np.asarray(base_out) != want).any()  # the adapters change the samples
+    # sample_merged=False: the sampler runs the unmerged adapters (the log-prob policy)
+    # and gives the same greedy tokens as the float64 merged reference
+    unmerged_cfg = model.config.replace(lora=dataclasses.replace(lc, sample_merged=False))
+    assert sampling.merge_adapters(params, unmerged_cfg) is params
+    got_u = sampling.generate_params(params, unmerged_cfg, prompt, sc, jax.random.key(0))
+    np.testing.assert_array_equal(np.asarray(got_u), want)

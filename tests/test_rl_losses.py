@@ -9,7 +9,7 @@ from tests import reference as ref
 
 
 def np_loss(logp, old, refl, adv, mask, ratio, el, eh, beta, agg):
-    """SPEC.md section 4, written out in numpy with loops."""
+    """docs/ALGORITHM.md section 4, written out in numpy with loops."""
     B, C = logp.shape
     per = np.zeros((B, C))
     for i in range(B):

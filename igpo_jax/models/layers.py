@@ -1,4 +1,4 @@
-"""LLaDA's numerics primitives (SPEC.md section 1): RMSNorm and NeoX rotary in float32,
+"""LLaDA's numerics primitives (docs/ALGORITHM.md section 1): RMSNorm and NeoX rotary in float32,
 bidirectional GQA attention with float32 scores and softmax."""
 
 from __future__ import annotations

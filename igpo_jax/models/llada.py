@@ -1,6 +1,6 @@
 """The LLaDA masked-diffusion Transformer in Flax NNX, with Hugging Face import.
 
-Architecture (SPEC.md section 1): bidirectional attention (no causal mask),
+Architecture (docs/ALGORITHM.md section 1): bidirectional attention (no causal mask),
 pre-norm RMSNorm computed in float32, NeoX rotary embeddings in float32, GQA,
 SwiGLU MLP ``ff_out(silu(ff_proj(x)) * up_proj(x))``, final ``ln_f`` and an
 untied output projection. No biases, no dropout, no timestep input.

@@ -1,4 +1,4 @@
-"""LoRA adapters on LLaDA's linear layers (SPEC.md section 7: r 128, alpha 64,
+"""LoRA adapters on LLaDA's linear layers (docs/ALGORITHM.md section 7: r 128, alpha 64,
 dropout 0.05 on the q, k, v and up projections).
 
 A target linear ``W [in, out]`` gets ``A [in, r]`` and ``B [r, out]`` and computes
@@ -36,6 +36,10 @@ class LoraConfig:
     dropout: float = 0.0
     targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "up_proj")
     param_dtype: str = "float32"  # adapters (and so their AdamW moments) in float32
+    # rollouts / evaluation fold the adapters into their base weights (cast to the
+    # weights' dtype: with bfloat16 weights small adapter updates round away); False
+    # samples with the adapters unmerged, the same function the log-probs use
+    sample_merged: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))
@@ -63,7 +67,8 @@ class LoraConfig:
         if isinstance(targets, str):
             targets = tuple(t.strip() for t in targets.split(",") if t.strip())
         return cls(rank=int(m["rank"]), alpha=float(m["alpha"]), dropout=float(m["dropout"]),
-                   targets=tuple(targets), param_dtype=m["param_dtype"])
+                   targets=tuple(targets), param_dtype=m["param_dtype"],
+                   sample_merged=bool(m.get("sample_merged", True)))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(rank=self.rank, alpha=self.alpha, dropout=self.dropout,

@@ -1,4 +1,4 @@
-"""Group advantages and the clipped policy-gradient loss (SPEC.md section 4).
+"""Group advantages and the clipped policy-gradient loss (docs/ALGORITHM.md section 4).
 
 Plain functions selected by name in the config. The loss returns a sum and a
 denominator so that micro-batches accumulate to exactly the full-batch loss.

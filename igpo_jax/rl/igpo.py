@@ -1,4 +1,4 @@
-"""IGPO: inpainting-guided exploration (SPEC.md section 5), vectorised in jnp.
+"""IGPO: inpainting-guided exploration (docs/ALGORITHM.md section 5), vectorised in jnp.
 
 1. :func:`all_wrong_groups` finds groups in which no completion is correct.
 2. :func:`build_hints` cuts each ground-truth trace into random chunks and

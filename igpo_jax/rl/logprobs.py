@@ -1,4 +1,4 @@
-"""One-step log-probability estimators for masked diffusion LMs (SPEC.md section 4).
+"""One-step log-probability estimators for masked diffusion LMs (docs/ALGORITHM.md section 4).
 
 Every completion token is masked; each real prompt token is masked with
 probability ``p_mask_prompt`` (0.15 in d1, 0 in the IGPO reference run). One
