@@ -12,6 +12,24 @@ import numpy as np
 from safetensors.numpy import save_file
 
 
+U32 = 2.0 ** -24  # float32 unit roundoff
+
+
+def f32_atol(c, seq_len: int, want) -> float:
+    """Absolute tolerance of a float32 forward of config ``c`` against an exact (float64)
+    one, from the arithmetic: a float32 dot product of length n is within n u |terms| of
+    the exact one (u = 2^-24), and errors add along the path a logit takes through the
+    model: per layer the q/k/v, output and up/gate projections (d_model each), the
+    attention scores and weighted sum (head_dim, seq_len) and the down projection
+    (mlp_hidden), then the head (d_model), scaled by the outputs' magnitude. A bound of
+    the worst case, not of one machine's result: observed errors are 10-30x smaller,
+    wrong numerics (a missed scale, a swapped axis) are 1e-2 and larger."""
+    d, f, layers = c["d_model"], c["mlp_hidden_size"], c["n_layers"]
+    head_dim = d // c["n_heads"]
+    path = layers * (3 * d + head_dim + seq_len + f) + d
+    return float(U32 * path * max(1.0, float(np.abs(want).max())))
+
+
 def hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64, mask=63, eos=62):
     return {"vocab_size": vocab, "embedding_size": vocab, "d_model": d, "n_layers": layers,
             "n_heads": heads, "n_kv_heads": kv_heads, "mlp_hidden_size": mlp,

@@ -1,3 +1,5 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,7 +65,9 @@ def test_sharded_logits_equal_single_device(model, mesh_kw):
     ids_sharded = shd.shard_batch(jnp.asarray(ids), mesh)
     got = jax.jit(lambda p, x: llada.forward(p, sharded.config, x))(sharded.param_dict(),
                                                                     ids_sharded)
-    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5, rtol=1e-5)
+    # float32 both ways, summed in another order across devices: the float32 bound
+    c = json.loads((model / "config.json").read_text())
+    np.testing.assert_allclose(np.asarray(got), want, atol=ref.f32_atol(c, 12, want), rtol=0)
 
 
 @pytest.mark.parametrize("mesh_kw", MESHES[:2], ids=lambda m: "x".join(map(str, m.values())))
