@@ -150,6 +150,7 @@ def main(argv):
         configlib.validate(_CONFIG.value, check_paths=False, need_weights=False)
         dry_run.run(_CONFIG.value, _DRY_RUN_JSON.value or None)
         return
+    preemption.install_outside_loop_handler()
     try:
         distributed.initialize(_CONFIG.value.distributed)  # before any backend is touched
         if _EXPORT_HF.value:

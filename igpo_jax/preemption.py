@@ -25,6 +25,28 @@ class Preempted(Exception):
         self.stage, self.step, self.reason = stage, step, reason
 
 
+class StoppedOutsideLoop(Preempted):
+    """SIGTERM / SIGINT outside a training loop (start-up, compile, evaluation)."""
+
+    def __init__(self, reason: str):
+        Exception.__init__(self, f"{reason} outside a training step (start-up, compilation or "
+                                 f"evaluation): stopped; nothing was lost, re-run the same "
+                                 f"command to resume")
+        self.stage, self.step, self.reason = "", 0, reason
+
+
+def install_outside_loop_handler() -> None:
+    """SIGTERM outside a training loop exits like a preemption (code 75, a message)
+    instead of dying silently with the signal's code; the loops install their own
+    handler (:class:`StopRequest`) and restore this one after."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(signum, frame):
+        raise StoppedOutsideLoop(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, handle)
+
+
 class StopRequest:
     """Context manager: installs the signal handlers, exposes ``requested``."""
 

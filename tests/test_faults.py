@@ -234,3 +234,23 @@ def test_config_errors_before_compute(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(configlib.ConfigError, match="not writable"):
         run.run(c, str(tmp_path / "file" / "sub"))
+
+
+def test_sigterm_before_the_training_loop_exits_75_with_a_message(tmp_path):
+    """A scheduler that waits for exit code 75 must see it also when the stop comes
+    during start-up or compilation, before any step."""
+    run = tmp_path / "early"
+    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "config.json").exists():
+            time.sleep(0.05)
+        assert not (run / "metrics.jsonl").exists()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == preemption.EXIT_PREEMPTED, out[-2000:]
+    assert "re-run the same command to resume" in out

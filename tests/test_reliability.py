@@ -116,3 +116,11 @@ def test_long_prompts_are_found_when_the_data_is_loaded(tmp_path, capsys):
     c.data.skip_bad_rows = True
     trainer.train(c, str(tmp_path / "run"))
     assert {r["rollout_step"] for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl"))} == {1}
+
+
+def test_binary_data_file_is_named(tmp_path):
+    from igpo_jax.data.sources import DataError, load_file
+    p = tmp_path / "train.jsonl"
+    p.write_bytes(b'{"question": "1", "answer": "1"}\n\x1f\x8b\x08\x00\xff\xfe binary')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not UTF-8 text at byte"):
+        load_file("jsonl", str(p))

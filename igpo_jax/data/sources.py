@@ -33,8 +33,13 @@ def read_json_rows(path: str) -> list[tuple[int, Any]]:
     """(line number, parsed row) for JSONL, or for a JSON list (line = index + 1)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"data file {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        line = open(path, "rb").read()[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text at byte {e.start} (a binary or "
+                        f"compressed file? JSONL / JSON files are read as UTF-8)") from None
     if text.lstrip().startswith("["):
         try:
             return list(enumerate(json.loads(text), start=1))
