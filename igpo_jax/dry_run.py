@@ -175,6 +175,7 @@ def run(c: ml_collections.ConfigDict, json_path: str | None = None) -> dict[str,
         print(format_report(report), flush=True)
         if json_path:
             with open(json_path, "w", encoding="utf-8") as f:
-                json.dump(report, f, indent=2)
+                from igpo_jax.metrics import strict
+                json.dump(strict(report), f, indent=2, allow_nan=False)
     return report
 

@@ -49,7 +49,8 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
              sampler_cfg: sampling.SamplerConfig, out_dir: str, *, k: int = 1,
              batch_size: int = 32, prompt_len: int, seed: int = 0,
              system_prompt: str | None = None, mesh=None,
-             reward: rewards_lib.MathReward | None = None, show_progress: bool = True) -> dict:
+             reward: rewards_lib.MathReward | None = None, show_progress: bool = True,
+             label: str = "") -> dict:
     """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
     reward = reward or rewards_lib.MathReward()
     params = sampling.merge_adapters(params, cfg)  # once for every batch
@@ -64,8 +65,8 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
     batches = [pairs[a:a + batch_size] for a in range(0, len(pairs), batch_size)]
     prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt)
     key = jax.random.fold_in(jax.random.key(seed), 424242)
-    progress = Progress(len(batches), f"eval {os.path.basename(out_dir.rstrip('/'))}",
-                        unit="batch") if show_progress else None
+    label = label or os.path.basename(os.path.dirname(out_dir.rstrip("/")))
+    progress = Progress(len(batches), f"eval[{label}]", unit="batch") if show_progress else None
     for b, batch in enumerate(batches):
         if all(p in done for p in batch):
             continue
@@ -94,7 +95,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
     summary = summarize(list(done.values()), k, sampler_cfg)
     if jax.process_index() == 0:
         with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
+            json.dump(summary, f, indent=2, allow_nan=False)
     return summary
 
 
@@ -164,7 +165,7 @@ def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str 
     summary = evaluate_config(c, params, cfg, tok, eval_examples(c, limit),
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress)
     if show_progress and jax.process_index() == 0:
-        print(format_table({name: summary}))
+        print(format_table({os.path.basename(os.path.abspath(workdir)): summary}))
     return summary
 
 
@@ -186,6 +187,10 @@ class PeriodicEval:
                             self.mesh, k=1, show_progress=False)
         rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"],
                    num_examples=s["num_examples"], **extra)
+        if jax.process_index() == 0:
+            print(f"[{os.path.basename(os.path.abspath(self.workdir))}] held-out accuracy at "
+                  f"step {step}: {100 * s['accuracy']:.1f}% of {s['num_examples']} problems "
+                  f"(periodic evaluation, {self.c.eval.during_examples} problems)", flush=True)
         if jax.process_index() == 0:
             rows = read_metrics(self.path) if os.path.exists(self.path) else []
             with open(self.path, "w", encoding="utf-8") as f:

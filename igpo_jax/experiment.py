@@ -63,6 +63,16 @@ def checkpoint_dir(path: str) -> str:
     return sub if os.path.isdir(sub) else path
 
 
+def read_run_config(path: str) -> dict:
+    """The ``config.json`` an earlier run (or a shipped stage) wrote in its folder."""
+    import json
+    file = os.path.join(path, "config.json")
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"no config.json in {path}: not a run folder")
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
                    mesh: jax.sharding.Mesh) -> dict:
     """The starting parameters, placed with the mesh's shardings.

@@ -25,6 +25,20 @@ def _clean(v: Any):
     return v
 
 
+def strict(obj: Any):
+    """``obj`` with non-finite floats as null and numpy scalars as Python numbers: what
+    ``json.dump(..., allow_nan=False)`` accepts (strict JSON, readable by any parser)."""
+    if isinstance(obj, dict):
+        return {str(k): strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", 0) == 0:
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 class MetricsWriter:
     def __init__(self, workdir: str, filename: str = "metrics.jsonl", tensorboard: bool = True):
         self.enabled = jax.process_index() == 0
@@ -59,7 +73,7 @@ class MetricsWriter:
             return
         record = {k: _clean(v) for k, v in record.items()}
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(strict(record), allow_nan=False) + "\n")
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -89,6 +103,24 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     return out
 
 
+# Where a pipeline stands (set by igpo_jax.pipeline): progress lines then carry the stage's
+# place in the pipeline and an ETA for the whole pipeline (the mean time of the stages
+# run so far, times the stages left, plus the current stage's own ETA).
+PIPELINE: dict[str, Any] = {}
+
+
+def pipeline_eta(stage_eta: float) -> str:
+    p = PIPELINE
+    if not p:
+        return ""
+    done = p.get("durations", [])
+    left = p["total"] - p["index"]  # stages after the current one
+    if done:
+        eta = stage_eta + left * (sum(done) / len(done))
+        return f" | pipeline {p['index']}/{p['total']} ETA {eta:.0f}s"
+    return f" | pipeline {p['index']}/{p['total']}"
+
+
 class Progress:
     """Progress lines ``desc [k/n] 12.3% rate ETA`` plus chosen metrics."""
 
@@ -111,5 +143,7 @@ class Progress:
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in metrics.items())
         eta_s = f"{eta:.0f}s" if math.isfinite(eta) else "?"
+        tail = pipeline_eta(eta) if math.isfinite(eta) else ""
         print(f"{self.desc} [{count}/{self.total}] {100 * count / max(self.total, 1):.0f}% "
-              f"{rate:.2f} {self.unit}/s ETA {eta_s} {extra}", file=self.stream, flush=True)
+              f"{rate:.2f} {self.unit}/s ETA {eta_s} {extra}{tail}", file=self.stream,
+              flush=True)

@@ -23,6 +23,7 @@ import logging
 import os
 import shlex
 import sys
+import time
 from typing import Any, Iterable, Mapping
 
 import jax
@@ -30,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from igpo_jax import configlib, seed_stats
-from igpo_jax.metrics import read_metrics
+from igpo_jax.metrics import read_metrics, strict
 
 log = logging.getLogger(__name__)
 
@@ -241,8 +242,11 @@ def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> None:
         if os.path.exists(dst):
             shutil.rmtree(dst)
         shutil.copytree(src, dst)
-        print(f"[pipeline] {name}: using the shipped result {src} (produced by this stage's "
-              f"own command; --config.pipeline.use_shipped=False re-creates it)", flush=True)
+        with open(os.path.join(dst, SHIPPED_MARKER), "w") as f:
+            json.dump({"source": src}, f)
+
+
+SHIPPED_MARKER = "SHIPPED.json"  # in a stage folder installed from igpo_jax/assets
 
 
 def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -270,18 +274,35 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         stage_dir = os.path.join(workdir, name)
         done = os.path.join(stage_dir, "DONE.json")
         if os.path.exists(done):
-            print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
+            shipped = os.path.join(stage_dir, SHIPPED_MARKER)
+            if os.path.exists(shipped):
+                with open(shipped) as f:
+                    src = json.load(f)["source"]
+                print(f"[pipeline] {name}: installed from the shipped result {src} (produced by "
+                      f"this stage's own command; --config.pipeline.use_shipped=False "
+                      f"re-creates it)", flush=True)
+            else:
+                print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
             continue
-        print(f"[pipeline] {name}: running in {stage_dir}", flush=True)
+        todo = [n for n in names if (not c.pipeline.only or n == c.pipeline.only)
+                and not os.path.exists(os.path.join(workdir, n, "DONE.json"))]
+        from igpo_jax import metrics
+        metrics.PIPELINE.update(index=len(metrics.PIPELINE.get("durations", [])) + 1,
+                                total=len(metrics.PIPELINE.get("durations", [])) + len(todo))
+        print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "
+              f"of {metrics.PIPELINE['total']} still to run)", flush=True)
+        t_stage = time.time()
         summary = run.run(subs[name], stage_dir)
+        metrics.PIPELINE.setdefault("durations", []).append(time.time() - t_stage)
         if jax.process_index() == 0:
             with open(done, "w") as f:
-                json.dump(summary, f, indent=2, default=str)
+                json.dump(strict(json.loads(json.dumps(summary, default=str))), f, indent=2,
+                          allow_nan=False)
     results = {name: _member_summary(os.path.join(workdir, name)) for name in names
                if os.path.exists(os.path.join(workdir, name, "DONE.json"))}
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump(strict(results), f, indent=2, allow_nan=False)
         plotted = plot_results(results, os.path.join(workdir, "results.png"))
         print(format_results(results))
         print(f"results: {os.path.join(workdir, 'results.json')}"
@@ -297,7 +318,7 @@ def report_seeds(results: Mapping[str, dict], workdir: str,
     terminal and ``seed_report.md``, and ``seeds.png`` (means with 95% bands)."""
     rep = seed_stats.seed_report(results, workdir, list(compare))
     with open(os.path.join(workdir, "seed_report.json"), "w") as f:
-        json.dump(rep, f, indent=2)
+        json.dump(strict(rep), f, indent=2, allow_nan=False)
     text = seed_stats.format_seed_report(rep)
     with open(os.path.join(workdir, "seed_report.md"), "w") as f:
         f.write(text + "\n")

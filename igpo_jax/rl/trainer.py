@@ -255,8 +255,9 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
                     rl.algo)
                 if (step + 1) % c.log_every == 0:
                     progress.update(step + 1, acc=last["accuracy"],
-                                    wrong=last["frac_all_wrong_groups"], loss=last["loss"],
-                                    repl=last["num_replaced"])
+                                    wrong=last["frac_all_wrong_groups"],
+                                    repl=last["num_replaced"], gnorm=last["grad_norm"],
+                                    clip=last["clip_frac"], loss=last["loss"])
         finally:
             ckpt.wait()
             ckpt.close()
