@@ -30,6 +30,55 @@ class CorruptCheckpointError(RuntimeError):
     """No checkpoint of a run restores."""
 
 
+CHECKSUMS = "checksums.sha256.json"
+
+
+def _file_digests(step_dir: str) -> dict[str, str]:
+    import hashlib
+    out = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if rel in (CHECKSUMS, CHECKSUMS + ".tmp"):
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+    return out
+
+
+def write_checksums(step_dir: str) -> None:
+    """SHA-256 of every file of a finished checkpoint step (silent corruption, e.g.
+    flipped bytes inside an array file, then fails the restore instead of loading)."""
+    import json
+    digests = _file_digests(step_dir)
+    tmp = os.path.join(step_dir, CHECKSUMS + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(digests, f, indent=0, sort_keys=True)
+    os.replace(tmp, os.path.join(step_dir, CHECKSUMS))
+
+
+def verify_checksums(step_dir: str) -> None:
+    """Raises ValueError naming the first file whose content changed since the save
+    (checkpoints written before checksums existed are not checked)."""
+    import json
+    path = os.path.join(step_dir, CHECKSUMS)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        want = json.load(f)
+    got = _file_digests(step_dir)
+    for rel, digest in sorted(want.items()):
+        if rel not in got:
+            raise ValueError(f"checkpoint {step_dir} is corrupted: {rel} is missing")
+        if got[rel] != digest:
+            raise ValueError(f"checkpoint {step_dir} is corrupted: {rel} does not match the "
+                             f"checksum recorded when it was saved")
+
+
 def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
@@ -49,7 +98,12 @@ class Checkpointer:
         items = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
         if opt_state is not None:
             items["opt_state"] = ocp.args.StandardSave(opt_state)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        if saved:
+            self.manager.wait_until_finished()
+            if jax.process_index() == 0:
+                write_checksums(os.path.join(self.directory, str(step)))
+        return saved
 
     def restore(self, step: int | None, params_like, opt_state_like=None):
         """Restores ``(params, opt_state, meta)`` with the shardings of the templates.
@@ -104,6 +158,7 @@ class Checkpointer:
         self.manager.reload()
 
     def _restore(self, step: int, params_like, opt_state_like):
+        verify_checksums(os.path.join(self.directory, str(step)))
         items = {"params": ocp.args.StandardRestore(_abstract(params_like)),
                  "meta": ocp.args.JsonRestore()}
         if opt_state_like is not None:

@@ -113,7 +113,7 @@ def test_corrupted_latest_checkpoint_falls_back_with_warning(tmp_path, caplog):
         params, _, meta = ck2.restore(None, {"w": jnp.zeros((4, 4))})
     assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
     assert "cannot be restored" in caplog.text
-    assert "does not match" not in caplog.text  # damage is not reported as a config mismatch
+    assert "does not match the model" not in caplog.text  # damage is not a config mismatch
     # the corrupted step is kept aside, and the recomputed step 2 can be saved again
     assert (tmp_path / "corrupted" / "2").is_dir() and not (tmp_path / "2").exists()
     assert ck2.save(2, {"w": jnp.full((4, 4), 2.0)}, None, {"step": 2}, force=True)
@@ -254,3 +254,26 @@ def test_sigterm_before_the_training_loop_exits_75_with_a_message(tmp_path):
             proc.kill()
     assert proc.returncode == preemption.EXIT_PREEMPTED, out[-2000:]
     assert "re-run the same command to resume" in out
+
+
+def test_silent_corruption_is_caught_by_checksums(tmp_path, caplog):
+    """16 bytes overwritten inside a parameter file (same size, no error from the array
+    reader) must not load: the checksum recorded at save time fails and the previous
+    checkpoint is used, as for any other corruption."""
+    ck = Checkpointer(str(tmp_path), keep=5)
+    rng = np.random.default_rng(0)
+    for step in (1, 2):  # random values: array files that compression cannot shrink away
+        w = rng.standard_normal((64, 64)).astype(np.float32)
+        w[0, 0] = step
+        ck.save(step, {"w": jnp.asarray(w)}, None, {"step": step}, force=True)
+    ck.wait()
+    files = [os.path.join(r, f) for r, _, fs in os.walk(tmp_path / "2" / "params") for f in fs
+             if os.path.getsize(os.path.join(r, f)) > 1000]
+    assert files
+    with open(files[0], "r+b") as fh:
+        fh.seek(os.path.getsize(files[0]) // 2)
+        fh.write(b"\x7f" * 16)
+    with caplog.at_level("WARNING"):
+        params, _, meta = Checkpointer(str(tmp_path), keep=5).restore(None, {"w": jnp.zeros((64, 64))})
+    assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
+    assert "does not match the checksum" in caplog.text
