@@ -84,8 +84,10 @@ def _abstract(tree):
 
 
 class Checkpointer:
-    def __init__(self, directory: str, keep: int = 3, save_every: int = 1):
+    def __init__(self, directory: str, keep: int = 3, save_every: int = 1,
+                 checksums: bool = True):
         self.directory = os.path.abspath(directory)
+        self.checksums = checksums
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every,
                                                create=True, enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -101,7 +103,7 @@ class Checkpointer:
         saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
         if saved:
             self.manager.wait_until_finished()
-            if jax.process_index() == 0:
+            if self.checksums and jax.process_index() == 0:
                 write_checksums(os.path.join(self.directory, str(step)))
         return saved
 

@@ -188,7 +188,8 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
                  n_train / 1e6, 100 * n_train / n_all, n_all / 1e6)
     tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
     opt_state = shd.replicate_unplaced(tx.init(trainable), mesh)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep,
+                        checksums=c.checkpoint.checksums)
     writer = MetricsWriter(workdir)
     run_meta = dict(seed=c.seed, lora=None, init=None)
     if frozen:
