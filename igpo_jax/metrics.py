@@ -103,6 +103,30 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     return out
 
 
+def machine_info(n: int = 1024, repeats: int = 5) -> dict:
+    """What the run's times depend on: devices, CPU cores, and this machine's measured
+    float32 matmul rate (an n^3 matmul, best of ``repeats``), so that a wall time
+    printed or written can be read against the machine that produced it."""
+    import jax.numpy as jnp
+    dev = jax.devices()[0]
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return dict(platform=dev.platform, device=getattr(dev, "device_kind", str(dev)),
+                devices=jax.device_count(), cpu_cores=os.cpu_count(),
+                matmul_gflops_f32=round(2 * n ** 3 / best / 1e9, 1))
+
+
+def describe_machine(m: dict) -> str:
+    return (f"{m['devices']} x {m['device']} ({m['platform']}), {m['cpu_cores']} CPU cores, "
+            f"float32 matmul {m['matmul_gflops_f32']:.0f} GFLOP/s")
+
+
 # Where a pipeline stands (set by igpo_jax.pipeline): progress lines then carry the stage's
 # place in the pipeline and an ETA for the whole pipeline (the mean time of the stages
 # run so far, times the stages left, plus the current stage's own ETA).

@@ -268,6 +268,10 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         return {}
     if jax.process_index() == 0:
         install_shipped(c, workdir)
+    from igpo_jax import metrics
+    machine = metrics.machine_info()
+    t_start = time.time()
+    print(f"[pipeline] machine: {metrics.describe_machine(machine)}", flush=True)
     for name in names:
         if c.pipeline.only and name != c.pipeline.only:
             continue
@@ -303,8 +307,13 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(strict(results), f, indent=2, allow_nan=False)
+        with open(os.path.join(workdir, "machine.json"), "w") as f:
+            json.dump(dict(machine, wall_seconds_this_call=round(time.time() - t_start, 1)), f,
+                      indent=2)
         plotted = plot_results(results, os.path.join(workdir, "results.png"))
         print(format_results(results))
+        print(f"[pipeline] {time.time() - t_start:.0f} s in this call on "
+              f"{metrics.describe_machine(machine)}")
         print(f"results: {os.path.join(workdir, 'results.json')}"
               + (f", plot: {os.path.join(workdir, 'results.png')}" if plotted else ""))
         if any(seed_stats.split_member(n) for n in results):

@@ -191,7 +191,9 @@ class _Grader:
 
     START_TIMEOUT = 300.0
 
-    def __init__(self):
+    def __init__(self, command: list[str] | None = None):
+        import sys
+        self.command = command or [sys.executable, "-m", "igpo_jax.rewards"]
         self.proc = None
         self.lock = threading.Lock()
         self.restarts = 0
@@ -203,8 +205,7 @@ class _Grader:
 
     def _start(self) -> None:
         import subprocess
-        import sys
-        self.proc = subprocess.Popen([sys.executable, "-m", "igpo_jax.rewards"],
+        self.proc = subprocess.Popen(self.command,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
         if (self._readline(self.START_TIMEOUT) or "").strip() != '"ready"':

@@ -55,7 +55,9 @@ def get_config(arg: str = "main"):
         seeds = ABLATION_SEEDS
         compare = (("igpo", "eta=1.0"), ("igpo", "tau=1.0"), ("igpo", "lam=0.25"),
                    ("igpo", "lam=1.0"))
-    members = [("sft", stages["sft"])]
+    # the shared SFT stage, and its accuracy on the same 1,000 held-out problems
+    members = [("sft", stages["sft"]),
+               ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft"})]
     for seed in seeds:  # seed-major: an interrupted sweep has balanced groups
         for g, ov in groups.items():
             members.append((f"{g}@{seed}", {**rl, **ov, "seed": seed}))
