@@ -75,6 +75,37 @@ def answer_contradicts_last_line(text: str) -> bool | None:
     return None if m is None else m.group(1) != ans.strip()
 
 
+def step_probe(params, cfg, tok, c, by, n: int = 100) -> dict:
+    """Can the model do step k given correct steps 1..k-1? For the longest problems, the
+    result token of reasoning line k (its last token) and everything after it are
+    masked, the rest of the trace is given, and the greedy prediction at that token is
+    compared with the truth. A model that learned the step rule scores high on every
+    line; one that only learned shortcuts for the first lines does not."""
+    import jax.numpy as jnp
+    from igpo_jax.data.pipeline import encode_prompts
+    from igpo_jax.models import llada
+    longest = by[sorted(by, key=lambda m: int(m.split("=")[-1]) if "=" in m else 0)[-1]][:n]
+    p, a = encode_prompts(tok, longest, c.sampler.prompt_len, c.data.system_prompt or None)
+    comp = np.stack([tok.completion_ids(e.trace, c.sampler.gen_length) for e in longest])
+    nl = tok.encode("\n")[-1]
+    end = tok.encode("</reasoning>")[-1]
+    # result tokens: the token before each newline inside the reasoning (row 0's layout;
+    # the synthetic traces of one length share it)
+    row = list(comp[0])
+    stop = row.index(end) if end in row else len(row)
+    ends = [i - 1 for i in range(2, stop) if row[i] == nl]
+    full = np.concatenate([p, comp], 1)
+    attn = np.concatenate([a, np.ones_like(comp, bool)], 1)
+    fwd = jax.jit(lambda x: llada.forward(params, cfg, x, attention_mask=jnp.asarray(attn)))
+    out = {}
+    for k, pos in enumerate(ends):
+        x = full.copy()
+        x[:, p.shape[1] + pos:] = cfg.mask_token_id
+        pred = np.asarray(fwd(jnp.asarray(x)))[:, p.shape[1] + pos].argmax(-1)
+        out[f"line_{k + 1}"] = float((pred == full[:, p.shape[1] + pos]).mean())
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/demo.py")
@@ -154,6 +185,9 @@ def main():
                 r[f"hinted_first_wrong_line[{label}]"] = dict(collections.Counter(hfirst))
         report[meta] = r
         print(meta, json.dumps({k: v for k, v in r.items() if "line" not in k}), flush=True)
+    report["_step_probe"] = step_probe(params, cfg, tok, c, by)
+    print("step probe (accuracy of each reasoning line's result with it and everything after "
+          "it masked):", report["_step_probe"], flush=True)
     report["_settings"] = dict(config=a.config, init_from=init, split=a.split, seed=a.seed,
                                group_size=G, sampler=sc.__dict__ if hasattr(sc, "__dict__")
                                else str(sc), seconds=time.time() - t0,

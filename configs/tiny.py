@@ -4,9 +4,11 @@ A 2-layer LLaDA-architecture model on the synthetic running-sum task with the
 shipped character tokenizer. ``tiny.py`` (default arg ``pipeline``) runs the
 demo's stages at toy size: SFT for a few steps, then GRPO and IGPO from that
 checkpoint, each evaluated on held-out problems. The model is barely trained, so
-nearly every group is all-wrong and IGPO's inpainting triggers: this config
-exercises every code path quickly (tests, smoke runs); see ``demo.py`` for the
-real comparison. ``tiny.py:rl`` is a single RL run (IGPO by default):
+nearly every group is all-wrong and IGPO's inpainting triggers; so that hinted
+completions can be correct and get swapped in, this config uses the released
+code's hint rule that always reveals the last chunk of the trace (which holds the
+boxed answer: a leak, acceptable here because this config exercises code paths,
+it measures nothing). See ``demo.py`` and ``sweeps/seeds.py`` for comparisons. ``tiny.py:rl`` is a single RL run (IGPO by default):
 
     python -m igpo_jax.main --config configs/tiny.py --workdir runs/tiny
     python -m igpo_jax.main --config configs/tiny.py:rl --workdir runs/tiny_grpo --config.rl.algo=grpo
@@ -29,7 +31,8 @@ def get_config(arg: str = "pipeline"):
                      rollout_batch_size=16)
     c.rl.update(algo="igpo", num_steps=3, prompts_per_step=2, group_size=8, num_iterations=2,
                 beta=0.01, micro_batch_size=8)
-    c.igpo.update(min_chunk=3, max_chunk=6, reserve=8, exclude_last_step=True)
+    c.igpo.update(min_chunk=3, max_chunk=6, reserve=8, exclude_last_step=True,
+                  reveal_last_chunk=True)
     c.sft.update(num_steps=4, batch_size=8, micro_batch_size=4)
     c.eval.update(num_examples=8, batch_size=8)
     c.optim.update(lr=1e-3, warmup_steps=0, schedule="constant")

@@ -139,3 +139,15 @@ def test_config_errors_name_the_key(tmp_path):
     c.igpo.update(eta_low=0.7, eta_high=0.3)
     with pytest.raises(configlib.ConfigError, match="eta_low"):
         run.run(c, str(tmp_path))
+
+
+def test_tiny_config_exercises_replacement(tmp_path):
+    """configs/tiny.py's IGPO really swaps hinted completions in, and its update differs
+    from GRPO's on the same rollouts' prompts."""
+    outs = {}
+    for algo in ("grpo", "igpo"):
+        c = tiny(algo=algo)
+        outs[algo] = trainer.train(c, str(tmp_path / algo))
+    assert outs["igpo"]["last"]["num_replaced"] > 0
+    assert outs["grpo"]["last"]["num_replaced"] == 0
+    assert _changed(outs["igpo"]["params"], outs["grpo"]["params"]) > 0
