@@ -188,9 +188,9 @@ class PeriodicEval:
         rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"],
                    num_examples=s["num_examples"], **extra)
         if jax.process_index() == 0:
-            print(f"[{os.path.basename(os.path.abspath(self.workdir))}] held-out accuracy at "
-                  f"step {step}: {100 * s['accuracy']:.1f}% of {s['num_examples']} problems "
-                  f"(periodic evaluation, {self.c.eval.during_examples} problems)", flush=True)
+            print(f"[{os.path.basename(os.path.abspath(self.workdir))}] periodic held-out "
+                  f"evaluation at step {step}: {100 * s['accuracy']:.1f}% of "
+                  f"{s['num_examples']} problems", flush=True)
         if jax.process_index() == 0:
             rows = read_metrics(self.path) if os.path.exists(self.path) else []
             with open(self.path, "w", encoding="utf-8") as f:

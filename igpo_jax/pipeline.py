@@ -294,7 +294,7 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         metrics.PIPELINE.update(index=len(metrics.PIPELINE.get("durations", [])) + 1,
                                 total=len(metrics.PIPELINE.get("durations", [])) + len(todo))
         print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "
-              f"of {metrics.PIPELINE['total']} still to run)", flush=True)
+              f"of the {metrics.PIPELINE['total']} this call runs)", flush=True)
         t_stage = time.time()
         summary = run.run(subs[name], stage_dir)
         metrics.PIPELINE.setdefault("durations", []).append(time.time() - t_stage)
