@@ -18,7 +18,7 @@ setup(
     packages=find_packages(include=["igpo_jax", "igpo_jax.*"]),
     package_data={"igpo_jax": _assets()},
     install_requires=[
-        "jax>=0.6,<0.11",
+        "jax>=0.10",  # tested: 0.10.2 (Python 3.11) and the newest release on Python 3.12
         "flax>=0.12",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
@@ -37,5 +37,6 @@ setup(
         "tfds": ["tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
         "hf": ["tokenizers>=0.20"],
         "plot": ["matplotlib>=3.8"],
+        "tensorboard": ["tensorboardX>=2.6"],
     },
 )

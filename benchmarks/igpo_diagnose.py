@@ -139,7 +139,7 @@ def main():
     sc = sampling.SamplerConfig.from_config(c.sampler)
     hc = igpo.HintConfig(**{k: c.igpo[k] for k in (
         "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
-        "reveal_last_chunk")})
+        "max_gap", "reveal_last_chunk")})
     reward = rewards.MathReward.from_config(c.reward)
     key = jax.random.key(a.seed)
 

@@ -155,6 +155,7 @@ def base_config() -> ml_collections.ConfigDict:
         eta_high=0.6,  # ... of the revealable chunks (1, 1: full hints)
         reserve=30,  # free positions at the end of the generation, never hinted
         position="as_is",  # as_is (paper) | stretch (reference code: gaps scaled, capped)
+        max_gap=100,  # stretch: a gap between revealed chunks grows to at most this
         reveal_last_chunk=False,  # reference code: always reveal the last chunk (can leak)
         exclude_last_step=False,  # never reveal the last reasoning line (it states the answer)
         lam=0.5,  # at most floor(lam G) members of a group are replaced
@@ -369,6 +370,7 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     _check(0 <= ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
            f"must be smaller than sampler.gen_length={s.gen_length}")
     _check(ig.position in POSITIONS, "igpo.position", ig.position, f"expected {POSITIONS}")
+    _check(ig.max_gap >= 0, "igpo.max_gap", ig.max_gap, "must be >= 0")
     f = c.sft
     _check(f.num_steps >= 0 and f.batch_size >= 1, "sft.num_steps/batch_size",
            (f.num_steps, f.batch_size), "need num_steps >= 0 and batch_size >= 1")

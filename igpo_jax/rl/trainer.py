@@ -227,7 +227,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     sc = sampling.SamplerConfig.from_config(s)
     hints = igpo.HintConfig(**{k: c.igpo[k] for k in (
         "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
-        "reveal_last_chunk")})
+        "max_gap", "reveal_last_chunk")})
     worker = RolloutWorker(cfg, sc, RolloutConfig(
         rl.group_size, s.prompt_len, min(s.rollout_batch_size, n), rl.algo, c.igpo.lam,
         c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
