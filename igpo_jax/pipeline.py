@@ -85,6 +85,7 @@ def _member_summary(stage_dir: str) -> dict:
         with open(eval_path) as f:
             ev = json.load(f)
         out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"],
+                   heldout_examples=ev.get("num_examples"),
                    eval_mode=ev["sampler"].get("mode", "exact"))
     mpath = os.path.join(stage_dir, "metrics.jsonl")
     rows = read_metrics(mpath) if os.path.exists(mpath) else []
@@ -146,7 +147,22 @@ def format_results(results: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a binomial proportion ``p`` over ``n`` trials."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (mid - half, mid + half)
+
+
 def plot_results(results: Mapping[str, dict], path: str) -> bool:
+    """Left: held-out accuracy against completions sampled (hinted ones included):
+    the periodic evaluations (their own, smaller problem set) as lines, the final
+    evaluation (the table's number) as a marker, each with a 95% binomial interval.
+    Right: the share of all-wrong groups, as running means, in the rollouts (dotted)
+    and in the batch trained on (solid), with each method's average in the legend."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -154,27 +170,50 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
     except ImportError:
         log.warning("matplotlib is not installed (pip install igpo_jax[plot]); no %s", path)
         return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, r in results.items():
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4))
+    n_periodic = n_final = None
+    for i, (name, r) in enumerate(results.items()):
         if not r.get("curve"):
             continue
-        if r.get("heldout_curve"):
-            hc = r["heldout_curve"]
-            ax1.plot([h.get("rollouts", 0) for h in hc], [h["accuracy"] for h in hc],
-                     marker="o", label=name)
+        color = f"C{i}"
         cv = r["curve"]
-        x = [p["rollouts"] for p in cv]
-        line, = ax2.plot(x, [p["frac_all_wrong_after"] for p in cv], label=f"{name} (trained on)")
-        ax2.plot(x, [p["frac_all_wrong_groups"] for p in cv], ls=":", color=line.get_color(),
-                 label=f"{name} (rollouts)")
-    ax1.set(xlabel="rollouts (completions sampled)", ylabel="held-out accuracy",
-            title="Held-out accuracy")
-    ax2.set(xlabel="rollouts (completions sampled)", ylabel="share of groups",
-            title="All-wrong groups")
+        samples = {k + 1: p["samples"] for k, p in enumerate(cv)}
+        hc = r.get("heldout_curve") or []
+        if hc:
+            x = [samples.get(h["step"], 0) for h in hc]
+            y = [h["accuracy"] for h in hc]
+            n_periodic = hc[0].get("num_examples") or n_periodic
+            lo_hi = [wilson(h["accuracy"], h.get("num_examples") or 0) for h in hc]
+            ax1.plot(x, y, marker="o", ms=3, color=color, label=f"{name}, periodic")
+            if all(np.isfinite(v) for lh in lo_hi for v in lh):
+                ax1.fill_between(x, [lh[0] for lh in lo_hi], [lh[1] for lh in lo_hi],
+                                 color=color, alpha=0.12)
+        if r.get("heldout_accuracy") is not None:
+            n_final = r.get("heldout_examples") or n_final
+            acc = r["heldout_accuracy"]
+            lo, hi = wilson(acc, n_final or 0)
+            ax1.errorbar([cv[-1]["samples"]], [acc], yerr=[[acc - lo], [hi - acc]]
+                         if np.isfinite(lo) else None, fmt="s", ms=7, capsize=4, color=color,
+                         label=f"{name}, final {100 * acc:.1f}%")
+        x = [p["samples"] for p in cv]
+        run = lambda v: np.cumsum(v) / np.arange(1, len(v) + 1)  # noqa: E731
+        after = [p["frac_all_wrong_after"] for p in cv]
+        before = [p["frac_all_wrong_groups"] for p in cv]
+        ax2.plot(x, run(after), color=color,
+                 label=f"{name}: trained on (avg {100 * np.mean(after):.1f}%)")
+        ax2.plot(x, run(before), color=color, ls=":", lw=2.2 if i == 0 else 1.2,
+                 label=f"{name}: in rollouts (avg {100 * np.mean(before):.1f}%)")
+    ax1.set(xlabel="completions sampled (hinted included)", ylabel="held-out accuracy",
+            title=f"Held-out accuracy, 95% binomial intervals\n(periodic: {n_periodic or '?'} "
+                  f"problems; final: {n_final or '?'} problems)")
+    ax1.set_ylim(0, 1)
+    ax2.set(xlabel="completions sampled (hinted included)", ylabel="share of groups",
+            title="All-wrong groups (running mean)")
+    ax2.set_ylim(0, None)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
