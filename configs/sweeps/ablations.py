@@ -13,7 +13,15 @@ Members (all from the same SFT checkpoint, same seed and rollout budget):
   lam=0.25 / lam=1.0          fewer / more replacements per group
 """
 
-from configs import demo
+import importlib.util
+import os
+
+# the demo config beside this folder, importable whatever the working directory
+_spec = importlib.util.spec_from_file_location(
+    "igpo_configs.demo", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "demo.py"))
+demo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo)
 
 
 def get_config():

@@ -25,7 +25,15 @@ serves every member); evaluation uses the exact sampler. The seeds were fixed be
 the report runs were made and are not to be changed after looking at results.
 """
 
-from configs import demo
+import importlib.util
+import os
+
+# the demo config beside this folder, importable whatever the working directory
+_spec = importlib.util.spec_from_file_location(
+    "igpo_configs.demo", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__))), "demo.py"))
+demo = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(demo)
 
 TUNING_SEEDS = (0, 1)
 REPORT_SEEDS = (101, 102, 103, 104, 105)
