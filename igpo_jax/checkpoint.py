@@ -26,6 +26,21 @@ def _is_json_error(e: BaseException | None) -> bool:
     return False
 
 
+class DiskFullError(OSError):
+    """A checkpoint write ran out of space (the previous checkpoint is intact)."""
+
+
+def _is_disk_full(e: BaseException | None) -> bool:
+    import errno
+    seen = 0
+    while e is not None and seen < 20:
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False
+
+
 class CorruptCheckpointError(RuntimeError):
     """No checkpoint of a run restores."""
 
@@ -100,9 +115,19 @@ class Checkpointer:
         items = {"params": ocp.args.StandardSave(params), "meta": ocp.args.JsonSave(meta)}
         if opt_state is not None:
             items["opt_state"] = ocp.args.StandardSave(opt_state)
-        saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
-        if saved:
-            self.manager.wait_until_finished()
+        try:
+            saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+            if saved:
+                self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - a full disk is named, anything else re-raised
+            if _is_disk_full(e):
+                prev = [s for s in self.manager.all_steps() if s != step]
+                raise DiskFullError(
+                    f"disk full: no space left on the device of {self.directory} while saving "
+                    f"checkpoint step {step}; the previous checkpoint "
+                    f"({'step ' + str(max(prev)) if prev else 'none'}) is intact. Free space "
+                    f"and re-run the same command to resume") from e
+            raise
             if self.checksums and jax.process_index() == 0:
                 write_checksums(os.path.join(self.directory, str(step)))
         return saved

@@ -176,7 +176,7 @@ def _user_error_types():
     from igpo_jax import checkpoint, configlib
     from igpo_jax.data.sources import DataError
     return (configlib.ConfigError, DataError, checkpoint.CorruptCheckpointError,
-            FileNotFoundError)
+            checkpoint.DiskFullError, FileNotFoundError)
 
 
 USER_ERRORS = _user_error_types()

@@ -278,3 +278,21 @@ def test_silent_corruption_is_caught_by_checksums(tmp_path, caplog):
         params, _, meta = Checkpointer(str(tmp_path), keep=5).restore(None, {"w": jnp.zeros((64, 64))})
     assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
     assert "does not match the checksum" in caplog.text
+
+
+def test_disk_full_save_names_the_folder_and_the_intact_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    from igpo_jax.checkpoint import DiskFullError
+    ck = Checkpointer(str(tmp_path), keep=5)
+    ck.save(1, {"w": jnp.ones((4, 4))}, None, {"step": 1}, force=True)
+
+    def full(*a, **k):
+        try:  # what TensorStore / the OS raise, wrapped as Orbax wraps it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("event loop noise") from e
+    monkeypatch.setattr(ck.manager, "save", full)
+    with pytest.raises(DiskFullError, match=r"disk full: .* while saving checkpoint step 2; "
+                                            r"the previous checkpoint \(step 1\) is intact"):
+        ck.save(2, {"w": jnp.ones((4, 4))}, None, {"step": 2}, force=True)
