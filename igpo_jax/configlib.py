@@ -11,8 +11,13 @@ import os
 
 import ml_collections
 
+from igpo_jax import optim, sft, tokenizers
+from igpo_jax.data.sources import FILE_SOURCES
+from igpo_jax.models.llada import PRESETS
 from igpo_jax.models.lora import LoraConfig
+from igpo_jax.rl import grpo
 from igpo_jax.rl.igpo import POSITIONS
+from igpo_jax.rl.rollout import ALGORITHMS
 from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
 
 MODES = ("rl", "sft", "eval", "pipeline")
@@ -22,8 +27,9 @@ MATH_SYSTEM_PROMPT = (
     "You are a math expert. You will be given a question to solve. Solve it step by step. "
     "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
     "Your reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>")
-ALGOS = ("grpo", "igpo", "resample")  # resample: IGPO's extra samples without hints
-DATA_SOURCES = ("synthetic", "gsm8k", "metamath", "math", "amc", "jsonl", "tfds")
+# allowed names come from the modules that implement them (their registries)
+FILE_FORMATS = tuple(FILE_SOURCES)
+DATA_SOURCES = ("synthetic",) + FILE_FORMATS + ("tfds",)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -339,7 +345,7 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     _check(0 <= s.threshold <= 1, "sampler.threshold", s.threshold, "must be in [0, 1]")
     _check(s.unmask == "fixed" or s.remasking == "low_confidence", "sampler.unmask", s.unmask,
            "threshold unmasking compares confidences: it needs remasking=low_confidence")
-    _check(rl.algo in ALGOS, "rl.algo", rl.algo, f"expected one of {ALGOS}")
+    _check(rl.algo in ALGORITHMS, "rl.algo", rl.algo, f"expected one of {ALGORITHMS}")
     _check(rl.group_size >= 2, "rl.group_size", rl.group_size,
            "group methods need at least 2 completions per prompt")
     _check(rl.num_steps >= 0, "rl.num_steps", rl.num_steps, "must be >= 0")
@@ -348,15 +354,11 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     n = rl.prompts_per_step * rl.group_size
     _check(rl.micro_batch_size > 0 and n % rl.micro_batch_size == 0, "rl.micro_batch_size",
            rl.micro_batch_size, f"must divide prompts_per_step x group_size = {n}")
-    _check(rl.ratio in ("token", "sequence"), "rl.ratio", rl.ratio, "expected token|sequence")
-    _check(rl.aggregation in ("token", "sequence"), "rl.aggregation", rl.aggregation,
-           "expected token|sequence")
-    _check(rl.ratio_positions in ("loss_mask", "completion"), "rl.ratio_positions",
-           rl.ratio_positions, "expected loss_mask|completion")
-    _check(rl.loss_norm in ("batch", "micro_batch"), "rl.loss_norm", rl.loss_norm,
-           "expected batch|micro_batch")
-    _check(rl.advantage in ("mean", "std"), "rl.advantage", rl.advantage, "expected mean|std")
-    _check(rl.loss == "clipped_surrogate", "rl.loss", rl.loss, "expected clipped_surrogate")
+    for key, names in (("ratio", grpo.RATIOS), ("aggregation", grpo.AGGREGATIONS),
+                       ("ratio_positions", grpo.RATIO_POSITIONS), ("loss_norm", grpo.LOSS_NORMS),
+                       ("advantage", tuple(grpo.ADVANTAGE_ESTIMATORS)),
+                       ("loss", tuple(grpo.POLICY_LOSSES))):
+        _check(rl[key] in names, f"rl.{key}", rl[key], f"expected one of {names}")
     _check(0 <= rl.p_mask_prompt < 1, "rl.p_mask_prompt", rl.p_mask_prompt, "must be in [0, 1)")
     _check(rl.beta >= 0, "rl.beta", rl.beta, "must be >= 0")
     _check(0 <= rl.eps_low < 1 and rl.eps_high >= 0, "rl.eps_low/eps_high",
@@ -376,12 +378,13 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
            (f.num_steps, f.batch_size), "need num_steps >= 0 and batch_size >= 1")
     _check(f.micro_batch_size >= 1 and f.batch_size % f.micro_batch_size == 0,
            "sft.micro_batch_size", f.micro_batch_size, f"must divide sft.batch_size={f.batch_size}")
-    _check(f.t_sampling in ("uniform", "stratified"), "sft.t_sampling", f.t_sampling,
-           "expected uniform|stratified")
-    _check(f.mask in ("iid", "block", "mixed"), "sft.mask", f.mask, "expected iid|block|mixed")
+    _check(f.t_sampling in sft.T_SAMPLING, "sft.t_sampling", f.t_sampling,
+           f"expected one of {sft.T_SAMPLING}")
+    _check(f.mask in sft.MASK_MODES, "sft.mask", f.mask, f"expected one of {sft.MASK_MODES}")
     _check(f.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", f.mask,
            "block masking needs sampler.block_length to divide sampler.gen_length")
-    _check(f.overlong in ("drop", "truncate"), "sft.overlong", f.overlong, "expected drop|truncate")
+    _check(f.overlong in sft.OVERLONG, "sft.overlong", f.overlong,
+           f"expected one of {sft.OVERLONG}")
     _check(0 < f.eps < 1, "sft.eps", f.eps, "must be in (0, 1)")
     e = c.eval
     _check(e.k >= 1 and e.batch_size >= 1, "eval.k/batch_size", (e.k, e.batch_size),
@@ -392,12 +395,14 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     o = c.optim
     _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
            (o.lr, o.warmup_steps), "must be >= 0")
-    _check(o.moments_dtype in ("float32", "param"), "optim.moments_dtype", o.moments_dtype,
-           "expected float32|param")
+    _check(o.schedule in optim.SCHEDULES, "optim.schedule", o.schedule,
+           f"expected one of {optim.SCHEDULES}")
+    _check(o.moments_dtype in optim.MOMENTS_DTYPES, "optim.moments_dtype", o.moments_dtype,
+           f"expected one of {optim.MOMENTS_DTYPES}")
     _check(c.checkpoint.every >= 1 and c.checkpoint.keep >= 1, "checkpoint.every/keep",
            (c.checkpoint.every, c.checkpoint.keep), "must be >= 1")
-    _check(c.tokenizer.kind in ("sentencepiece", "hf"), "tokenizer.kind", c.tokenizer.kind,
-           "expected sentencepiece|hf")
+    _check(c.tokenizer.kind in tokenizers.KINDS, "tokenizer.kind", c.tokenizer.kind,
+           f"expected one of {tokenizers.KINDS}")
     m = c.model
     d = c.data
     _check(d.source in DATA_SOURCES, "data.source", d.source, f"expected one of {DATA_SOURCES}")
@@ -410,10 +415,10 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
                f"--config.data.test_path=FILE")
     _check(d.source != "tfds" or d.tfds.name, "data.tfds.name", d.tfds.name,
            "data.source='tfds' needs the dataset's name")
-    _check(d.source != "tfds" or d.tfds.format in DATA_SOURCES[1:-1], "data.tfds.format",
-           d.tfds.format, f"expected one of {DATA_SOURCES[1:-1]}")
-    _check(m.preset in ("tiny", "small", "llada_8b") or m.hf_dir, "model.preset", m.preset,
-           "expected tiny|small|llada_8b, or set model.hf_dir")
+    _check(d.source != "tfds" or d.tfds.format in FILE_FORMATS, "data.tfds.format",
+           d.tfds.format, f"expected one of {FILE_FORMATS}")
+    _check(m.preset in PRESETS or m.hf_dir, "model.preset", m.preset,
+           f"expected one of {PRESETS}, or set model.hf_dir")
     _check(m.lora.rank >= 0, "model.lora.rank", m.lora.rank, "must be >= 0 (0 = no LoRA)")
     try:
         LoraConfig.from_config(m.lora)

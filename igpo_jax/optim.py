@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 SCHEDULES = ("constant", "linear", "cosine")
+MOMENTS_DTYPES = ("float32", "param")
 
 
 def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int,

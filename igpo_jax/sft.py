@@ -57,6 +57,8 @@ def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, tar
 
 
 MASK_MODES = ("iid", "block", "mixed")
+T_SAMPLING = ("uniform", "stratified")
+OVERLONG = ("drop", "truncate")
 
 
 def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform", mask: str = "iid",
@@ -102,7 +104,7 @@ def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform", mask:
 def align_lengths(tok: Tokenizer, examples: list[Example], gen_length: int, overlong: str
                   ) -> tuple[list[Example], dict]:
     """Drops or truncates traces that do not fit ``gen_length`` tokens plus one EOS."""
-    if overlong not in ("drop", "truncate"):
+    if overlong not in OVERLONG:
         raise ValueError(f"sft.overlong={overlong!r}; expected drop or truncate")
     kept, counts = [], {"examples": len(examples), "overlong": 0, "no_trace": 0}
     for e in examples:

@@ -142,6 +142,9 @@ class HFTokenizer(Tokenizer):
         return ids + self._turn("user", question) + self._turn("assistant", None)
 
 
+KINDS = ("sentencepiece", "hf")
+
+
 def load_tokenizer(kind: str, path: str | None = None) -> Tokenizer:
     """``kind``: ``sentencepiece`` (default path: the shipped synthetic model) or ``hf``."""
     if kind == "sentencepiece":

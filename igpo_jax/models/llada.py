@@ -111,7 +111,7 @@ class LLaDAConfig:
         attention = self.n_layers * 2 * seq_len * d
         return 2.0 * (matmul + attention)
 
-    # ---- presets -----------------------------------------------------------------
+    # ---- presets (PRESETS below) ----------------------------------------------------
     @classmethod
     def llada_8b(cls, **kw) -> "LLaDAConfig":
         """GSAI-ML/LLaDA-8B-Instruct (and -Base)."""
@@ -152,6 +152,9 @@ class LLaDAConfig:
 # ---- parameter layout -----------------------------------------------------------------
 # One place that names every parameter, its shape, its logical axes for sharding and
 # its Hugging Face tensor. Linear kernels are stored [in, out] (HF stores [out, in]).
+PRESETS = ("tiny", "small", "llada_8b")  # LLaDAConfig class methods: model.preset
+
+
 def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
     """name -> (shape, logical axes). Names under ``blocks/`` carry a leading layer axis.
     With ``cfg.lora`` the adapters follow the base parameters (models/lora.py)."""

@@ -26,6 +26,10 @@ def advantages_std(rewards: jax.Array, group_size: int, eps: float = 1e-4) -> ja
 
 
 ADVANTAGE_ESTIMATORS: dict[str, Callable] = {"mean": advantages_mean, "std": advantages_std}
+RATIOS = ("token", "sequence")  # per-token ratio (d1) | sequence ratio (GSPO)
+RATIO_POSITIONS = ("loss_mask", "completion")  # what the sequence ratio averages over
+AGGREGATIONS = ("token", "sequence")
+LOSS_NORMS = ("batch", "micro_batch")
 
 
 def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None,

@@ -24,6 +24,9 @@ from igpo_jax.models import llada
 from igpo_jax.rl import igpo
 from igpo_jax.tokenizers import Tokenizer
 
+# the rollout augmentations the trainer switches between (rl.algo)
+ALGORITHMS = ("grpo", "igpo", "resample")
+
 _build_hints = jax.jit(igpo.build_hints, static_argnames=("gen_length", "hc"))
 _plan = jax.jit(igpo.plan_replacements, static_argnames=("lam",))
 
