@@ -43,8 +43,7 @@ ABLATION_SEEDS = REPORT_SEEDS[:3]
 def get_config(arg: str = "main"):
     if arg not in ("main", "ablations", "tune"):
         raise ValueError(f"configs/sweeps/seeds.py:{arg}: expected main, ablations or tune")
-    c = demo.get_config()
-    c.sampler.update(cache="dual", unmask="threshold", threshold=0.9)
+    c = demo.get_config()  # its rollouts: dual cache + threshold 0.9; its evaluations: exact
     c.data.synthetic.update(num_test=1000)
     c.eval.update(num_examples=1000, batch_size=250, exact_sampler=True, every=10,
                   during_examples=200)
