@@ -13,7 +13,7 @@ import ml_collections
 from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
 from igpo_jax import tokenizers
-from igpo_jax.models import llada, lora
+from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.models.lora import LoraConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def model_config(c: ml_collections.ConfigDict,
     numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat,
                     lora=LoraConfig.from_config(m.lora))
     if m.hf_dir:
-        cfg = llada.LLaDAConfig.from_hf_config(m.hf_dir, **numerics)
+        cfg = hf_io.config_from_hf(m.hf_dir, **numerics)
     else:
         overrides = {k: v for k, v in m.overrides.to_dict().items() if v}
         if m.preset == "llada_8b":
@@ -99,7 +99,7 @@ def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
 def _base_params(hf_dir: str, seed: int, cfg: llada.LLaDAConfig, mesh) -> dict:
     if hf_dir:
         log.info("loading Hugging Face weights from %s", hf_dir)
-        return llada.load_hf_checkpoint(hf_dir, dtype=cfg.param_dtype, mesh=mesh,
+        return hf_io.load_hf_checkpoint(hf_dir, dtype=cfg.param_dtype, mesh=mesh,
                                         compute_dtype=cfg.dtype, remat=cfg.remat).param_dict()
     shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
     return jax.jit(lambda: llada.init_params(cfg, seed), out_shardings=shardings)()

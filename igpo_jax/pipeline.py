@@ -288,8 +288,10 @@ def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> None:
 SHIPPED_MARKER = "SHIPPED.json"  # in a stage folder installed from igpo_jax/assets
 
 
-def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
-    from igpo_jax import run
+def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
+    """Runs the stages in order with ``run_stage(config, stage_dir) -> summary`` (the
+    caller's stage runner: ``igpo_jax.run.run``; passed in so that imports go one way,
+    run -> pipeline)."""
     stages = list(c.pipeline.stages)
     if not stages:
         raise configlib.ConfigError("config.pipeline.stages is empty: nothing to run")
@@ -335,7 +337,7 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "
               f"of the {metrics.PIPELINE['total']} this call runs)", flush=True)
         t_stage = time.time()
-        summary = run.run(subs[name], stage_dir)
+        summary = run_stage(subs[name], stage_dir)
         metrics.PIPELINE.setdefault("durations", []).append(time.time() - t_stage)
         if jax.process_index() == 0:
             with open(done, "w") as f:

@@ -50,7 +50,7 @@ def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
 def _run_stage(c: ml_collections.ConfigDict, workdir: str) -> dict:
     if c.mode == "pipeline":
         from igpo_jax import pipeline
-        return pipeline.run_pipeline(c, workdir)
+        return pipeline.run_pipeline(c, workdir, run_stage=run)
     if c.mode == "eval":
         from igpo_jax import evaluate
         return evaluate.run_eval(c, workdir)

@@ -77,11 +77,11 @@ def write_hf_checkpoint(path, c, tensors, sharded=False):
 def random_model(path, seed=0, **config):
     """Random HF-layout weights written to ``path`` and loaded through the package:
     (hf config, tensors, model)."""
-    from igpo_jax.models import llada
+    from igpo_jax.models import hf_io
     c = hf_config(**config)
     t = random_hf_weights(c, seed=seed)
     write_hf_checkpoint(path, c, t)
-    return c, t, llada.load_hf_checkpoint(path)
+    return c, t, hf_io.load_hf_checkpoint(path)
 
 
 def _rms(x, w, eps):

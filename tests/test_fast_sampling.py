@@ -7,7 +7,7 @@ import pytest
 
 from igpo_jax import sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import llada
+from igpo_jax.models import hf_io, llada
 from tests import reference as ref
 
 MASK, EOS = 63, 62
@@ -23,7 +23,7 @@ def sharp_model(tmp_path_factory):
     c = ref.hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64)
     t = ref.random_hf_weights(c, seed=3, scale=0.8)
     ref.write_hf_checkpoint(path, c, t)
-    return c, t, llada.load_hf_checkpoint(path)
+    return c, t, hf_io.load_hf_checkpoint(path)
 
 
 @pytest.fixture(scope="module")

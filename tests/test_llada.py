@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from igpo_jax.models import llada
+from igpo_jax.models import hf_io, llada
 from igpo_jax.models.hf_io import CheckpointError
 from tests import reference as ref
 
@@ -17,7 +17,7 @@ def test_hf_checkpoint_logits_match_numpy(tmp_path, kv_heads, sharded):
     c = ref.hf_config(kv_heads=kv_heads)
     tensors = ref.random_hf_weights(c, seed=kv_heads)
     ref.write_hf_checkpoint(tmp_path, c, tensors, sharded=sharded)
-    model = llada.load_hf_checkpoint(tmp_path, dtype="float32")
+    model = hf_io.load_hf_checkpoint(tmp_path, dtype="float32")
     assert model.config.kv_heads == kv_heads
     ids = np.random.default_rng(0).integers(0, c["vocab_size"], (2, 11)).astype(np.int32)
     got = np.asarray(model(jnp.asarray(ids)))
@@ -49,24 +49,24 @@ def test_checkpoint_errors_name_the_tensor(tmp_path):
     bad["model.transformer.blocks.1.k_proj.weight"] = np.zeros((5, 32), np.float32)
     ref.write_hf_checkpoint(tmp_path / "shape", c, bad)
     with pytest.raises(CheckpointError, match=r"blocks\.1\.k_proj.*\(5, 32\).*\(16, 32\)"):
-        llada.load_hf_checkpoint(tmp_path / "shape")
+        hf_io.load_hf_checkpoint(tmp_path / "shape")
     missing = dict(tensors)
     del missing["model.transformer.ln_f.weight"]
     ref.write_hf_checkpoint(tmp_path / "missing", c, missing)
     with pytest.raises(CheckpointError, match=r"ln_f\.weight.*missing"):
-        llada.load_hf_checkpoint(tmp_path / "missing")
+        hf_io.load_hf_checkpoint(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="config.json"):
-        llada.load_hf_checkpoint(tmp_path / "nowhere")
+        hf_io.load_hf_checkpoint(tmp_path / "nowhere")
 
 
 def test_save_then_load_roundtrip_bit_exact(tmp_path):
     cfg = llada.LLaDAConfig.tiny()
     model = llada.LLaDA(cfg, rngs=nnx.Rngs(4))
-    llada.save_hf_checkpoint(model, None, tmp_path / "one")
-    llada.save_hf_checkpoint(model, None, tmp_path / "many", max_shard_bytes=4096)
+    hf_io.save_hf_checkpoint(model, None, tmp_path / "one")
+    hf_io.save_hf_checkpoint(model, None, tmp_path / "many", max_shard_bytes=4096)
     assert json.load(open(tmp_path / "many" / "model.safetensors.index.json"))["weight_map"]
     for sub in ("one", "many"):
-        loaded = llada.load_hf_checkpoint(tmp_path / sub)
+        loaded = hf_io.load_hf_checkpoint(tmp_path / sub)
         for name, value in model.param_dict().items():
             np.testing.assert_array_equal(np.asarray(loaded.param_dict()[name]), np.asarray(value))
 
@@ -105,11 +105,11 @@ def test_config_validation_and_hf_config(tmp_path):
     with pytest.raises(ValueError, match="mask_token_id"):
         llada.LLaDAConfig.tiny(mask_token_id=100)
     c = ref.hf_config()
-    cfg = llada.LLaDAConfig.from_hf_config(c)
+    cfg = hf_io.config_from_hf(c)
     assert (cfg.d_model, cfg.n_layers, cfg.kv_heads, cfg.mask_token_id) == (32, 2, 2, 63)
     (tmp_path / "config.json").write_text(json.dumps({"d_model": 8}))
     with pytest.raises(ValueError, match="missing keys"):
-        llada.LLaDAConfig.from_hf_config(tmp_path)
+        hf_io.config_from_hf(tmp_path)
     big = llada.LLaDAConfig.llada_8b()
     assert (big.d_model, big.n_layers, big.vocab_size, big.mask_token_id) == (4096, 32, 126464, 126336)
     assert 7.5e9 < big.num_params() < 8.5e9

@@ -16,7 +16,7 @@ from safetensors import safe_open
 
 from igpo_jax import experiment, export, sft
 from igpo_jax.metrics import read_metrics
-from igpo_jax.models import llada, lora
+from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.rl import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,7 +134,7 @@ def test_export_merges_adapters_into_a_loadable_hf_checkpoint(rl_runs, tmp_path)
     summary = export.export(c, str(rl_runs["root"] / "full"), str(out), shard_gib=2e-5)
     assert summary["merged_lora"] and summary["step"] == 3 and len(summary["files"]) > 1
     assert summary["files"][0] == f"model-00001-of-{len(summary['files']):05d}.safetensors"
-    loaded = _np(llada.load_hf_checkpoint(out).param_dict())
+    loaded = _np(hf_io.load_hf_checkpoint(out).param_dict())
     full = rl_runs["full"]
     assert set(loaded) == set(lora.base(full))
     for k in loaded:  # W + (alpha / r) A @ B, against a float64 numpy merge
@@ -175,7 +175,7 @@ def test_export_cli_bfloat16_with_source_files(rl_runs, tmp_path):
     source.mkdir()
     (source / "modeling_llada.py").write_text("# modelling code\n")
     (source / "tokenizer.json").write_text("{}")
-    hf0 = llada.LLaDAConfig.tiny().to_hf_config()  # stands in for the original folder
+    hf0 = hf_io.config_to_hf(llada.LLaDAConfig.tiny())  # stands in for the original folder
     hf0.update(custom_key=7)
     (source / "config.json").write_text(json.dumps(hf0))
     out = tmp_path / "hf_bf16"
@@ -196,7 +196,6 @@ def test_export_cli_bfloat16_with_source_files(rl_runs, tmp_path):
     np.testing.assert_array_equal(q, np.asarray(merged["blocks/q_proj"][1]).T.astype(
         ml_dtypes.bfloat16))
     # the same export with a source folder keeps its config keys and copies its files
-    from igpo_jax.models import hf_io
     out2 = tmp_path / "hf_src"
     hf_io.save_hf_checkpoint(merged, rl_runs["cfg"], out2, source_dir=source)
     assert (out2 / "modeling_llada.py").exists() and (out2 / "tokenizer.json").exists()

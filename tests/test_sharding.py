@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from igpo_jax import sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import llada
+from igpo_jax.models import hf_io, llada
 from tests import reference as ref
 
 MESHES = [dict(data=1, fsdp=2, tensor=4), dict(data=1, fsdp=8, tensor=1),
@@ -55,9 +55,9 @@ def model(tmp_path_factory):
 
 @pytest.mark.parametrize("mesh_kw", MESHES, ids=lambda m: "x".join(map(str, m.values())))
 def test_sharded_logits_equal_single_device(model, mesh_kw):
-    single = llada.load_hf_checkpoint(model)
+    single = hf_io.load_hf_checkpoint(model)
     mesh = shd.make_mesh(**mesh_kw)
-    sharded = llada.load_hf_checkpoint(model, mesh=mesh)
+    sharded = hf_io.load_hf_checkpoint(model, mesh=mesh)
     q = sharded.param_dict()["blocks/q_proj"]
     assert len(q.sharding.device_set) == 8
     ids = np.random.default_rng(0).integers(0, 60, (8, 12)).astype(np.int32)
@@ -72,7 +72,7 @@ def test_sharded_logits_equal_single_device(model, mesh_kw):
 
 @pytest.mark.parametrize("mesh_kw", MESHES[:2], ids=lambda m: "x".join(map(str, m.values())))
 def test_sharded_sampler_equals_single_device(model, mesh_kw):
-    m = llada.load_hf_checkpoint(model)
+    m = hf_io.load_hf_checkpoint(model)
     mesh = shd.make_mesh(**mesh_kw)
     rng = np.random.default_rng(1)
     prompt = rng.integers(0, 60, (8, 6)).astype(np.int32)

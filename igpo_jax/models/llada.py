@@ -135,19 +135,6 @@ class LLaDAConfig:
         base.update(kw)
         return cls(**base)
 
-    # ---- Hugging Face config.json (models/hf_io.py) ------------------------------------
-    @classmethod
-    def from_hf_config(cls, path_or_dict: str | os.PathLike | Mapping[str, Any],
-                       **overrides) -> "LLaDAConfig":
-        """Reads the keys of a Hugging Face LLaDA ``config.json`` (a path, a folder or a dict)."""
-        from igpo_jax.models import hf_io
-        return hf_io.config_from_hf(path_or_dict, **overrides)
-
-    def to_hf_config(self) -> dict[str, Any]:
-        """The ``config.json`` keys LLaDA's modelling code builds this model from."""
-        from igpo_jax.models import hf_io
-        return hf_io.config_to_hf(self)
-
 
 # ---- parameter layout -----------------------------------------------------------------
 # One place that names every parameter, its shape, its logical axes for sharding and
@@ -381,4 +368,3 @@ def abstract_model(cfg: LLaDAConfig) -> LLaDA:
     return nnx.eval_shape(lambda: LLaDA(cfg, rngs=nnx.Rngs(0)))
 
 
-from igpo_jax.models.hf_io import load_hf_checkpoint, save_hf_checkpoint  # noqa: E402,F401
