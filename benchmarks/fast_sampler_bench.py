@@ -51,8 +51,9 @@ def run_modes(params, cfg, prompt, attn, gen, block, steps, threshold, repeats, 
                                     threshold=threshold)
 
         def call():
-            out, stats = sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0),
-                                                  attention_mask=attn, return_stats=True)
+            res = sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0),
+                                           attention_mask=attn)
+            out, stats = res.tokens, {"forward_passes": res.forward_passes, "mode": res.mode}
             return np.asarray(out), stats
         t0 = time.perf_counter()
         call()

@@ -146,7 +146,7 @@ def main():
     def sample(examples, k, h_ids=None, h_mask=None):
         p, m = encode_prompts(tok, examples, c.sampler.prompt_len, c.data.system_prompt or None)
         out = sampling.generate_params(params, cfg, p, sc, k, attention_mask=m,
-                                       hint_ids=h_ids, hint_mask=h_mask)
+                                       hint_ids=h_ids, hint_mask=h_mask).tokens
         comp = np.asarray(out)[:, p.shape[1]:]
         texts = [tok.decode_completion(x) for x in comp]
         ok = np.asarray([reward(t, e.answer)[1] for t, e in zip(texts, examples)])

@@ -100,7 +100,7 @@ def main():
     flops = sampler_flops(cfg, args.batch, seq, args.block, args.steps)
 
     def run_jax():
-        return sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0))
+        return sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0)).tokens
     t0 = time.perf_counter()
     out_jax = np.asarray(run_jax())
     compile_s = time.perf_counter() - t0

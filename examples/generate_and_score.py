@@ -35,7 +35,7 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
 
     # 1. Plain greedy generation.
     out = sampling.generate_params(params, cfg, prompt_ids, sc, jax.random.key(seed),
-                                   attention_mask=prompt_mask)
+                                   attention_mask=prompt_mask).tokens
     plain = [tok.decode_completion(row[prompt_ids.shape[1]:]) for row in np.asarray(out)]
 
     # 2. The same with IGPO hints: chunks of each reference trace clamped in place
@@ -48,7 +48,7 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
                                            revealable, eta, sc.gen_length, hc)
     out_h = sampling.generate_params(params, cfg, prompt_ids, sc, jax.random.key(seed),
                                      attention_mask=prompt_mask, hint_ids=hint_ids,
-                                     hint_mask=hint_mask)
+                                     hint_mask=hint_mask).tokens
     hinted = [tok.decode_completion(row[prompt_ids.shape[1]:]) for row in np.asarray(out_h)]
 
     # 3. Score: 3.0 for a correct final answer plus the format reward (max 0.75).

@@ -71,11 +71,11 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
         if all(p in done for p in batch):
             continue
         idx = np.array([i for i, _ in batch] + [batch[0][0]] * (batch_size - len(batch)))
-        out, stats = sampling.generate_params(params, cfg, prompts[idx], sampler_cfg,
-                                              jax.random.fold_in(key, b),
-                                              attention_mask=attn[idx], mesh=mesh,
-                                              return_stats=True)
-        comps = to_host(out)[: len(batch), prompt_len:]
+        out = sampling.generate_params(params, cfg, prompts[idx], sampler_cfg,
+                                       jax.random.fold_in(key, b), attention_mask=attn[idx],
+                                       mesh=mesh)
+        stats = {"forward_passes": out.forward_passes}
+        comps = to_host(out.tokens)[: len(batch), prompt_len:]
         rows = []
         for (i, j), comp in zip(batch, comps):
             text = tok.decode_completion(comp)

@@ -37,7 +37,7 @@ the exact sampler.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -202,15 +202,42 @@ def _window_logits(params, st: _Static, x, attn, cache, start, width):
     return _head(params, st, h[:, :st.sampler.block_length], x.shape[0])
 
 
-def _run_block(params, st: _Static, state, blk, attn, hint_mask, p):
+class _Tokens(NamedTuple):
+    """The step loop's carry: the sequence, the step that wrote each generated
+    position (-1: not written by a step), and the sampling key."""
+
+    x: jax.Array  # int32 [B, P + G]
+    order: jax.Array  # int32 [B, G]
+    rng: jax.Array
+
+
+class _State(NamedTuple):
+    """The block loop's state: the tokens and the model calls made so far."""
+
+    tokens: _Tokens
+    forward_passes: jax.Array  # int32 scalar
+
+
+class _BlockCarry(NamedTuple):
+    state: _State
+    blk: jax.Array  # int32: the next block
+    done: jax.Array  # bool: early stop reached
+
+
+class _ThresholdCarry(NamedTuple):
+    step: jax.Array  # int32: the next step of the block
+    tokens: _Tokens
+
+
+def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _State:
     """Denoises block ``blk`` (a Python int under cache="prefix", else traced).
 
-    ``state`` = (x, order, rng, forward_passes). Every mode takes the same random
-    draws per step, so modes differ only through the logits they see.
+    Every mode takes the same random draws per step, so modes differ only through the
+    logits they see.
     """
     sc = st.sampler
     bl, spb = sc.block_length, sc.steps_per_block
-    x, order, rng, nfe = state
+    (x, order, rng), nfe = state
     start = p + blk * bl
     hint_b = jax.lax.dynamic_slice_in_dim(hint_mask, blk * bl, bl, axis=1)
     xb0 = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
@@ -247,8 +274,8 @@ def _run_block(params, st: _Static, state, blk, attn, hint_mask, p):
                        jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1))
         ob = jax.lax.dynamic_slice_in_dim(order, blk * bl, bl, axis=1)
         ob = jnp.where(transfer, blk * spb + i, ob)
-        return (jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
-                jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1), rng)
+        return _Tokens(jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
+                       jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1), rng)
 
     if sc.cache == "none":
         def logits_of(x):
@@ -256,29 +283,29 @@ def _run_block(params, st: _Static, state, blk, attn, hint_mask, p):
         first = 0
     else:
         logits0, cache, attn2 = _refresh(params, st, x, attn, p, start)
-        x, order, rng = update(0, x, order, rng, logits0)
+        x, order, rng = update(0, x, order, rng, logits0)  # a _Tokens
         width = bl if sc.cache == "dual" else x.shape[1] - start  # prefix: static blk
 
         def logits_of(x):
             return _window_logits(params, st, x, attn2, cache, start, width)
         first = 1
 
-    def step(i, s):
-        x, order, rng = s
-        return update(i, x, order, rng, logits_of(x))
+    def step(i, t: _Tokens) -> _Tokens:
+        return update(i, t.x, t.order, t.rng, logits_of(t.x))
 
     if sc.unmask == "fixed":
-        x, order, rng = jax.lax.fori_loop(first, spb, step, (x, order, rng))
-        return x, order, rng, nfe + spb
+        tokens = jax.lax.fori_loop(first, spb, step, _Tokens(x, order, rng))
+        return _State(tokens, nfe + spb)
 
-    def cond(s):
-        return (s[0] < spb) & jnp.any(masked_of(s[1][0]))
+    def cond(c: _ThresholdCarry):
+        return (c.step < spb) & jnp.any(masked_of(c.tokens.x))
 
-    def body(s):
-        return s[0] + 1, step(s[0], s[1])
+    def body(c: _ThresholdCarry) -> _ThresholdCarry:
+        return _ThresholdCarry(c.step + 1, step(c.step, c.tokens))
 
-    i, (x, order, rng) = jax.lax.while_loop(cond, body, (jnp.int32(first), (x, order, rng)))
-    return x, order, rng, nfe + i
+    out = jax.lax.while_loop(cond, body, _ThresholdCarry(jnp.int32(first),
+                                                          _Tokens(x, order, rng)))
+    return _State(out.tokens, nfe + out.step)
 
 
 def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: _Static):
@@ -295,28 +322,27 @@ def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: 
         return jnp.all(jax.lax.dynamic_slice_in_dim(x, p + blk * bl, bl, axis=1) == st.eos_id)
 
     order = jnp.full((b, sc.gen_length), -1, jnp.int32)
-    state = (x, order, rng, jnp.int32(0))
+    carry = _BlockCarry(_State(_Tokens(x, order, rng), jnp.int32(0)), jnp.int32(0),
+                        jnp.asarray(False))
     if sc.cache == "prefix":
         # The window [block start, end) shrinks block by block: one static shape per
         # block, so the block loop is unrolled (early stop skips blocks via cond).
-        done, blk = jnp.asarray(False), jnp.int32(0)
         for i in range(sc.num_blocks):
-            def run(s, i=i):
-                s = _run_block(params, st, s, i, attn, hint_mask, p)
-                return s, finished(s[0], i), jnp.int32(i + 1)
-            state, done, blk = jax.lax.cond(done, lambda s: (s, done, blk), run, state)
+            def run(c: _BlockCarry, i=i) -> _BlockCarry:
+                s = _run_block(params, st, c.state, i, attn, hint_mask, p)
+                return _BlockCarry(s, jnp.int32(i + 1), finished(s.tokens.x, i))
+            carry = jax.lax.cond(carry.done, lambda c: c, run, carry)
     else:
-        def cond(carry):
-            return (carry[1] < sc.num_blocks) & ~carry[2]
+        def cond(c: _BlockCarry):
+            return (c.blk < sc.num_blocks) & ~c.done
 
-        def body(carry):
-            s, blk, _ = carry
-            s = _run_block(params, st, s, blk, attn, hint_mask, p)
-            return s, blk + 1, finished(s[0], blk)
+        def body(c: _BlockCarry) -> _BlockCarry:
+            s = _run_block(params, st, c.state, c.blk, attn, hint_mask, p)
+            return _BlockCarry(s, c.blk + 1, finished(s.tokens.x, c.blk))
 
-        state, blk, done = jax.lax.while_loop(cond, body, (state, jnp.int32(0),
-                                                           jnp.asarray(False)))
-    x, order, _, nfe = state
+        carry = jax.lax.while_loop(cond, body, carry)
+    x, order, nfe = carry.state.tokens.x, carry.state.tokens.order, carry.state.forward_passes
+    blk, done = carry.blk, carry.done
     if sc.early_stop:
         # positions after the last finished block become EOS (hints stay).
         pos = jnp.arange(sc.gen_length)[None, :]
@@ -339,18 +365,26 @@ def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict
     return lora.merge_jit(params, model_cfg.lora)
 
 
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """What one sampler call returns."""
+
+    tokens: jax.Array  # int32 [B, P + gen_length]: the prompt followed by the completion
+    order: jax.Array  # int32 [B, gen_length]: the global step that wrote each position
+    #                   (-1 for hints and early-stop fill)
+    forward_passes: int  # denoising steps run, each one model call (sampler steps at most)
+    mode: str  # the sampler mode ("exact", "cache=dual,unmask=threshold0.9", ...)
+
+    def completions(self) -> jax.Array:
+        """int32 ``[B, gen_length]``: the generated part."""
+        return self.tokens[:, self.tokens.shape[1] - self.order.shape[1]:]
+
+
 def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt_ids,
                     sampler_cfg: SamplerConfig, rng: jax.Array, *, mask_id: int | None = None,
                     eos_id: int | None = None, attention_mask=None, hint_ids=None,
-                    hint_mask=None, mesh: jax.sharding.Mesh | None = None,
-                    return_order: bool = False, return_stats: bool = False):
-    """:func:`generate` on a parameter dict (what the trainer holds).
-
-    With ``return_order`` also returns int32 ``[B, gen_length]``: the global step at
-    which each position was written (-1 for hints and early-stop fill). With
-    ``return_stats`` also (last) a dict: ``forward_passes`` (denoising steps run,
-    each one model call; ``sampler_cfg.steps`` at most) and ``mode``.
-    """
+                    hint_mask=None, mesh: jax.sharding.Mesh | None = None) -> Sample:
+    """:func:`generate` on a parameter dict (what the trainer holds)."""
     prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
     if prompt_ids.ndim != 2:
         raise ValueError(f"prompt_ids must be [batch, prompt_len], got shape {prompt_ids.shape}")
@@ -385,10 +419,7 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
         params = shd.place(params, shd.tree_shardings(llada.param_specs(model_cfg), mesh))
         args = shd.shard_batch(args, mesh)
     out, order, nfe = _generate_jit(params, *args, rng, st=st)
-    result = (out,) + ((order,) if return_order else ())
-    if return_stats:
-        result += (dict(forward_passes=int(nfe), mode=sampler_cfg.mode),)
-    return result if len(result) > 1 else out
+    return Sample(out, order, int(nfe), sampler_cfg.mode)
 
 
 def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length: int = 32,
@@ -396,9 +427,8 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
              mask_id: int | None = None, rng: jax.Array | None = None, hint_ids=None,
              hint_mask=None, *, attention_mask=None, cfg_scale: float = 0.0,
              eos_id: int | None = None, early_stop: bool = False,
-             mesh: jax.sharding.Mesh | None = None, return_order: bool = False,
-             cache: str = "none", unmask: str = "fixed", threshold: float = 0.9,
-             return_stats: bool = False):
+             mesh: jax.sharding.Mesh | None = None, cache: str = "none",
+             unmask: str = "fixed", threshold: float = 0.9) -> Sample:
     """Samples completions for a batch of (left-padded) prompts.
 
     Args:
@@ -416,19 +446,17 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
       cfg_scale: classifier-free guidance scale (0 = off).
       early_stop: once every row's current block is all EOS, fill the rest with EOS.
       mesh: run sharded (batch over data/fsdp, model over tensor).
-      return_order: also return the step at which each position was written.
       cache: ``none`` (exact), ``prefix`` or ``dual`` K/V caching (module docstring).
       unmask: ``fixed`` (the step schedule) or ``threshold`` (confidence > threshold,
         at least one per step, the fixed schedule as the step budget).
-      return_stats: also return ``{"forward_passes", "mode"}``.
 
     Returns:
-      int32 ``[B, P + gen_length]``: the prompt followed by the completion.
+      a :class:`Sample`: ``tokens`` int32 ``[B, P + gen_length]`` (the prompt followed
+      by the completion), ``order``, ``forward_passes`` and ``mode``.
     """
     sc = SamplerConfig(gen_length, block_length, steps, float(temperature), remasking,
                        float(cfg_scale), bool(early_stop), cache, unmask, float(threshold))
     rng = jax.random.key(0) if rng is None else rng
     return generate_params(model.param_dict(), model.config, prompt_ids, sc, rng,
                            mask_id=mask_id, eos_id=eos_id, attention_mask=attention_mask,
-                           hint_ids=hint_ids, hint_mask=hint_mask, mesh=mesh,
-                           return_order=return_order, return_stats=return_stats)
+                           hint_ids=hint_ids, hint_mask=hint_mask, mesh=mesh)

@@ -69,9 +69,9 @@ def test_cached_keys_and_values_equal_independent_recomputation(tmp_path):
 def test_cached_greedy_matches_recompute_everything_reference(sharp_model, cache):
     c, t, model = sharp_model
     prompt = _prompt(2)
-    exact = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK))
+    exact = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK).tokens)
     want, _ = ref.numpy_generate(t, c, prompt, 24, 8, 12, MASK, cache=cache)
-    got = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache))
+    got = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache).tokens)
     np.testing.assert_array_equal(got, want)
     assert (got != exact).any(), "the stale cache should change some tokens of this model"
 
@@ -85,14 +85,14 @@ def test_threshold_greedy_matches_reference_and_counts(sharp_model, cache):
     hint_ids = rng.integers(0, 60, (3, 24)).astype(np.int32)
     want, log = ref.numpy_generate(t, c, prompt, 24, 8, 12, MASK, hint_ids, hint_mask,
                                    cache=cache, threshold=0.5)
-    got, order, stats = sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache,
-                                          unmask="threshold", threshold=0.5, hint_ids=hint_ids,
-                                          hint_mask=hint_mask, return_order=True,
-                                          return_stats=True)
+    out = sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache,
+                            unmask="threshold", threshold=0.5, hint_ids=hint_ids,
+                            hint_mask=hint_mask)
+    got, order = out.tokens, out.order
     np.testing.assert_array_equal(np.asarray(got), want)
     # the reference's steps run until every row's block is done; some finish early
-    assert stats["forward_passes"] == len(log) < 12
-    assert stats["mode"] == f"cache={cache},unmask=threshold0.5"
+    assert out.forward_passes == len(log) < 12
+    assert out.mode == f"cache={cache},unmask=threshold0.5"
     order = np.asarray(order)
     np.testing.assert_array_equal(order[hint_mask], -1)
     for blk in range(3):
@@ -128,9 +128,9 @@ def test_threshold_one_is_the_fixed_schedule(sharp_model, cache):
     _, _, model = sharp_model
     kw = dict(gen_length=24, block_length=8, steps=12, temperature=0.7, mask_id=MASK,
               rng=jax.random.key(2), cache=cache)
-    fixed = np.asarray(sampling.generate(model, _prompt(4), **kw))
+    fixed = np.asarray(sampling.generate(model, _prompt(4), **kw).tokens)
     thr = np.asarray(sampling.generate(model, _prompt(4), unmask="threshold", threshold=1.0,
-                                       **kw))
+                                       **kw).tokens)
     np.testing.assert_array_equal(thr, fixed)
 
 
@@ -141,19 +141,19 @@ def test_one_layer_cache_is_exact(one_layer, cache, unmask, temperature):
     # finished blocks, masked suffix) are exact, so every mode equals the exact sampler
     _, _, model = one_layer
     kw = dict(gen_length=24, block_length=8, steps=12, temperature=temperature, mask_id=MASK,
-              rng=jax.random.key(7), return_order=True, cfg_scale=1.5)
+              rng=jax.random.key(7), cfg_scale=1.5)
     a = sampling.generate(model, _prompt(5), **kw)
     b = sampling.generate(model, _prompt(5), cache=cache, unmask=unmask, **kw)
-    np.testing.assert_array_equal(np.asarray(a[0]), np.asarray(b[0]))
-    np.testing.assert_array_equal(np.asarray(a[1]), np.asarray(b[1]))
+    np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+    np.testing.assert_array_equal(np.asarray(a.order), np.asarray(b.order))
 
 
 @pytest.mark.parametrize("cache", ["prefix", "dual"])
 def test_one_step_per_block_cache_is_exact(sharp_model, cache):
     # every step is a refresh step: nothing is ever stale
     _, _, model = sharp_model
-    a = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK))
-    b = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK, cache=cache))
+    a = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK).tokens)
+    b = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK, cache=cache).tokens)
     np.testing.assert_array_equal(a, b)
 
 
@@ -167,15 +167,15 @@ def test_fast_modes_keep_hints_and_stop_early(sharp_model, cache, unmask):
     kw = dict(gen_length=32, block_length=8, steps=16, temperature=1.0, mask_id=MASK,
               rng=jax.random.key(1), hint_ids=hint_ids, hint_mask=hint_mask, cache=cache,
               unmask=unmask, threshold=0.6)
-    out = np.asarray(sampling.generate(model, _prompt(8, 4), **kw))
+    out = np.asarray(sampling.generate(model, _prompt(8, 4), **kw).tokens)
     np.testing.assert_array_equal(out[:, 5:][hint_mask], hint_ids[hint_mask])
     assert not (out == MASK).any()
     # early stop: the first block is hinted all EOS -> the rest is EOS except hints
     eos_ids = np.where(np.arange(32) < 8, EOS, hint_ids)
-    out, stats = sampling.generate(model, _prompt(8, 4), eos_id=EOS, early_stop=True,
-                                   return_stats=True,
-                                   **{**kw, "hint_ids": eos_ids.astype(np.int32)})
-    out = np.asarray(out)[:, 5:]
+    res = sampling.generate(model, _prompt(8, 4), eos_id=EOS, early_stop=True,
+                            **{**kw, "hint_ids": eos_ids.astype(np.int32)})
+    stats = {"forward_passes": res.forward_passes}
+    out = np.asarray(res.tokens)[:, 5:]
     np.testing.assert_array_equal(out[hint_mask], eos_ids[hint_mask])
     assert (out[~hint_mask] == EOS).all()
     assert stats["forward_passes"] <= 4
@@ -199,6 +199,6 @@ def test_fast_modes_sharded_equal_single_device(sharp_model, cache, unmask):
     mesh = shd.make_mesh(data=2, fsdp=2, tensor=2)
     kw = dict(gen_length=16, block_length=8, steps=8, temperature=0.8, mask_id=MASK,
               rng=jax.random.key(3), cache=cache, unmask=unmask, threshold=0.5)
-    single = np.asarray(sampling.generate(model, _prompt(9, 8), **kw))
-    sharded = np.asarray(sampling.generate(model, _prompt(9, 8), mesh=mesh, **kw))
+    single = np.asarray(sampling.generate(model, _prompt(9, 8), **kw).tokens)
+    sharded = np.asarray(sampling.generate(model, _prompt(9, 8), mesh=mesh, **kw).tokens)
     np.testing.assert_array_equal(single, sharded)

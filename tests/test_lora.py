@@ -171,14 +171,14 @@ def test_sampler_with_adapters_equals_numpy_generation_on_merged_weights(hf_mode
     prompt = np.random.default_rng(0).integers(0, 60, (3, 5)).astype(np.int32)
     want, _ = ref.numpy_generate(merged_t, c, prompt, 16, 8, 8, c["mask_token_id"])
     sc = sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0)
-    got = sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0))
+    got = sampling.generate_params(params, cfg, prompt, sc, jax.random.key(0)).tokens
     np.testing.assert_array_equal(np.asarray(got), want)
     base_out = sampling.generate_params(model.param_dict(), model.config, prompt, sc,
-                                        jax.random.key(0))
+                                        jax.random.key(0)).tokens
     assert (np.asarray(base_out) != want).any()  # the adapters change the samples
     # sample_merged=False: the sampler runs the unmerged adapters (the log-prob policy)
     # and gives the same greedy tokens as the float64 merged reference
     unmerged_cfg = model.config.replace(lora=dataclasses.replace(lc, sample_merged=False))
     assert sampling.merge_adapters(params, unmerged_cfg) is params
-    got_u = sampling.generate_params(params, unmerged_cfg, prompt, sc, jax.random.key(0))
+    got_u = sampling.generate_params(params, unmerged_cfg, prompt, sc, jax.random.key(0)).tokens
     np.testing.assert_array_equal(np.asarray(got_u), want)

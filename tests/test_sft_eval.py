@@ -92,14 +92,15 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None,
-                      return_stats=False):
+    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None):
         rows = []
         for p, a in zip(np.asarray(prompt_ids), np.asarray(attention_mask)):
             q = tok.decode(p[a]).strip()
             rows.append(np.concatenate([p, tok.completion_ids(texts[q], gen_len)]))
         calls.append(len(calls) + 5)  # a different model-call count per batch: 5, 6
-        return np.stack(rows), dict(forward_passes=calls[-1], mode=sc.mode)
+        out = np.stack(rows)
+        return sampling.Sample(out, np.zeros((len(rows), gen_len), np.int32), calls[-1],
+                               sc.mode)
 
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
     sc = sampling.SamplerConfig(gen_len, 16, 12, cache="dual", unmask="threshold")

@@ -80,12 +80,11 @@ class RolloutWorker:
         outs = []
         for i in range(0, n + pad, chunk):
             p, a, hi, hm = (x[i:i + chunk] for x in arrays)
-            out, stats = sampling.generate_params(params, self.model_cfg, p, self.sc,
-                                                  jax.random.fold_in(key, i), attention_mask=a,
-                                                  hint_ids=hi, hint_mask=hm, mesh=self.mesh,
-                                                  return_stats=True)
-            self.forward_passes.append(stats["forward_passes"])
-            outs.append(to_host(out)[:, p.shape[1]:])
+            out = sampling.generate_params(params, self.model_cfg, p, self.sc,
+                                           jax.random.fold_in(key, i), attention_mask=a,
+                                           hint_ids=hi, hint_mask=hm, mesh=self.mesh)
+            self.forward_passes.append(out.forward_passes)
+            outs.append(to_host(out.tokens)[:, p.shape[1]:])
         return np.concatenate(outs)[:n]
 
     def score(self, completions: np.ndarray, golds: Sequence[str]):
