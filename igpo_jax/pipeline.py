@@ -264,12 +264,13 @@ def export_stage(stage_dir: str, out_dir: str) -> None:
             shutil.copy(os.path.join(stage_dir, name), os.path.join(out_dir, name))
 
 
-def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> None:
+def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> list[str]:
     """Puts shipped stage outputs (``pipeline.shipped``: stage -> asset folder) in place
     of stages not yet run, when ``pipeline.use_shipped`` is on."""
     import shutil
+    installed: list[str] = []
     if not c.pipeline.use_shipped:
-        return
+        return installed
     for name, asset in dict(c.pipeline.shipped).items():
         src = asset if os.path.isabs(asset) else os.path.join(ASSETS, asset)
         dst = os.path.join(workdir, name)
@@ -283,6 +284,11 @@ def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> None:
         shutil.copytree(src, dst)
         with open(os.path.join(dst, SHIPPED_MARKER), "w") as f:
             json.dump({"source": src}, f)
+        installed.append(name)
+        print(f"[pipeline] {name}: installed from the shipped result {src} (produced by this "
+              f"stage's own command; --config.pipeline.use_shipped=False re-creates it)",
+              flush=True)
+    return installed
 
 
 SHIPPED_MARKER = "SHIPPED.json"  # in a stage folder installed from igpo_jax/assets
@@ -307,8 +313,7 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
         for name in names:
             print(command_for(name, workdir))
         return {}
-    if jax.process_index() == 0:
-        install_shipped(c, workdir)
+    installed = install_shipped(c, workdir) if jax.process_index() == 0 else []
     from igpo_jax import metrics
     machine = metrics.machine_info()
     t_start = time.time()
@@ -319,13 +324,11 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
         stage_dir = os.path.join(workdir, name)
         done = os.path.join(stage_dir, "DONE.json")
         if os.path.exists(done):
-            shipped = os.path.join(stage_dir, SHIPPED_MARKER)
-            if os.path.exists(shipped):
-                with open(shipped) as f:
-                    src = json.load(f)["source"]
-                print(f"[pipeline] {name}: installed from the shipped result {src} (produced by "
-                      f"this stage's own command; --config.pipeline.use_shipped=False "
-                      f"re-creates it)", flush=True)
+            if name in installed:
+                continue  # its line was printed when it was installed
+            if os.path.exists(os.path.join(stage_dir, SHIPPED_MARKER)):
+                print(f"[pipeline] {name}: installed from the shipped result earlier, not "
+                      f"re-run", flush=True)
             else:
                 print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
             continue

@@ -42,7 +42,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     c.pipeline.shipped = {"sft": str(tmp_path / "asset")}
     c.pipeline.only = "grpo"
     run.run(c, str(tmp_path / "again"))
-    assert "using the shipped result" in capsys.readouterr().out
+    assert "installed from the shipped result" in capsys.readouterr().out
     strip = lambda rows: [{k: v for k, v in r.items() if "seconds" not in k} for r in rows]  # noqa
     from igpo_jax.metrics import read_metrics
     assert strip(read_metrics(tmp_path / "again" / "grpo" / "metrics.jsonl")) == \
@@ -50,7 +50,7 @@ def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     c = _tiny()
     c.pipeline.update(shipped={"sft": str(tmp_path / "asset")}, use_shipped=False, only="sft")
     run.run(c, str(tmp_path / "fresh"))  # asked to re-create: the stage runs
-    assert "using the shipped result" not in capsys.readouterr().out
+    assert "installed from the shipped result" not in capsys.readouterr().out
     assert os.path.exists(tmp_path / "fresh" / "sft" / "checkpoints")
 
 
