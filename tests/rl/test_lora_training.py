@@ -19,7 +19,7 @@ from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.rl import trainer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_lora(mode="rl", **rl):
