@@ -66,4 +66,5 @@ def test_colab_notebook_code_cells_run_on_cpu(tmp_path, capsys):
         exec(compile(code, "colab_demo.ipynb", "exec"), ns)  # noqa: S102
     out = capsys.readouterr().out
     assert "| igpo |" in out and "| grpo |" in out and "held-out accuracy" in out
+    assert "grpo [1/3]" in out  # the run's progress lines reach the cell (streamed)
     assert os.path.exists(tmp_path / "colab" / "results.json")
