@@ -17,7 +17,7 @@ from igpo_jax.models.llada import PRESETS
 from igpo_jax.models.lora import LoraConfig
 from igpo_jax.rl import grpo
 from igpo_jax.rl.igpo import POSITIONS
-from igpo_jax.rl.rollout import ALGORITHMS
+from igpo_jax.rl.augment import ALGORITHMS
 from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
 
 MODES = ("rl", "sft", "eval", "pipeline")

@@ -27,7 +27,7 @@ from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
 from igpo_jax.models import llada, lora
-from igpo_jax.rl import grpo, igpo, logprobs
+from igpo_jax.rl import augment, grpo, igpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,7 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
         old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
         ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
                if r.ref_params is not None else jnp.zeros_like(old))
-        keep = (igpo.entropy_filter(ent, arrays["h"], c.igpo.tau) if rl.algo == "igpo"
-                else jnp.ones_like(arrays["h"]))
+        keep = r.worker.augmentation.loss_mask(ent, arrays["h"])
         if j == 0:
             ent_stats = _entropy_split(ent, arrays["h"], comp_mask)
         olds.append((masked, old, ref, keep))
@@ -228,9 +227,12 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     hints = igpo.HintConfig(**{k: c.igpo[k] for k in (
         "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
         "max_gap", "reveal_last_chunk")})
+    augmentation = augment.make(rl.algo, group_size=rl.group_size, lam=c.igpo.lam, hints=hints,
+                                tau=c.igpo.tau, tokenizer=tok,
+                                exclude_last_step=c.igpo.exclude_last_step)
     worker = RolloutWorker(cfg, sc, RolloutConfig(
-        rl.group_size, s.prompt_len, min(s.rollout_batch_size, n), rl.algo, c.igpo.lam,
-        c.igpo.exclude_last_step, c.data.system_prompt or None), hints, tok,
+        rl.group_size, s.prompt_len, min(s.rollout_batch_size, n),
+        c.data.system_prompt or None), augmentation, tok,
         rewards_lib.MathReward.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
     train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
