@@ -191,6 +191,7 @@ def base_config() -> ml_collections.ConfigDict:
         exact_sampler=False,  # evaluate with cache=none, unmask=fixed whatever sampler says
     ))
     c.reward = ml_collections.ConfigDict(dict(
+        name="math",  # a name in rewards.REWARDS
         correct_weight=3.0,  # reward of a correct final answer
         format_weight=1.0,  # weight of the xmlcount format reward (max 0.75)
         timeout=2.0,  # seconds a symbolic equivalence check may take (then it scores 0)
@@ -392,6 +393,9 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     _check(e.temperature > 0 or e.k == 1, "eval.k", e.k,
            "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
     _check(e.split in ("train", "test"), "eval.split", e.split, "expected train|test")
+    from igpo_jax import rewards
+    _check(c.reward.name in rewards.REWARDS, "reward.name", c.reward.name,
+           f"expected one of {tuple(rewards.REWARDS)}")
     o = c.optim
     _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
            (o.lr, o.warmup_steps), "must be >= 0")

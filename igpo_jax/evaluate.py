@@ -145,25 +145,29 @@ def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> lis
 
 def evaluate_config(c: ml_collections.ConfigDict, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
                     examples: Sequence[Example], out_dir: str, mesh, k: int,
-                    show_progress: bool) -> dict:
+                    show_progress: bool, reward=None) -> dict:
     """:func:`evaluate` with the sampler, prompt, seed and reward settings of config ``c``."""
     return evaluate(params, cfg, tok, examples, sampler_for_eval(c), out_dir, k=k,
                     batch_size=c.eval.batch_size, prompt_len=c.sampler.prompt_len, seed=c.seed,
                     system_prompt=c.data.system_prompt or None, mesh=mesh,
-                    reward=rewards_lib.MathReward.from_config(c.reward),
+                    reward=reward or rewards_lib.from_config(c.reward),
                     show_progress=show_progress)
 
 
 def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
-             limit: int | None = None, show_progress: bool = True) -> dict:
-    """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``."""
+             limit: int | None = None, show_progress: bool = True, *, tokenizer=None,
+             reward=None, examples=None) -> dict:
+    """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``.
+    ``params``, ``tokenizer``, ``reward`` and ``examples`` replace what the config
+    would build."""
     mesh = experiment.build_mesh(c)
-    tok = experiment.build_tokenizer(c)
+    tok = tokenizer or experiment.build_tokenizer(c)
     cfg = experiment.model_config(c, tok)
     if params is None:
         params = experiment.initial_params(c, cfg, mesh)
-    summary = evaluate_config(c, params, cfg, tok, eval_examples(c, limit),
-                              os.path.join(workdir, name), mesh, c.eval.k, show_progress)
+    summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit),
+                              os.path.join(workdir, name), mesh, c.eval.k, show_progress,
+                              reward)
     if show_progress and jax.process_index() == 0:
         print(format_table({os.path.basename(os.path.abspath(workdir)): summary}))
     return summary

@@ -337,5 +337,21 @@ class MathReward:
         return [r for r, _, _ in out], [c for _, c, _ in out], sum(f for _, _, f in out)
 
 
+# Rewards by name (``reward.name``). A reward is an object with ``score(completion,
+# gold) -> (reward, correct, failed)``, ``__call__(completion, gold) -> (reward,
+# correct)`` and ``batch(completions, golds) -> (rewards, correct, failures)``;
+# subclassing MathReward gives the last two. ``correct`` is what IGPO's trigger
+# and the accuracy metrics use. Each entry builds one from the ``reward`` section.
+REWARDS = {"math": MathReward.from_config}
+
+
+def from_config(reward_cfg):
+    """The reward ``reward.name`` names, built from the ``reward`` section."""
+    name = reward_cfg.get("name", "math")
+    if name not in REWARDS:
+        raise ValueError(f"reward.name={name!r}; expected one of {tuple(REWARDS)}")
+    return REWARDS[name](reward_cfg)
+
+
 if __name__ == "__main__":
     serve()

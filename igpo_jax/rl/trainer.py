@@ -189,8 +189,14 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
     return trainable, opt_state, record
 
 
-def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
+def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None, *,
+          tokenizer=None, reward=None, examples=None, params=None) -> dict:
     """Runs (or resumes) the RL stage of config ``c`` in ``workdir``.
+
+    Built parts can be passed instead of built from the config (the rest still is):
+    ``tokenizer``, ``reward`` (see ``rewards.REWARDS`` for the interface), the
+    training ``examples`` (a list of :class:`igpo_jax.data.Example`) and the initial
+    ``params`` (e.g. a model loaded elsewhere).
 
     ``stop_after``: return after this many steps of this call, with a checkpoint
     written, as an interrupted run would (used for time-sliced jobs and tests).
@@ -199,17 +205,18 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     """
     rl, s = c.rl, c.sampler
     mesh = experiment.build_mesh(c)
-    tok = experiment.build_tokenizer(c)
+    tok = tokenizer or experiment.build_tokenizer(c)
     cfg = experiment.model_config(c, tok)
     log.info("%s", experiment.describe(cfg))
     n = rl.prompts_per_step * rl.group_size
     configlib.check_devices(c)
-    examples = check_lengths(tok, load_examples(c.data.to_dict(), "train"), s.prompt_len,
+    examples = check_lengths(tok, examples or load_examples(c.data.to_dict(), "train"),
+                             s.prompt_len,
                              s.gen_length if rl.algo == "igpo" else None,
                              c.data.system_prompt or None, c.data.skip_bad_rows, "RL data")
     data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
                                jax.process_index(), jax.process_count())
-    params = experiment.initial_params(c, cfg, mesh)
+    params = experiment.initial_params(c, cfg, mesh) if params is None else params
     # the frozen reference policy is the initial one (also after a resume): under LoRA
     # the base with adapters off (the same arrays, never donated); else a copy, because
     # the update step donates the trainable parameters
@@ -233,7 +240,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     worker = RolloutWorker(cfg, sc, RolloutConfig(
         rl.group_size, s.prompt_len, min(s.rollout_batch_size, n),
         c.data.system_prompt or None), augmentation, tok,
-        rewards_lib.MathReward.from_config(c.reward), mesh)
+        reward or rewards_lib.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
     train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
     r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
