@@ -41,14 +41,17 @@ def test_window_forward_with_fresh_cache_equals_full_forward(sharp_model):
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 20)), jnp.int32)
     attn = jnp.ones((2, 20), bool).at[1, :3].set(False)
     full, (keys, values) = llada.hidden_states_and_kv(params, cfg, ids, attn)
-    # float32, two differently fused programs: agreement to float32 rounding of depth 2
-    np.testing.assert_allclose(full, llada.hidden_states(params, cfg, ids, attn), atol=1e-5,
-                               rtol=1e-5)
+    # float32, two differently fused programs, each within the float32 bound of the
+    # exact result: they agree within twice that bound
+    c, _, _ = sharp_model
+    tol = 2 * ref.f32_atol(c, 20, full)
+    np.testing.assert_allclose(full, llada.hidden_states(params, cfg, ids, attn), atol=tol,
+                               rtol=0)
     assert keys.shape == (2, 2, 20, 2, 8) and values.shape == keys.shape
     for start, width in ((4, 8), (12, 8), (7, 13)):
         win = llada.hidden_states_window(params, cfg, ids[:, start:start + width], start,
                                          (keys, values), attn)
-        np.testing.assert_allclose(win, full[:, start:start + width], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(win, full[:, start:start + width], atol=tol, rtol=0)
 
 
 def test_cached_keys_and_values_equal_independent_recomputation(tmp_path):
