@@ -128,8 +128,8 @@ class Checkpointer:
                     f"({'step ' + str(max(prev)) if prev else 'none'}) is intact. Free space "
                     f"and re-run the same command to resume") from e
             raise
-            if self.checksums and jax.process_index() == 0:
-                write_checksums(os.path.join(self.directory, str(step)))
+        if saved and self.checksums and jax.process_index() == 0:
+            write_checksums(os.path.join(self.directory, str(step)))
         return saved
 
     def restore(self, step: int | None, params_like, opt_state_like=None):
