@@ -37,6 +37,7 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path):
     run = tmp_path / "interrupted"
     proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
@@ -183,6 +184,7 @@ def test_unfinished_write_is_ignored_with_warning(tmp_path, caplog):
     assert "unfinished checkpoint writes" in caplog.text
 
 
+@pytest.mark.slow
 def test_sft_resume_equals_uninterrupted(tmp_path):
     from configs import tiny
 

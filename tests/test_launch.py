@@ -53,6 +53,7 @@ def test_slurm_dry_run():
                           capture_output=True).returncode != 0
 
 
+@pytest.mark.slow
 def test_colab_notebook_code_cells_run_on_cpu(tmp_path, capsys):
     nb = json.load(open(os.path.join(LAUNCH, "colab_demo.ipynb")))
     cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]

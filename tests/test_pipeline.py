@@ -11,6 +11,7 @@ def _tiny():
     return tiny.get_config()
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_end_to_end_and_resume(tmp_path, capsys):
     c = _tiny()
     results = run.run(c, str(tmp_path))

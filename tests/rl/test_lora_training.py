@@ -19,6 +19,8 @@ from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.rl import trainer
 
+pytestmark = pytest.mark.slow  # processes / whole training runs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -57,6 +57,7 @@ def test_one_step_changes_parameters_and_writes_metrics(tmp_path, algo, cache, u
         assert rows[0]["inpaint_triggered"] == 0
 
 
+@pytest.mark.slow
 def test_igpo_replacement_gives_gradient_where_grpo_has_none(tmp_path):
     """Full-trace hints make hinted samples correct; the all-wrong groups get signal."""
     def cfg(algo):
@@ -102,6 +103,7 @@ def test_sampler_early_stop_key_reaches_the_sampler():
     assert evaluate.sampler_for_eval(c).early_stop
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     c = tiny(algo="igpo", num_steps=3, num_iterations=2)
     full = trainer.train(c, str(tmp_path / "full"))
