@@ -201,7 +201,7 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
         before = [p["frac_all_wrong_groups"] for p in cv]
         ax2.plot(x, run(after), color=color,
                  label=f"{name}: trained on (avg {100 * np.mean(after):.1f}%)")
-        ax2.plot(x, run(before), color=color, ls=":", lw=2.2 if i == 0 else 1.2,
+        ax2.plot(x, run(before), color=color, ls=(0, (1, 2)), lw=2.6, zorder=3,
                  label=f"{name}: in rollouts (avg {100 * np.mean(before):.1f}%)")
     ax1.set(xlabel="completions sampled (hinted included)", ylabel="held-out accuracy",
             title=f"Held-out accuracy, 95% binomial intervals\n(periodic: {n_periodic or '?'} "
