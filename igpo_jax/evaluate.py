@@ -133,13 +133,13 @@ def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
     return sc
 
 
-def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None) -> list[Example]:
+def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None,
+                  tok: Tokenizer | None = None) -> list[Example]:
     from igpo_jax.data.pipeline import check_lengths
-    from igpo_jax.experiment import build_tokenizer
     examples = load_examples(c.data.to_dict(), c.eval.split)
     n = limit or c.eval.num_examples
     examples = examples[:n] if n else examples
-    return check_lengths(build_tokenizer(c), examples, c.sampler.prompt_len, None,
+    return check_lengths(tok or experiment.build_tokenizer(c), examples, c.sampler.prompt_len, None,
                          c.data.system_prompt or None, c.data.skip_bad_rows, "evaluation data")
 
 
@@ -165,7 +165,7 @@ def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str 
     cfg = experiment.model_config(c, tok)
     if params is None:
         params = experiment.initial_params(c, cfg, mesh)
-    summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit),
+    summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit, tok),
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress,
                               reward)
     if show_progress and jax.process_index() == 0:
@@ -179,7 +179,7 @@ class PeriodicEval:
     def __init__(self, c: ml_collections.ConfigDict, workdir: str, cfg, tok, mesh):
         self.c, self.workdir, self.cfg, self.tok, self.mesh = c, workdir, cfg, tok, mesh
         self.every = c.eval.every
-        self.examples = eval_examples(c, c.eval.during_examples) if self.every else []
+        self.examples = eval_examples(c, c.eval.during_examples, tok) if self.every else []
         self.path = os.path.join(workdir, "heldout.jsonl")
 
     def maybe(self, step: int, params, final: bool = False, **extra) -> dict | None:

@@ -334,7 +334,6 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
             continue
         todo = [n for n in names if (not c.pipeline.only or n == c.pipeline.only)
                 and not os.path.exists(os.path.join(workdir, n, "DONE.json"))]
-        from igpo_jax import metrics
         metrics.PIPELINE.update(index=len(metrics.PIPELINE.get("durations", [])) + 1,
                                 total=len(metrics.PIPELINE.get("durations", [])) + len(todo))
         print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "

@@ -33,6 +33,23 @@ def _env():
             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 
 
+def _sigterm_when(run, ready, timeout: float, poll: float):
+    """Starts the 5-step run in ``run``, waits until ``ready()`` (or ``timeout`` s, or the
+    process ending), sends SIGTERM; returns (exit code, output)."""
+    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(poll)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out
+
+
 def _strip(rows):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
@@ -40,20 +57,9 @@ def _strip(rows):
 @pytest.mark.slow
 def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path):
     run = tmp_path / "interrupted"
-    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").read_text():
-                break
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == preemption.EXIT_PREEMPTED, out[-2000:]
+    code, out = _sigterm_when(run, lambda: (run / "metrics.jsonl").exists()
+                              and (run / "metrics.jsonl").read_text(), 240, 0.2)
+    assert code == preemption.EXIT_PREEMPTED, out[-2000:]
     assert "re-run the same command to resume" in out
     stopped = Checkpointer(str(run / "checkpoints")).latest_step()
     assert stopped is not None and 1 <= stopped < 5  # saved although checkpoint.every=100
@@ -243,19 +249,14 @@ def test_sigterm_before_the_training_loop_exits_75_with_a_message(tmp_path):
     """A scheduler that waits for exit code 75 must see it also when the stop comes
     during start-up or compilation, before any step."""
     run = tmp_path / "early"
-    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (run / "config.json").exists():
-            time.sleep(0.05)
-        assert not (run / "metrics.jsonl").exists()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == preemption.EXIT_PREEMPTED, out[-2000:]
+    seen = {}
+
+    def started():  # config.json is written after the handler; no step has run yet
+        seen["metrics_before"] = (run / "metrics.jsonl").exists()
+        return (run / "config.json").exists()
+    code, out = _sigterm_when(run, started, 120, 0.05)
+    assert seen["metrics_before"] is False
+    assert code == preemption.EXIT_PREEMPTED, out[-2000:]
     assert "re-run the same command to resume" in out
 
 
