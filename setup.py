@@ -30,10 +30,14 @@ setup(
         "ml_dtypes>=0.5",
         "numpy>=1.26",
         "math-verify>=0.7",
+        "etils[epath]>=1.7",  # local and cloud paths (already required by Orbax)
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8",
-                 "tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
+                 "tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources",
+                 "gcsfs>=2024.2", "gcp-storage-emulator>=2024.1", "nbclient>=0.10",
+                 "nbformat>=5.9", "ipykernel>=6.29"],
+        "gcs": ["gcsfs>=2024.2"],  # gs:// workdirs, init_from, data and exports
         "tfds": ["tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
         "hf": ["tokenizers>=0.20"],
         "plot": ["matplotlib>=3.8"],

@@ -1,8 +1,10 @@
 """Checkpoints through Orbax ``CheckpointManager``: params, optimiser state and a
-JSON record (step, stage, data-iterator state, seed, metrics summary).
+JSON record (step, stage, data-iterator state, seed, metrics summary), in a local
+folder or a bucket (``gs://...``).
 
-Orbax writes each step to a temporary folder and renames it when complete, so
-an interrupted write never becomes the latest checkpoint.
+Orbax writes each step to a temporary folder and renames it when complete (on a
+bucket: writes a commit marker last), so an interrupted write never becomes the
+latest checkpoint. Writes are asynchronous by default (``checkpoint.async_save``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from igpo_jax import storage
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +52,23 @@ class CorruptCheckpointError(RuntimeError):
 CHECKSUMS = "checksums.sha256.json"
 
 
-def _file_digests(step_dir: str) -> dict[str, str]:
+# Orbax rewrites its step record (commit time) while committing: not checksummed.
+_UNCHECKED = ("_CHECKPOINT_METADATA",)
+
+
+def _file_digests(step_dir: str, only=None) -> dict[str, str]:
     import hashlib
     out = {}
-    for root, _, files in os.walk(step_dir):
-        for name in files:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, step_dir)
-            if rel in (CHECKSUMS, CHECKSUMS + ".tmp"):
-                continue
-            h = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    h.update(block)
-            out[rel] = h.hexdigest()
+    for rel in storage.files_under(step_dir):
+        if rel == CHECKSUMS or rel.startswith(CHECKSUMS + ".tmp") or rel in _UNCHECKED:
+            continue
+        if only is not None and rel not in only:
+            continue
+        h = hashlib.sha256()
+        with storage.open_file(os.path.join(step_dir, rel), "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        out[rel] = h.hexdigest()
     return out
 
 
@@ -70,10 +77,8 @@ def write_checksums(step_dir: str) -> None:
     flipped bytes inside an array file, then fails the restore instead of loading)."""
     import json
     digests = _file_digests(step_dir)
-    tmp = os.path.join(step_dir, CHECKSUMS + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(digests, f, indent=0, sort_keys=True)
-    os.replace(tmp, os.path.join(step_dir, CHECKSUMS))
+    storage.write_text(os.path.join(step_dir, CHECKSUMS),
+                       json.dumps(digests, indent=0, sort_keys=True))
 
 
 def verify_checksums(step_dir: str) -> None:
@@ -81,11 +86,10 @@ def verify_checksums(step_dir: str) -> None:
     (checkpoints written before checksums existed are not checked)."""
     import json
     path = os.path.join(step_dir, CHECKSUMS)
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return
-    with open(path) as f:
-        want = json.load(f)
-    got = _file_digests(step_dir)
+    want = json.loads(storage.read_text(path))
+    got = _file_digests(step_dir, only=want)
     for rel, digest in sorted(want.items()):
         if rel not in got:
             raise ValueError(f"checkpoint {step_dir} is corrupted: {rel} is missing")
@@ -99,16 +103,54 @@ def _abstract(tree):
 
 
 class Checkpointer:
+    """Saves and restores the steps of one run.
+
+    With ``async_save`` (the default) :meth:`save` returns once the arrays are copied
+    off the devices; Orbax writes them in a background thread while training goes on,
+    and the next save, :meth:`wait` and :meth:`close` wait for that write. The
+    checksums of a step are computed in the same background thread, after its files
+    are written and before Orbax commits the step (renames its temporary folder, or
+    writes its commit marker on a bucket), so a committed step always has them.
+    """
+
     def __init__(self, directory: str, keep: int = 3, save_every: int = 1,
-                 checksums: bool = True):
-        self.directory = os.path.abspath(directory)
+                 checksums: bool = True, async_save: bool = True):
+        self.directory = storage.absolute(directory)
         self.checksums = checksums
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=save_every,
-                                               create=True, enable_async_checkpointing=False)
+        self.async_save = async_save
+        self._writing: int | None = None  # the step an asynchronous save is writing
+        self.checksum_error: BaseException | None = None
+        async_options = None
+        if async_save and checksums:
+            async_options = ocp.options.AsyncOptions(
+                post_finalization_callback=self._checksum_written_step)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, save_interval_steps=save_every, create=True,
+            enable_async_checkpointing=async_save, async_options=async_options)
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def _uncommitted_dir(self, step: int) -> str:
+        """Where Orbax writes ``step`` before committing it: a temporary sibling folder
+        on a local disk, the final folder on a bucket (committed by a marker file)."""
+        tmp = [d for d in storage.listdir(self.directory)
+               if d.startswith(f"{step}.") and "tmp" in d]
+        if len(tmp) == 1:
+            return os.path.join(self.directory, tmp[0])
+        return os.path.join(self.directory, str(step))
+
+    def _checksum_written_step(self) -> None:
+        """Orbax's post-finalisation hook (background thread, before the commit)."""
+        step, self._writing = self._writing, None
+        if step is None or jax.process_index() != 0:
+            return
+        try:
+            write_checksums(self._uncommitted_dir(step))
+        except Exception as e:  # noqa: BLE001 - a step without checksums still restores
+            self.checksum_error = e
+            log.warning("could not write the checksums of checkpoint step %d: %s", step, e)
 
     def save(self, step: int, params, opt_state, meta: dict[str, Any], force: bool = False
              ) -> bool:
@@ -116,21 +158,29 @@ class Checkpointer:
         if opt_state is not None:
             items["opt_state"] = ocp.args.StandardSave(opt_state)
         try:
+            if self.async_save:
+                self.manager.wait_until_finished()  # the previous write (and its checksums)
+                self._writing = step
             saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
-            if saved:
+            if saved and not self.async_save:
                 self.manager.wait_until_finished()
         except Exception as e:  # noqa: BLE001 - a full disk is named, anything else re-raised
-            if _is_disk_full(e):
-                prev = [s for s in self.manager.all_steps() if s != step]
-                raise DiskFullError(
-                    f"disk full: no space left on the device of {self.directory} while saving "
-                    f"checkpoint step {step}; the previous checkpoint "
-                    f"({'step ' + str(max(prev)) if prev else 'none'}) is intact. Free space "
-                    f"and re-run the same command to resume") from e
+            self._raise_disk_full(e, step)
             raise
-        if saved and self.checksums and jax.process_index() == 0:
+        if not saved:
+            self._writing = None
+        elif self.checksums and not self.async_save and jax.process_index() == 0:
             write_checksums(os.path.join(self.directory, str(step)))
         return saved
+
+    def _raise_disk_full(self, e: BaseException, step: int | None) -> None:
+        if _is_disk_full(e):
+            prev = [s for s in self.manager.all_steps() if s != step]
+            raise DiskFullError(
+                f"disk full: no space left on the device of {self.directory} while saving "
+                f"checkpoint step {step}; the previous checkpoint "
+                f"({'step ' + str(max(prev)) if prev else 'none'}) is intact. Free space "
+                f"and re-run the same command to resume") from e
 
     def restore(self, step: int | None, params_like, opt_state_like=None):
         """Restores ``(params, opt_state, meta)`` with the shardings of the templates.
@@ -144,7 +194,7 @@ class Checkpointer:
         steps = sorted(self.manager.all_steps(), reverse=True)
         if not steps:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        leftovers = [d for d in os.listdir(self.directory) if "tmp" in d]
+        leftovers = [d for d in storage.listdir(self.directory) if "tmp" in d]
         if leftovers:
             log.warning("ignoring unfinished checkpoint writes in %s: %s", self.directory,
                         leftovers)
@@ -171,16 +221,15 @@ class Checkpointer:
     def _move_aside(self, steps: list[int]) -> None:
         """Moves corrupted steps to ``corrupted/STEP`` (kept for inspection), so that the
         recomputed step can be saved again."""
-        import shutil
         if jax.process_index() == 0:
             aside = os.path.join(self.directory, "corrupted")
-            os.makedirs(aside, exist_ok=True)
+            storage.makedirs(aside)
             for s in steps:
                 dst = os.path.join(aside, str(s))
                 k = 1
-                while os.path.exists(dst):
+                while storage.exists(dst):
                     dst, k = os.path.join(aside, f"{s}.{k}"), k + 1
-                shutil.move(os.path.join(self.directory, str(s)), dst)
+                storage.move(os.path.join(self.directory, str(s)), dst)
                 log.warning("moved the corrupted checkpoint step %d to %s", s, dst)
         self.manager.reload()
 
@@ -201,10 +250,19 @@ class Checkpointer:
         return out["params"], out.get("opt_state"), out["meta"]
 
     def wait(self):
-        self.manager.wait_until_finished()
+        """Blocks until the write in flight (if any) is committed."""
+        step = self._writing
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - a full disk is named, anything else re-raised
+            self._raise_disk_full(e, step)
+            raise
 
     def close(self):
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
 
 def read_meta(directory: str, step: int | None = None) -> dict:

@@ -174,8 +174,8 @@ def run(c: ml_collections.ConfigDict, json_path: str | None = None) -> dict[str,
     if jax.process_index() == 0:
         print(format_report(report), flush=True)
         if json_path:
-            with open(json_path, "w", encoding="utf-8") as f:
-                from igpo_jax.metrics import strict
-                json.dump(strict(report), f, indent=2, allow_nan=False)
+            from igpo_jax import storage
+            from igpo_jax.metrics import strict
+            storage.write_text(json_path, json.dumps(strict(report), indent=2, allow_nan=False))
     return report
 

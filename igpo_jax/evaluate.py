@@ -23,6 +23,7 @@ from igpo_jax import experiment, rewards as rewards_lib, sampling
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.data.sources import load_examples
+from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import Progress, read_metrics
 from igpo_jax.models import llada
@@ -32,16 +33,15 @@ log = logging.getLogger(__name__)
 
 
 def _done_rows(path: str) -> dict[tuple[int, int], dict]:
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return {}
     rows = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a torn last line from an interruption: redo from there
-            rows[(r["index"], r["sample"])] = r
+    for line in storage.read_text(path).splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a torn last line from an interruption: redo from there
+        rows[(r["index"], r["sample"])] = r
     return rows
 
 
@@ -54,13 +54,11 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
     """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
     reward = reward or rewards_lib.MathReward()
     params = sampling.merge_adapters(params, cfg)  # once for every batch
-    os.makedirs(out_dir, exist_ok=True)
+    storage.makedirs(out_dir)
     gen_path = os.path.join(out_dir, "generations.jsonl")
     done = _done_rows(gen_path)
     if done and jax.process_index() == 0:  # rewrite without a possibly torn tail
-        with open(gen_path, "w", encoding="utf-8") as f:
-            for r in done.values():
-                f.write(json.dumps(r) + "\n")
+        storage.write_text(gen_path, "".join(json.dumps(r) + "\n" for r in done.values()))
     pairs = [(i, j) for i in range(len(examples)) for j in range(k)]
     batches = [pairs[a:a + batch_size] for a in range(0, len(pairs), batch_size)]
     prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt)
@@ -86,16 +84,14 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
                              correct=bool(ok), reward=float(r),
                              forward_passes=stats["forward_passes"]))
         if jax.process_index() == 0:
-            with open(gen_path, "a", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps(r) + "\n")
+            storage.append_text(gen_path, "".join(json.dumps(r) + "\n" for r in rows))
         done.update({(r["index"], r["sample"]): r for r in rows})
         if progress:
             progress.update(b + 1, acc=float(np.mean([r["correct"] for r in done.values()])))
     summary = summarize(list(done.values()), k, sampler_cfg)
     if jax.process_index() == 0:
-        with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2, allow_nan=False)
+        storage.write_text(os.path.join(out_dir, "summary.json"),
+                           json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
 
@@ -169,7 +165,7 @@ def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str 
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress,
                               reward)
     if show_progress and jax.process_index() == 0:
-        print(format_table({os.path.basename(os.path.abspath(workdir)): summary}))
+        print(format_table({os.path.basename(storage.absolute(workdir)): summary}))
     return summary
 
 
@@ -192,12 +188,11 @@ class PeriodicEval:
         rec = dict(step=step, accuracy=s["accuracy"], by_meta=s["by_meta"],
                    num_examples=s["num_examples"], **extra)
         if jax.process_index() == 0:
-            print(f"[{os.path.basename(os.path.abspath(self.workdir))}] periodic held-out "
+            print(f"[{os.path.basename(storage.absolute(self.workdir))}] periodic held-out "
                   f"evaluation at step {step}: {100 * s['accuracy']:.1f}% of "
                   f"{s['num_examples']} problems", flush=True)
         if jax.process_index() == 0:
-            rows = read_metrics(self.path) if os.path.exists(self.path) else []
-            with open(self.path, "w", encoding="utf-8") as f:
-                for r in [r for r in rows if r["step"] != step] + [rec]:
-                    f.write(json.dumps(r) + "\n")
+            rows = read_metrics(self.path) if storage.exists(self.path) else []
+            storage.write_text(self.path, "".join(
+                json.dumps(r) + "\n" for r in [r for r in rows if r["step"] != step] + [rec]))
         return rec

@@ -12,6 +12,7 @@ import ml_collections
 
 from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
+from igpo_jax import storage
 from igpo_jax import tokenizers
 from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.models.lora import LoraConfig
@@ -60,17 +61,16 @@ def model_config(c: ml_collections.ConfigDict,
 def checkpoint_dir(path: str) -> str:
     """Accepts a run's workdir or its ``checkpoints`` folder."""
     sub = os.path.join(path, "checkpoints")
-    return sub if os.path.isdir(sub) else path
+    return sub if storage.isdir(sub) else path
 
 
 def read_run_config(path: str) -> dict:
     """The ``config.json`` an earlier run (or a shipped stage) wrote in its folder."""
     import json
     file = os.path.join(path, "config.json")
-    if not os.path.exists(file):
+    if not storage.exists(file):
         raise FileNotFoundError(f"no config.json in {path}: not a run folder")
-    with open(file, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(storage.read_text(file))
 
 
 def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
@@ -189,13 +189,14 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
     tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
     opt_state = shd.replicate_unplaced(tx.init(trainable), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep,
-                        checksums=c.checkpoint.checksums)
+                        checksums=c.checkpoint.checksums,
+                        async_save=c.checkpoint.async_save)
     writer = MetricsWriter(workdir)
     run_meta = dict(seed=c.seed, lora=None, init=None)
     if frozen:
         lc = LoraConfig.from_config(c.model.lora)
-        init_from = c.model.init_from and os.path.abspath(checkpoint_dir(c.model.init_from))
-        hf_dir = c.model.hf_dir and os.path.abspath(c.model.hf_dir)
+        init_from = c.model.init_from and storage.absolute(checkpoint_dir(c.model.init_from))
+        hf_dir = c.model.hf_dir and storage.absolute(c.model.hf_dir)
         run_meta.update(lora=lc.to_dict(), init=dict(init_from=init_from or "",
                                                       hf_dir=hf_dir or "", seed=c.seed))
     start = 0

@@ -21,7 +21,7 @@ import os
 import jax
 import ml_collections
 
-from igpo_jax import experiment
+from igpo_jax import experiment, storage
 from igpo_jax.models import hf_io
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def export(c: ml_collections.ConfigDict, workdir: str, out_dir: str, step: int |
     """Writes the merged weights of ``workdir``'s checkpoint to ``out_dir``; returns a
     summary (files, tensors, bytes, step)."""
     ckpt_dir = experiment.checkpoint_dir(workdir)
-    if not os.path.isdir(ckpt_dir):
+    if not storage.isdir(ckpt_dir):
         raise FileNotFoundError(f"--export_hf: no checkpoints in {workdir}")
     mesh = experiment.build_mesh(c)
     cfg = experiment.model_config(c).replace(lora=None)
@@ -43,7 +43,7 @@ def export(c: ml_collections.ConfigDict, workdir: str, out_dir: str, step: int |
                                    max_shard_bytes=int(shard_gib * 2 ** 30) or None,
                                    source_dir=source)
     out.update(step=meta.get("step"), stage=meta.get("stage"), merged_lora=bool(meta.get("lora")),
-               dtype=dtype, out_dir=os.path.abspath(out_dir))
+               dtype=dtype, out_dir=storage.absolute(out_dir))
     if jax.process_index() == 0:
         print(f"exported step {out['step']} ({out['stage']}"
               f"{', LoRA adapters merged' if out['merged_lora'] else ''}) of {workdir} to "

@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 
+from igpo_jax import storage
+
 log = logging.getLogger(__name__)
 
 
@@ -46,8 +48,11 @@ class MetricsWriter:
         self.tb = None
         if not self.enabled:
             return
-        os.makedirs(workdir, exist_ok=True)
-        if tensorboard:
+        storage.makedirs(workdir)
+        if tensorboard and storage.is_cloud(workdir):
+            log.info("TensorBoard events are written for local workdirs only; %s is in a "
+                     "bucket (metrics.jsonl has every record)", workdir)
+        elif tensorboard:
             try:
                 from tensorboardX import SummaryWriter
                 self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
@@ -58,22 +63,20 @@ class MetricsWriter:
         """Drops records of steps after ``step`` (written after the restored checkpoint).
         ``step = 0`` (a fresh start) empties the record, with a warning when it held rows
         (a run killed before its first checkpoint, or checkpoints deleted)."""
-        if not self.enabled or not os.path.exists(self.path):
+        if not self.enabled or not storage.exists(self.path):
             return
         rows = read_metrics(self.path)
         keep = [r for r in rows if r["step"] <= step]
         if step == 0 and rows:
             log.warning("starting at step 0: dropping the %d records of an earlier start in %s "
                         "(no finished checkpoint to resume from)", len(rows), self.path)
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in keep)
+        storage.write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         record = {k: _clean(v) for k, v in record.items()}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(strict(record), allow_nan=False) + "\n")
+        storage.append_text(self.path, json.dumps(strict(record), allow_nan=False) + "\n")
         if self.tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
@@ -88,8 +91,8 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     """The records of a JSONL file. A last line that does not parse (a write cut short
     by a crash, power loss or a full disk) is dropped with a warning; a bad line before
     the last is an error naming ``file:line``."""
-    with open(path, encoding="utf-8") as f:
-        lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+    lines = [(i, line) for i, line in enumerate(storage.read_text(path).splitlines(), 1)
+             if line.strip()]
     out = []
     for k, (i, line) in enumerate(lines):
         try:

@@ -30,7 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from igpo_jax import configlib, seed_stats
+from igpo_jax import configlib, seed_stats, storage
 from igpo_jax.metrics import read_metrics, strict
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,13 @@ def _member_summary(stage_dir: str) -> dict:
     """Training and evaluation numbers of one finished member."""
     out: dict[str, Any] = {}
     eval_path = os.path.join(stage_dir, "eval", "summary.json")
-    if os.path.exists(eval_path):
-        with open(eval_path) as f:
-            ev = json.load(f)
+    if storage.exists(eval_path):
+        ev = json.loads(storage.read_text(eval_path))
         out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"],
                    heldout_examples=ev.get("num_examples"),
                    eval_mode=ev["sampler"].get("mode", "exact"))
     mpath = os.path.join(stage_dir, "metrics.jsonl")
-    rows = read_metrics(mpath) if os.path.exists(mpath) else []
+    rows = read_metrics(mpath) if storage.exists(mpath) else []
     rollouts = {r["rollout_step"]: r for r in rows if "rollout_step" in r}
     if rollouts:
         rs = [rollouts[k] for k in sorted(rollouts)]
@@ -120,7 +119,7 @@ def _member_summary(stage_dir: str) -> dict:
             rollout_seconds=float(sum(r["rollout_seconds"] for r in rs)),
         )
     hpath = os.path.join(stage_dir, "heldout.jsonl")
-    if os.path.exists(hpath):
+    if storage.exists(hpath):
         out["heldout_curve"] = read_metrics(hpath)
     rs = [rollouts[k] for k in sorted(rollouts)]
     samples = np.cumsum([r["rollouts_per_step"] + r.get("hinted_samples", 0) for r in rs])
@@ -155,6 +154,13 @@ def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     mid = (p + z * z / (2 * n)) / den
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
     return (mid - half, mid + half)
+
+
+def _save_figure(fig, path: str) -> None:
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    storage.path(path).write_bytes(buf.getvalue())
 
 
 def plot_results(results: Mapping[str, dict], path: str) -> bool:
@@ -215,7 +221,7 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best", framealpha=0.8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_figure(fig, path)
     plt.close(fig)
     return True
 
@@ -239,10 +245,8 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 def export_stage(stage_dir: str, out_dir: str) -> None:
     """Copies a finished stage as a small shippable folder: its final parameters
     (no optimiser state), metrics, evaluation and DONE record."""
-    import shutil
-
     from igpo_jax.checkpoint import Checkpointer
-    if not os.path.exists(os.path.join(stage_dir, "DONE.json")):
+    if not storage.exists(os.path.join(stage_dir, "DONE.json")):
         raise FileNotFoundError(f"{stage_dir} has no DONE.json: the stage is not finished")
     src = Checkpointer(os.path.join(stage_dir, "checkpoints"))
     step = src.latest_step()
@@ -251,39 +255,37 @@ def export_stage(stage_dir: str, out_dir: str) -> None:
     if dict(restored["meta"]).get("lora"):
         raise ValueError(f"{stage_dir} holds LoRA adapters only (its base is not in the "
                          f"checkpoint); export merged weights with --export_hf instead")
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    dst = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=1)
+    storage.rmtree(out_dir)
+    dst = Checkpointer(os.path.join(out_dir, "checkpoints"), keep=1, async_save=False)
     dst.save(step, dict(restored["params"]), None, dict(restored["meta"]), force=True)
     dst.wait()
     dst.close()
     for name in ("DONE.json", "config.json", "metrics.jsonl", "sft_data.json",
                  os.path.join("eval", "summary.json"), os.path.join("eval", "generations.jsonl")):
-        if os.path.exists(os.path.join(stage_dir, name)):
-            os.makedirs(os.path.dirname(os.path.join(out_dir, name)), exist_ok=True)
-            shutil.copy(os.path.join(stage_dir, name), os.path.join(out_dir, name))
+        if storage.exists(os.path.join(stage_dir, name)):
+            storage.makedirs(os.path.dirname(os.path.join(out_dir, name)))
+            storage.copy_file(os.path.join(stage_dir, name), os.path.join(out_dir, name))
 
 
 def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> list[str]:
     """Puts shipped stage outputs (``pipeline.shipped``: stage -> asset folder) in place
     of stages not yet run, when ``pipeline.use_shipped`` is on."""
-    import shutil
     installed: list[str] = []
     if not c.pipeline.use_shipped:
         return installed
     for name, asset in dict(c.pipeline.shipped).items():
         src = asset if os.path.isabs(asset) else os.path.join(ASSETS, asset)
         dst = os.path.join(workdir, name)
-        if os.path.exists(os.path.join(dst, "DONE.json")):
+        if storage.exists(os.path.join(dst, "DONE.json")):
             continue
-        if not os.path.exists(os.path.join(src, "DONE.json")):
+        if not storage.exists(os.path.join(src, "DONE.json")):
             print(f"[pipeline] {name}: no shipped result at {src}; running the stage", flush=True)
             continue
-        if os.path.exists(dst):
-            shutil.rmtree(dst)
-        shutil.copytree(src, dst)
-        with open(os.path.join(dst, SHIPPED_MARKER), "w") as f:
-            json.dump({"source": src}, f)
+        storage.rmtree(dst)
+        for rel in list(storage.files_under(src)):
+            storage.makedirs(os.path.dirname(os.path.join(dst, rel)))
+            storage.copy_file(os.path.join(src, rel), os.path.join(dst, rel))
+        storage.write_text(os.path.join(dst, SHIPPED_MARKER), json.dumps({"source": src}))
         installed.append(name)
         print(f"[pipeline] {name}: installed from the shipped result {src} (produced by this "
               f"stage's own command; --config.pipeline.use_shipped=False re-creates it)",
@@ -323,17 +325,17 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
             continue
         stage_dir = os.path.join(workdir, name)
         done = os.path.join(stage_dir, "DONE.json")
-        if os.path.exists(done):
+        if storage.exists(done):
             if name in installed:
                 continue  # its line was printed when it was installed
-            if os.path.exists(os.path.join(stage_dir, SHIPPED_MARKER)):
+            if storage.exists(os.path.join(stage_dir, SHIPPED_MARKER)):
                 print(f"[pipeline] {name}: installed from the shipped result earlier, not "
                       f"re-run", flush=True)
             else:
                 print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
             continue
         todo = [n for n in names if (not c.pipeline.only or n == c.pipeline.only)
-                and not os.path.exists(os.path.join(workdir, n, "DONE.json"))]
+                and not storage.exists(os.path.join(workdir, n, "DONE.json"))]
         metrics.PIPELINE.update(index=len(metrics.PIPELINE.get("durations", [])) + 1,
                                 total=len(metrics.PIPELINE.get("durations", [])) + len(todo))
         print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "
@@ -342,17 +344,15 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
         summary = run_stage(subs[name], stage_dir)
         metrics.PIPELINE.setdefault("durations", []).append(time.time() - t_stage)
         if jax.process_index() == 0:
-            with open(done, "w") as f:
-                json.dump(strict(json.loads(json.dumps(summary, default=str))), f, indent=2,
-                          allow_nan=False)
+            storage.write_text(done, json.dumps(
+                strict(json.loads(json.dumps(summary, default=str))), indent=2, allow_nan=False))
     results = {name: _member_summary(os.path.join(workdir, name)) for name in names
-               if os.path.exists(os.path.join(workdir, name, "DONE.json"))}
+               if storage.exists(os.path.join(workdir, name, "DONE.json"))}
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "results.json"), "w") as f:
-            json.dump(strict(results), f, indent=2, allow_nan=False)
-        with open(os.path.join(workdir, "machine.json"), "w") as f:
-            json.dump(dict(machine, wall_seconds_this_call=round(time.time() - t_start, 1)), f,
-                      indent=2)
+        storage.write_text(os.path.join(workdir, "results.json"),
+                           json.dumps(strict(results), indent=2, allow_nan=False))
+        storage.write_text(os.path.join(workdir, "machine.json"), json.dumps(
+            dict(machine, wall_seconds_this_call=round(time.time() - t_start, 1)), indent=2))
         plotted = plot_results(results, os.path.join(workdir, "results.png"))
         print(format_results(results))
         print(f"[pipeline] {time.time() - t_start:.0f} s in this call on "
@@ -369,11 +369,10 @@ def report_seeds(results: Mapping[str, dict], workdir: str,
     """Seed statistics of a ``GROUP@SEED`` sweep: ``seed_report.json``, tables on the
     terminal and ``seed_report.md``, and ``seeds.png`` (means with 95% bands)."""
     rep = seed_stats.seed_report(results, workdir, list(compare))
-    with open(os.path.join(workdir, "seed_report.json"), "w") as f:
-        json.dump(strict(rep), f, indent=2, allow_nan=False)
+    storage.write_text(os.path.join(workdir, "seed_report.json"),
+                       json.dumps(strict(rep), indent=2, allow_nan=False))
     text = seed_stats.format_seed_report(rep)
-    with open(os.path.join(workdir, "seed_report.md"), "w") as f:
-        f.write(text + "\n")
+    storage.write_text(os.path.join(workdir, "seed_report.md"), text + "\n")
     print(text)
     plot_seeds(results, rep, os.path.join(workdir, "seeds.png"))
     print(f"seed report: {os.path.join(workdir, 'seed_report.md')}")
@@ -446,7 +445,7 @@ def plot_seeds(results: Mapping[str, dict], rep: dict, path: str) -> bool:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_figure(fig, path)
     plt.close(fig)
     return True
 

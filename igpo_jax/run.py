@@ -9,7 +9,7 @@ import os
 import jax
 import ml_collections
 
-from igpo_jax import configlib
+from igpo_jax import configlib, storage
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,11 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
     if not workdir:
         raise configlib.ConfigError("no workdir: pass --workdir DIR (or set config.workdir)")
     try:
-        os.makedirs(workdir, exist_ok=True)
+        storage.makedirs(workdir)
         probe = os.path.join(workdir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
+        storage.write_text(probe, "ok")
+        storage.remove(probe)
+    except (OSError, ImportError) as e:
         raise configlib.ConfigError(f"workdir {workdir} is not writable: {e}") from e
     if jax.process_index() == 0:
         from igpo_jax import workdir_lock
@@ -32,8 +31,8 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
             workdir_lock.acquire(workdir)
         except workdir_lock.WorkdirBusy as e:
             raise configlib.ConfigError(str(e)) from None
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(c.to_json_best_effort(indent=2))
+        storage.write_text(os.path.join(workdir, "config.json"),
+                           c.to_json_best_effort(indent=2))
     return workdir
 
 

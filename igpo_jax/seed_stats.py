@@ -22,6 +22,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from igpo_jax import storage
+
 # two-sided 95% Student-t quantiles t_{0.975, df}
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
          9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
@@ -97,14 +99,13 @@ def split_member(name: str) -> tuple[str, int] | None:
 def per_problem(stage_dir: str) -> np.ndarray | None:
     """Correctness per held-out problem (mean over samples) from ``eval/generations.jsonl``."""
     path = os.path.join(stage_dir, "eval", "generations.jsonl")
-    if not os.path.exists(path):
+    if not storage.exists(path):
         return None
     by: dict[int, list[float]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                by.setdefault(int(r["index"]), []).append(float(r["correct"]))
+    for line in storage.read_text(path).splitlines():
+        if line.strip():
+            r = json.loads(line)
+            by.setdefault(int(r["index"]), []).append(float(r["correct"]))
     return np.asarray([np.mean(by[i]) for i in sorted(by)])
 
 

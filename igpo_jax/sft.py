@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from igpo_jax import experiment, optim, preemption
+from igpo_jax import experiment, optim, preemption, storage
 from igpo_jax import sharding as shd
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
@@ -166,9 +166,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     log.info("SFT data: %s (overlong traces %s)", counts,
              "dropped" if sft.overlong == "drop" else "truncated")
     if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "sft_data.json"), "w") as f:
-            json.dump(counts, f)
+        storage.makedirs(workdir)
+        storage.write_text(os.path.join(workdir, "sft_data.json"), json.dumps(counts))
     prompts, attn = encode_prompts(tok, examples, s.prompt_len, c.data.system_prompt or None)
     targets = np.stack([tok.completion_ids(e.trace, s.gen_length) for e in examples])
     data_iter = index_iterator(len(examples), sft.batch_size, c.seed, jax.process_index(),

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from igpo_jax import storage
+
 MASK_TOKEN = "<|mdm_mask|>"
 EOT_TOKEN = "<|eot_id|>"
 HEADER_START, HEADER_END = "<|start_header_id|>", "<|end_header_id|>"
@@ -69,9 +71,9 @@ class Tokenizer(abc.ABC):
 class SentencePieceTokenizer(Tokenizer):
     def __init__(self, model_path: str = SYNTHETIC_SP_MODEL):
         import sentencepiece as spm
-        if not os.path.exists(model_path):
+        if not storage.exists(model_path):
             raise FileNotFoundError(f"SentencePiece model {model_path} does not exist")
-        self.sp = spm.SentencePieceProcessor(model_file=model_path)
+        self.sp = spm.SentencePieceProcessor(model_proto=storage.read_bytes(model_path))
         self.path = model_path
         self.vocab_size = self.sp.vocab_size()
         self.bos_id, self.eos_id = self.sp.bos_id(), self.sp.eos_id()
@@ -105,10 +107,10 @@ class HFTokenizer(Tokenizer):
             from tokenizers import Tokenizer as _HF
         except ImportError as e:  # pragma: no cover - exercised only without the extra
             raise ImportError("the Hugging Face tokenizer needs `pip install igpo_jax[hf]`") from e
-        file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-        if not os.path.exists(file):
+        file = os.path.join(path, "tokenizer.json") if storage.isdir(path) else path
+        if not storage.exists(file):
             raise FileNotFoundError(f"no tokenizer.json at {file}")
-        self.tok = _HF.from_file(file)
+        self.tok = _HF.from_str(storage.read_text(file))
         self.vocab_size = self.tok.get_vocab_size()
         self.chat_template = chat_template
 

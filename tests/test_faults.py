@@ -33,10 +33,10 @@ def _env():
             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 
 
-def _sigterm_when(run, ready, timeout: float, poll: float):
+def _sigterm_when(run, ready, timeout: float, poll: float, env=None):
     """Starts the 5-step run in ``run``, waits until ``ready()`` (or ``timeout`` s, or the
     process ending), sends SIGTERM; returns (exit code, output)."""
-    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(run), cwd=ROOT, env=env or _env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout

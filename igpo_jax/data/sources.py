@@ -19,7 +19,7 @@ import logging
 import os
 from typing import Any, Callable, Mapping
 
-from igpo_jax import rewards
+from igpo_jax import rewards, storage
 from igpo_jax.data import Example, format_trace, synthetic
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,13 @@ class DataError(ValueError):
 
 def read_json_rows(path: str) -> list[tuple[int, Any]]:
     """(line number, parsed row) for JSONL, or for a JSON list (line = index + 1)."""
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise FileNotFoundError(f"data file {path} does not exist")
+    raw = storage.read_bytes(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = open(path, "rb").read()[:e.start].count(b"\n") + 1
+        line = raw[:e.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not UTF-8 text at byte {e.start} (a binary or "
                         f"compressed file? JSONL / JSON files are read as UTF-8)") from None
     if text.lstrip().startswith("["):

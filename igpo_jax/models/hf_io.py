@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from igpo_jax import sharding as shd
+from igpo_jax import storage
 from igpo_jax.models import llada
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,11 @@ def config_from_hf(path_or_dict: str | os.PathLike | Mapping[str, Any],
         hf = dict(path_or_dict)
     else:
         path = os.fspath(path_or_dict)
-        if os.path.isdir(path):
+        if storage.isdir(path):
             path = os.path.join(path, "config.json")
-        if not os.path.exists(path):
+        if not storage.exists(path):
             raise FileNotFoundError(f"no Hugging Face config.json at {path}")
-        with open(path, encoding="utf-8") as f:
-            hf = json.load(f)
+        hf = json.loads(storage.read_text(path))
     required = ("d_model", "n_layers", "n_heads", "vocab_size")
     missing = [k for k in required if k not in hf]
     if missing:
@@ -135,20 +135,51 @@ def _tensor_files(hf_dir: str) -> dict[str, str]:
     """tensor name -> safetensors file path."""
     index = os.path.join(hf_dir, INDEX_FILE)
     single = os.path.join(hf_dir, SINGLE_FILE)
-    if os.path.exists(index):
-        with open(index, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map")
+    if storage.exists(index):
+        weight_map = json.loads(storage.read_text(index)).get("weight_map")
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} has no 'weight_map' object")
         files = {name: os.path.join(hf_dir, fn) for name, fn in weight_map.items()}
         for path in set(files.values()):
-            if not os.path.exists(path):
+            if not storage.exists(path):
                 raise CheckpointError(f"shard {path} listed in {index} does not exist")
         return files
-    if os.path.exists(single):
-        with safe_open(single, framework="np") as f:
+    if storage.exists(single):
+        with safe_open(_local(single), framework="np") as f:
             return {name: single for name in f.keys()}
     raise FileNotFoundError(f"no {SINGLE_FILE} or {INDEX_FILE} in {hf_dir}")
+
+
+def _local(path: str) -> str:
+    """A local file with the content of ``path`` (safetensors reads memory-mapped local
+    files): ``path`` itself, or for a cloud URL a copy in the temporary folder, made
+    once per process."""
+    if not storage.is_cloud(path):
+        return path
+    import hashlib
+    import tempfile
+    local = os.path.join(tempfile.gettempdir(), "igpo_jax_hf_cache",
+                         hashlib.sha256(path.encode()).hexdigest()[:16] + "-" +
+                         os.path.basename(path))
+    if local not in _DOWNLOADED:
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with storage.open_file(path, "rb") as src, open(local + ".part", "wb") as dst:
+            for block in iter(lambda: src.read(1 << 24), b""):
+                dst.write(block)
+        os.replace(local + ".part", local)
+        _DOWNLOADED.add(local)
+    return local
+
+
+_DOWNLOADED: set[str] = set()
+
+
+def _save_tensors(tensors: dict[str, np.ndarray], path: str) -> None:
+    if storage.is_cloud(path):
+        from safetensors.numpy import save
+        storage.path(path).write_bytes(save(tensors, metadata={"format": "pt"}))
+    else:
+        save_file(tensors, path, metadata={"format": "pt"})
 
 
 class _Reader:
@@ -163,7 +194,7 @@ class _Reader:
             raise CheckpointError(f"tensor {name!r} is missing from the checkpoint")
         path = self.files[name]
         if path not in self._open:
-            self._open[path] = safe_open(path, framework="np").__enter__()
+            self._open[path] = safe_open(_local(path), framework="np").__enter__()
         return self._open[path].get_tensor(name)
 
     def close(self):
@@ -259,9 +290,8 @@ def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = 
     """``config.json``: the source checkpoint's (keeping ``auto_map`` and every key we do
     not model) updated with this model's shape, ids and dtype."""
     out: dict[str, Any] = {}
-    if source_dir and os.path.exists(os.path.join(source_dir, "config.json")):
-        with open(os.path.join(source_dir, "config.json"), encoding="utf-8") as f:
-            out = json.load(f)
+    if source_dir and storage.exists(os.path.join(source_dir, "config.json")):
+        out = json.loads(storage.read_text(os.path.join(source_dir, "config.json")))
     out.update(config_to_hf(cfg))
     out["torch_dtype"] = dtype
     return out
@@ -289,7 +319,6 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
     Returns ``{"files": [...], "tensors": N, "bytes": total}``.
     """
     import fnmatch
-    import shutil
 
     from igpo_jax import distributed
     from igpo_jax.models import lora
@@ -316,7 +345,7 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
     out_dir = os.fspath(out_dir)
     writer = jax.process_index() == 0
     if writer:
-        os.makedirs(out_dir, exist_ok=True)
+        storage.makedirs(out_dir)
     plan = _shard_plan(cfg, np.dtype(np_dtype).itemsize, max_shard_bytes)
     names = ([SINGLE_FILE] if len(plan) == 1 and not max_shard_bytes else
              [f"model-{i + 1:05d}-of-{len(plan):05d}.safetensors" for i in range(len(plan))])
@@ -335,18 +364,16 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
             weight_map[tname] = fn
             total += t.nbytes
         if writer:
-            save_file(tensors, os.path.join(out_dir, fn), metadata={"format": "pt"})
+            _save_tensors(tensors, os.path.join(out_dir, fn))
         del tensors
     if writer:
-        with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(hf_config_dict(cfg, dtype, source_dir and os.fspath(source_dir)), f,
-                      indent=2)
+        storage.write_text(os.path.join(out_dir, "config.json"), json.dumps(
+            hf_config_dict(cfg, dtype, source_dir and os.fspath(source_dir)), indent=2))
         if names != [SINGLE_FILE]:
-            with open(os.path.join(out_dir, INDEX_FILE), "w", encoding="utf-8") as f:
-                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f,
-                          indent=2)
+            storage.write_text(os.path.join(out_dir, INDEX_FILE), json.dumps(
+                {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
         if source_dir:
-            for fn in sorted(os.listdir(source_dir)):
+            for fn in storage.listdir(source_dir):
                 if fn != "config.json" and any(fnmatch.fnmatch(fn, pat) for pat in _COPIED):
-                    shutil.copy(os.path.join(source_dir, fn), os.path.join(out_dir, fn))
+                    storage.copy_file(os.path.join(source_dir, fn), os.path.join(out_dir, fn))
     return {"files": names, "tensors": len(weight_map), "bytes": total}
