@@ -47,7 +47,7 @@ if [[ $create == 1 ]]; then
 fi
 run "${tpu[@]}" scp --recurse "$repo" "$name:~/igpo_jax" --zone "$zone" --worker=all
 run "${tpu[@]}" ssh "$name" --zone "$zone" --worker=all --command \
-  "cd ~/igpo_jax && pip install -q -U 'jax[tpu]' && pip install -q -e ."
+  "cd ~/igpo_jax && pip install -q -U 'jax[tpu]' && pip install -q -e '.[gcs]'"
 extra=""
 for a in "$@"; do extra+=" $(printf '%q' "$a")"; done
 run "${tpu[@]}" ssh "$name" --zone "$zone" --worker=all --command \

@@ -299,3 +299,76 @@ def test_disk_full_save_names_the_folder_and_the_intact_checkpoint(tmp_path, mon
     with pytest.raises(DiskFullError, match=r"disk full: .* while saving checkpoint step 2; "
                                             r"the previous checkpoint \(step 1\) is intact"):
         ck.save(2, {"w": jnp.ones((4, 4))}, None, {"step": 2}, force=True)
+
+
+def test_async_save_returns_before_the_write_and_commits_with_checksums(tmp_path,
+                                                                        monkeypatch):
+    """save() returns while the write is still running (held here inside the checksum
+    step, which runs after the files are written and before Orbax commits); nothing of
+    that step is a restore point until it commits; wait() commits it, checksums
+    included, and the next save waits for the previous write."""
+    import threading
+
+    from igpo_jax import checkpoint
+    release, entered = threading.Event(), threading.Event()
+    real = checkpoint.write_checksums
+
+    def held(step_dir):
+        entered.set()
+        assert release.wait(60)
+        real(step_dir)
+    monkeypatch.setattr(checkpoint, "write_checksums", held)
+    ck = Checkpointer(str(tmp_path), keep=5)
+    assert ck.async_save
+    tree = {"w": jnp.arange(12.0).reshape(3, 4)}
+    ck.save(1, tree, None, {"step": 1}, force=True)  # returns with the write in flight
+    assert entered.wait(60)
+    assert ck.manager.is_saving_in_progress()
+    assert not (tmp_path / "1").exists()  # not committed: only the temporary folder
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("1.")]
+    release.set()
+    ck.wait()
+    assert ck.latest_step() == 1 and (tmp_path / "1" / checkpoint.CHECKSUMS).exists()
+    checkpoint.verify_checksums(str(tmp_path / "1"))
+    release.clear()
+    entered.clear()
+    ck.save(2, {"w": tree["w"] + 1}, None, {"step": 2}, force=True)
+    assert entered.wait(60)
+    release.set()
+    ck.save(3, {"w": tree["w"] + 2}, None, {"step": 3}, force=True)  # waits for step 2
+    assert ck.latest_step() >= 2 and (tmp_path / "2" / checkpoint.CHECKSUMS).exists()
+    ck.close()  # waits for step 3
+    params, _, meta = Checkpointer(str(tmp_path)).restore(None, tree)
+    assert meta["step"] == 3
+    np.testing.assert_array_equal(np.asarray(params["w"]), np.asarray(tree["w"] + 2))
+
+
+def test_async_and_sync_checkpoints_hold_the_same_bytes(tmp_path):
+    tree = {"w": jnp.asarray(np.random.default_rng(0).standard_normal((16, 8)), jnp.float32)}
+    opt = {"m": tree["w"] * 2}
+    for mode in ("sync", "async"):
+        ck = Checkpointer(str(tmp_path / mode), async_save=mode == "async")
+        ck.save(7, tree, opt, {"step": 7, "mode": mode}, force=True)
+        ck.close()
+    a = Checkpointer(str(tmp_path / "sync")).restore(None, tree, opt)
+    b = Checkpointer(str(tmp_path / "async")).restore(None, tree, opt)
+    for x, y in ((a[0], b[0]), (a[1], b[1])):
+        for k in x:
+            np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+
+
+def test_disk_full_in_the_background_write_is_named_at_the_wait(tmp_path, monkeypatch):
+    import errno
+
+    from igpo_jax.checkpoint import DiskFullError
+    ck = Checkpointer(str(tmp_path), keep=5)
+    ck.save(1, {"w": jnp.ones((4, 4))}, None, {"step": 1}, force=True)
+    ck.wait()
+    ck._writing = 2
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(ck.manager, "wait_until_finished", full)
+    with pytest.raises(DiskFullError, match=r"while saving checkpoint step 2; the previous "
+                                            r"checkpoint \(step 1\) is intact"):
+        ck.wait()
