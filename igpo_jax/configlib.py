@@ -13,6 +13,7 @@ import ml_collections
 
 from igpo_jax import optim, sft, storage, tokenizers
 from igpo_jax.data.sources import FILE_SOURCES
+from igpo_jax.models.family import FAMILIES
 from igpo_jax.models.llada import PRESETS
 from igpo_jax.models.lora import LoraConfig
 from igpo_jax.rl import grpo
@@ -49,8 +50,13 @@ def base_config() -> ml_collections.ConfigDict:
         cpu_collectives="gloo",  # collectives between CPU processes (tests, CPU clusters)
     ))
     c.model = ml_collections.ConfigDict(dict(
-        preset="tiny",  # tiny | small | llada_8b (random init) ... unless hf_dir / init_from
-        hf_dir="",  # Hugging Face LLaDA folder (config.json + safetensors)
+        # llada | dream: the model family (models/family.py): architecture switches, Hugging
+        # Face layout, special tokens and chat template (an hf_dir's config.json decides)
+        family="llada",
+        # tiny | small (random init, sized by the tokenizer, in the family's shape) |
+        # llada_8b | dream_7b (random init at full size) ... unless hf_dir / init_from
+        preset="tiny",
+        hf_dir="",  # Hugging Face folder (config.json + safetensors) of a LLaDA or Dream model
         init_from="",  # a workdir (or its checkpoints/ folder) of an earlier run, e.g. SFT
         param_dtype="float32",  # parameter storage dtype: float32 | bfloat16
         dtype="float32",  # compute dtype of the matmuls: float32 | bfloat16
@@ -426,6 +432,11 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
            d.tfds.format, f"expected one of {FILE_FORMATS}")
     _check(m.preset in PRESETS or m.hf_dir, "model.preset", m.preset,
            f"expected one of {PRESETS}, or set model.hf_dir")
+    _check(m.family in FAMILIES, "model.family", m.family, f"expected one of {sorted(FAMILIES)}")
+    big = {FAMILIES[f].preset: f for f in FAMILIES}
+    _check(m.hf_dir or m.preset not in big or big[m.preset] == m.family, "model.preset",
+           m.preset, f"is a {big.get(m.preset)} model but model.family={m.family!r}: set "
+           f"--config.model.family={big.get(m.preset)}")
     _check(m.lora.rank >= 0, "model.lora.rank", m.lora.rank, "must be >= 0 (0 = no LoRA)")
     try:
         LoraConfig.from_config(m.lora)
@@ -434,6 +445,9 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     _check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
            "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
+    _check(not need_weights or m.preset != "dream_7b" or m.hf_dir or m.init_from,
+           "model.hf_dir", m.hf_dir,
+           "the Dream-7B recipe needs weights: --config.model.hf_dir=/path/to/Dream-v0-Instruct-7B")
     check_devices(c)
     if not check_paths:
         return

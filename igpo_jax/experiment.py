@@ -14,7 +14,7 @@ from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
 from igpo_jax import storage
 from igpo_jax import tokenizers
-from igpo_jax.models import hf_io, llada, lora
+from igpo_jax.models import family, hf_io, llada, lora
 from igpo_jax.models.lora import LoraConfig
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def build_mesh(c: ml_collections.ConfigDict) -> jax.sharding.Mesh:
 
 
 def build_tokenizer(c: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
-    return tokenizers.load_tokenizer(c.tokenizer.kind, c.tokenizer.path or None)
+    return tokenizers.load_tokenizer(c.tokenizer.kind, c.tokenizer.path or None,
+                                     family=c.model.family)
 
 
 def model_config(c: ml_collections.ConfigDict,
@@ -37,16 +38,21 @@ def model_config(c: ml_collections.ConfigDict,
                     lora=LoraConfig.from_config(m.lora))
     if m.hf_dir:
         cfg = hf_io.config_from_hf(m.hf_dir, **numerics)
+        if cfg.family != m.family:
+            raise ValueError(f"model.hf_dir {m.hf_dir} holds a {cfg.family} model but "
+                             f"model.family={m.family!r}: set --config.model.family={cfg.family}")
     else:
         overrides = {k: v for k, v in m.overrides.to_dict().items() if v}
-        if m.preset == "llada_8b":
-            cfg = llada.LLaDAConfig.llada_8b(**numerics, **overrides)
+        if m.preset in {f.preset for f in family.FAMILIES.values()}:
+            cfg = getattr(llada.LLaDAConfig, m.preset)(**numerics, **overrides)
         else:
-            # small models take their vocabulary and special ids from the tokenizer
+            # small models take their vocabulary and special ids from the tokenizer and
+            # their architecture switches from the family
             tok = tok or build_tokenizer(c)
             cfg = getattr(llada.LLaDAConfig, m.preset)(
                 vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, eos_token_id=tok.eos_id,
-                bos_token_id=tok.bos_id, **numerics, **overrides)
+                bos_token_id=tok.bos_id, **family.FAMILIES[m.family].features, **numerics,
+                **overrides)
     if tok is None:
         return cfg
     if cfg.vocab_rows < tok.vocab_size:
@@ -88,8 +94,9 @@ def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
     else:
         params = _base_params(c.model.hf_dir, c.seed, base_cfg, mesh)
     if cfg.lora is not None:
-        shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
-        adapters = jax.jit(lambda: llada.init_adapters(cfg, c.seed),
+        fam = family.of(cfg)
+        shardings = shd.tree_shardings(fam.param_specs(cfg), mesh)
+        adapters = jax.jit(lambda: fam.init_adapters(cfg, c.seed),
                            out_shardings={k: shardings[k] for k in shardings
                                           if lora.is_adapter(k)})()
         params = {**params, **adapters}
@@ -101,15 +108,17 @@ def _base_params(hf_dir: str, seed: int, cfg: llada.LLaDAConfig, mesh) -> dict:
         log.info("loading Hugging Face weights from %s", hf_dir)
         return hf_io.load_hf_checkpoint(hf_dir, dtype=cfg.param_dtype, mesh=mesh,
                                         compute_dtype=cfg.dtype, remat=cfg.remat).param_dict()
-    shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
-    return jax.jit(lambda: llada.init_params(cfg, seed), out_shardings=shardings)()
+    fam = family.of(cfg)
+    shardings = shd.tree_shardings(fam.param_specs(cfg), mesh)
+    return jax.jit(lambda: fam.init_params(cfg, seed), out_shardings=shardings)()
 
 
 def abstract_params(cfg: llada.LLaDAConfig, mesh) -> dict:
     """``ShapeDtypeStruct`` s with the mesh's shardings (no memory allocated)."""
-    shardings = shd.tree_shardings(llada.param_specs(cfg), mesh)
+    fam = family.of(cfg)
+    shardings = shd.tree_shardings(fam.param_specs(cfg), mesh)
     return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k])
-            for k, v in jax.eval_shape(lambda: llada.init_params(cfg, 0)).items()}
+            for k, v in jax.eval_shape(lambda: fam.init_params(cfg, 0)).items()}
 
 
 def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | None = None,
@@ -144,7 +153,8 @@ def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | N
 
 def describe(cfg: llada.LLaDAConfig) -> str:
     fields = dataclasses.asdict(cfg)
-    return (f"LLaDA {cfg.num_params() / 1e6:.2f}M params: " +
+    name = {"llada": "LLaDA", "dream": "Dream"}.get(cfg.family, cfg.family)
+    return (f"{name} {cfg.num_params() / 1e6:.2f}M params: " +
             ", ".join(f"{k}={fields[k]}" for k in ("d_model", "n_layers", "n_heads",
                                                     "n_kv_heads", "vocab_size", "dtype")))
 

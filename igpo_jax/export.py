@@ -50,8 +50,9 @@ def export(c: ml_collections.ConfigDict, workdir: str, out_dir: str, step: int |
               f"{out_dir}: {out['tensors']} tensors, {out['bytes'] / 2 ** 30:.2f} GiB {dtype} in "
               f"{len(out['files'])} file(s)", flush=True)
         if not source:
-            print("note: model.hf_dir is not set, so no modelling code or tokenizer was "
-                  "copied; copy configuration_llada.py, modeling_llada.py and the tokenizer "
-                  "files of LLaDA-8B-Instruct into the folder to load it with "
-                  "trust_remote_code", flush=True)
+            lay = hf_io.layout(cfg)
+            print(f"note: model.hf_dir is not set, so no modelling code or tokenizer was "
+                  f"copied; copy {lay.modelling_files} and the tokenizer files of the "
+                  f"{lay.family} checkpoint you started from into the folder to load it with "
+                  f"trust_remote_code", flush=True)
     return out

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from igpo_jax import sharding as shd
-from igpo_jax.models import llada, lora
+from igpo_jax.models import family, llada, lora
 
 REMASKING = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
@@ -170,7 +170,7 @@ def _model_inputs(st: _Static, x, attn, prompt_len):
 
 def _head(params, st: _Static, h, b):
     """Block hidden states -> float32 logits ``[B, block_length, V]`` (CFG combined)."""
-    logits = llada.logits_from_hidden(params, st.model, h)
+    logits = family.of(st.model).logits_from_hidden(params, st.model, h)
     if st.sampler.cfg_scale > 0:
         cond, un = logits[:b], logits[b:]
         logits = un + (st.sampler.cfg_scale + 1.0) * (cond - un)
@@ -180,25 +180,29 @@ def _head(params, st: _Static, h, b):
 def _block_logits(params, st: _Static, x, attn, prompt_len, start):
     """float32 logits of the block at ``start`` from a full forward (no cache)."""
     xs, attn = _model_inputs(st, x, attn, prompt_len)
-    h = llada.hidden_states(params, st.model, xs, attn)
-    h = jax.lax.dynamic_slice_in_dim(h, start, st.sampler.block_length, axis=1)
+    h = family.of(st.model).hidden_states(params, st.model, xs, attn)
+    h = family.predicting(st.model, h, start, st.sampler.block_length)
     return _head(params, st, h, x.shape[0])
 
 
 def _refresh(params, st: _Static, x, attn, prompt_len, start):
     """Full forward at a block's first step: the block's logits and a fresh K/V cache."""
     xs, attn = _model_inputs(st, x, attn, prompt_len)
-    h, cache = llada.hidden_states_and_kv(params, st.model, xs, attn)
-    h = jax.lax.dynamic_slice_in_dim(h, start, st.sampler.block_length, axis=1)
+    h, cache = family.of(st.model).hidden_states_and_kv(params, st.model, xs, attn)
+    h = family.predicting(st.model, h, start, st.sampler.block_length)
     return _head(params, st, h, x.shape[0]), cache, attn
 
 
-def _window_logits(params, st: _Static, x, attn, cache, start, width):
-    """The block's logits from a forward over ``[start, start + width)`` against ``cache``."""
-    xw = jax.lax.dynamic_slice_in_dim(x, start, width, axis=1)
-    if st.sampler.cfg_scale > 0:  # window tokens lie after the prompt: same in both halves
-        xw = jnp.concatenate([xw, xw], axis=0)
-    h = llada.hidden_states_window(params, st.model, xw, start, cache, attn)
+def _window_logits(params, st: _Static, x, attn, cache, start, width, prompt_len):
+    """The block's logits from a forward over ``[start, start + width)`` against ``cache``
+    (with shifted logits the window starts one position earlier: that position's
+    hidden state predicts the block's first token)."""
+    s = st.model.logits_shift
+    xw = jax.lax.dynamic_slice_in_dim(x, start - s, width + s, axis=1)
+    if st.sampler.cfg_scale > 0:  # the unconditional half: prompt positions masked
+        pos = start - s + jnp.arange(width + s)
+        xw = jnp.concatenate([xw, jnp.where(pos[None] < prompt_len, st.mask_id, xw)], axis=0)
+    h = family.of(st.model).hidden_states_window(params, st.model, xw, start - s, cache, attn)
     return _head(params, st, h[:, :st.sampler.block_length], x.shape[0])
 
 
@@ -287,7 +291,7 @@ def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _
         width = bl if sc.cache == "dual" else x.shape[1] - start  # prefix: static blk
 
         def logits_of(x):
-            return _window_logits(params, st, x, attn2, cache, start, width)
+            return _window_logits(params, st, x, attn2, cache, start, width, p)
         first = 1
 
     def step(i, t: _Tokens) -> _Tokens:
@@ -416,7 +420,8 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
         model_cfg = model_cfg.replace(lora=None)
         st = dataclasses.replace(st, model=model_cfg)
     if mesh is not None:
-        params = shd.place(params, shd.tree_shardings(llada.param_specs(model_cfg), mesh))
+        params = shd.place(params, shd.tree_shardings(
+            family.of(model_cfg).param_specs(model_cfg), mesh))
         args = shd.shard_batch(args, mesh)
     out, order, nfe = _generate_jit(params, *args, rng, st=st)
     return Sample(out, order, int(nfe), sampler_cfg.mode)

@@ -31,7 +31,7 @@ from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import Progress
-from igpo_jax.models import llada
+from igpo_jax.models import family, llada
 from igpo_jax.tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,10 @@ def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, tar
     p = prompt_ids.shape[1]
     x = jnp.concatenate([prompt_ids, jnp.where(noise_mask, cfg.mask_token_id, target_ids)], 1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(target_ids.shape, bool)], 1)
-    hidden = llada.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)[:, p:]
-    logits = llada.logits_from_hidden(params, cfg, hidden)
+    fam = family.of(cfg)
+    hidden = fam.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)
+    logits = fam.logits_from_hidden(params, cfg,
+                                    family.predicting(cfg, hidden, p, target_ids.shape[1]))
     ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, target_ids[..., None], -1)[..., 0]
     p_tok = p_mask if p_mask.ndim == 2 else p_mask[:, None]
     per_example = (ce * noise_mask / p_tok).sum(1) / target_ids.shape[1]

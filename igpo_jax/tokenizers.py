@@ -99,10 +99,28 @@ class SentencePieceTokenizer(Tokenizer):
         return [self.bos_id] + self.encode(text)
 
 
-class HFTokenizer(Tokenizer):
-    """LLaDA's ``tokenizer.json`` through the ``tokenizers`` library, with its chat template."""
+# the chat template and special tokens of each model family's tokenizer.json
+CHAT_FORMATS = {
+    # LLaDA: LLaMA-3 headers, <|eot_id|> ends a turn, <|mdm_mask|> is the mask
+    "llada": dict(bos=None, eos=None, mask=MASK_TOKEN, eot=EOT_TOKEN, style="headers"),
+    # Dream (Qwen2.5): ChatML turns, <|endoftext|> ends text (and pads), <|mask|>
+    "dream": dict(bos="<|endoftext|>", eos="<|endoftext|>", mask="<|mask|>", eot="<|im_end|>",
+                  style="chatml", system="You are a helpful assistant."),
+}
 
-    def __init__(self, path: str, chat_template: bool = True):
+
+class HFTokenizer(Tokenizer):
+    """A model family's ``tokenizer.json`` through the ``tokenizers`` library, with the
+    family's chat template (LLaDA: LLaMA-3 headers; Dream: ChatML with Qwen2.5's
+    default system turn)."""
+
+    def __init__(self, path: str, chat_template: bool = True, family: str = "llada"):
+        if family not in CHAT_FORMATS:
+            raise ValueError(f"no chat format for model family {family!r}; known: "
+                             f"{sorted(CHAT_FORMATS)}")
+        fmt = CHAT_FORMATS[family]
+        self.family, self.style = family, fmt["style"]
+        self.default_system = fmt.get("system")
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -119,9 +137,12 @@ class HFTokenizer(Tokenizer):
             if i is None:
                 raise ValueError(f"{file} has no {token!r} token")
             return i
-        self.bos_id, self.eos_id = tid(LLADA_BOS), tid(LLADA_EOS)
-        self.mask_id, self.eot_id = tid(MASK_TOKEN), tid(EOT_TOKEN)
-        self.header_ids = (tid(HEADER_START), tid(HEADER_END))
+        self.bos_id, self.eos_id = tid(fmt["bos"] or LLADA_BOS), tid(fmt["eos"] or LLADA_EOS)
+        self.mask_id, self.eot_id = tid(fmt["mask"]), tid(fmt["eot"])
+        if self.style == "headers":
+            self.header_ids = (tid(HEADER_START), tid(HEADER_END))
+        else:
+            self.im_start = tid("<|im_start|>")
 
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -130,6 +151,10 @@ class HFTokenizer(Tokenizer):
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
     def _turn(self, role: str, content: str | None) -> list[int]:
+        if self.style == "chatml":  # <|im_start|>role\ncontent<|im_end|>\n
+            ids = [self.im_start] + self.encode(role + "\n")
+            return ids if content is None else (ids + self.encode(content) + [self.eot_id]
+                                                + self.encode("\n"))
         start, end = self.header_ids
         ids = [start] + self.encode(role) + [end] + self.encode("\n\n")
         return ids if content is None else ids + self.encode(content) + [self.eot_id]
@@ -138,6 +163,9 @@ class HFTokenizer(Tokenizer):
         if not self.chat_template:
             return [self.bos_id] + self.encode((system_prompt + "\n" if system_prompt else "")
                                                + question)
+        if self.style == "chatml":  # no BOS; Qwen2.5's default system turn
+            return (self._turn("system", system_prompt or self.default_system)
+                    + self._turn("user", question) + self._turn("assistant", None))
         ids = [self.bos_id]
         if system_prompt:
             ids += self._turn("system", system_prompt)
@@ -147,15 +175,16 @@ class HFTokenizer(Tokenizer):
 KINDS = ("sentencepiece", "hf")
 
 
-def load_tokenizer(kind: str, path: str | None = None) -> Tokenizer:
-    """``kind``: ``sentencepiece`` (default path: the shipped synthetic model) or ``hf``."""
+def load_tokenizer(kind: str, path: str | None = None, family: str = "llada") -> Tokenizer:
+    """``kind``: ``sentencepiece`` (default path: the shipped synthetic model) or ``hf``
+    (the chat template and special tokens of the model ``family``)."""
     if kind == "sentencepiece":
         return SentencePieceTokenizer(path or SYNTHETIC_SP_MODEL)
     if kind == "hf":
         if not path:
             raise ValueError("tokenizer.kind='hf' needs tokenizer.path (a folder with "
                              "tokenizer.json, e.g. LLaDA-8B-Instruct)")
-        return HFTokenizer(path)
+        return HFTokenizer(path, family=family)
     raise ValueError(f"tokenizer.kind={kind!r}; expected 'sentencepiece' or 'hf'")
 
 

@@ -156,7 +156,7 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
 
 def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
                    hint_ids=None, hint_mask=None, attention_mask=None, cache="none",
-                   threshold=None):
+                   threshold=None, dream=False):
     """Step-by-step numpy version of docs/ALGORITHM.md section 3 at temperature 0, low_confidence.
 
     ``cache``: "none" (exact), "prefix" or "dual": steps after a block's first see
@@ -166,8 +166,14 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
     least one and at least what the fixed schedule still needs; the block ends
     when nothing is masked.
 
+    ``dream``: Dream's forward and its shifted logits (the prediction of token i read
+    at position i-1); a cached step then also recomputes position ``start - 1``, whose
+    output predicts the block's first token.
+
     Returns (x [B, P+G], log) where log lists (block, step, transferred positions per row).
     """
+    fwd = dream_numpy_forward if dream else numpy_forward
+    shift = 1 if dream else 0
     B, P = prompt.shape
     x = np.concatenate([prompt, np.full((B, gen_length), mask_id)], 1).astype(np.int64)
     fixed = np.zeros((B, P + gen_length), bool)
@@ -192,10 +198,12 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
             if threshold is not None and i > 0 and not masked.any():
                 break
             if cache == "none" or i == 0:
-                logits = numpy_forward(t, c, x, attn)
+                logits = fwd(t, c, x, attn)
             else:
-                window = (lo, hi if cache == "dual" else x.shape[1])
-                logits = numpy_forward(t, c, x, attn, stale=at_start, window=window)
+                window = (lo - shift, hi if cache == "dual" else x.shape[1])
+                logits = fwd(t, c, x, attn, stale=at_start, window=window)
+            if dream:
+                logits = dream_shift(logits)
             logits[..., mask_id] = -np.inf
             x0 = logits.argmax(-1)
             p = np.exp(logits - logits.max(-1, keepdims=True))
@@ -214,3 +222,90 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
                 moved.append(sorted(sel.tolist()))
             log.append((b, i, moved))
     return x, log
+
+
+# ---- Dream (Qwen2-shaped, shifted logits), written from Dream's modelling code ----------
+def dream_hf_config(vocab=64, d=32, layers=2, heads=4, kv_heads=2, mlp=64, mask=63, eos=62):
+    return {"architectures": ["DreamModel"], "model_type": "Dream", "vocab_size": vocab,
+            "hidden_size": d, "intermediate_size": mlp, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv_heads,
+            "max_position_embeddings": 512, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+            "mask_token_id": mask, "eos_token_id": eos, "pad_token_id": eos,
+            "bos_token_id": eos, "tie_word_embeddings": False, "hidden_act": "silu",
+            "rope_scaling": None}
+
+
+def random_dream_weights(c, seed=0, scale=0.3):
+    """Tensors named and shaped as Dream's DreamModel state dict."""
+    rng = np.random.default_rng(seed)
+    d, f, v = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    hd = d // c["num_attention_heads"]
+    kv = c["num_key_value_heads"] * hd
+    w = lambda *s: (rng.standard_normal(s) * scale).astype(np.float32)  # noqa: E731
+    t = {"model.embed_tokens.weight": w(v, d), "model.norm.weight": 1 + w(d),
+         "lm_head.weight": w(v, d)}
+    for i in range(c["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        t.update({p + "input_layernorm.weight": 1 + w(d),
+                  p + "post_attention_layernorm.weight": 1 + w(d),
+                  p + "self_attn.q_proj.weight": w(d, d), p + "self_attn.q_proj.bias": w(d),
+                  p + "self_attn.k_proj.weight": w(kv, d), p + "self_attn.k_proj.bias": w(kv),
+                  p + "self_attn.v_proj.weight": w(kv, d), p + "self_attn.v_proj.bias": w(kv),
+                  p + "self_attn.o_proj.weight": w(d, d),
+                  p + "mlp.gate_proj.weight": w(f, d), p + "mlp.up_proj.weight": w(f, d),
+                  p + "mlp.down_proj.weight": w(d, f)})
+    return t
+
+
+def dream_numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None):
+    """float64 DreamModel.forward on its own tensors: raw logits [B, L, V] (position i's
+    output; Dream's generation reads the prediction of token i at i-1, see
+    :func:`dream_shift`). ``stale``/``window``/``record`` as in :func:`numpy_forward`.
+    Padding is hidden from the keys (the rows of padded queries are not compared)."""
+    B, L = ids.shape
+    stale_kv = []
+    if stale is not None:
+        dream_numpy_forward(t, c, stale, attention_mask, record=stale_kv)
+        outside = np.ones(L, bool)
+        outside[window[0]:window[1]] = False
+    H, K = c["num_attention_heads"], c["num_key_value_heads"]
+    D = c["hidden_size"] // H
+    eps = c["rms_norm_eps"]
+    x = t["model.embed_tokens.weight"][ids].astype(np.float64)
+    bias = np.zeros((B, L)) if attention_mask is None else np.where(attention_mask, 0.0, -1e30)
+    for i in range(c["num_hidden_layers"]):
+        g = lambda n: t[f"model.layers.{i}.{n}"].astype(np.float64)  # noqa: E731
+
+        def lin(x, n, with_bias=False, g=g):
+            y = x @ g(n + ".weight").T
+            return y + g(n + ".bias") if with_bias else y
+        h = _rms(x, g("input_layernorm.weight"), eps)
+        q = _rope(lin(h, "self_attn.q_proj", True).reshape(B, L, H, D), c["rope_theta"])
+        k = _rope(lin(h, "self_attn.k_proj", True).reshape(B, L, K, D), c["rope_theta"])
+        v = lin(h, "self_attn.v_proj", True).reshape(B, L, K, D)
+        if stale is not None:
+            k[:, outside], v[:, outside] = stale_kv[i][0][:, outside], stale_kv[i][1][:, outside]
+        if record is not None:
+            record.append((k, v))
+        k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)  # repeat_kv
+        s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        a = np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
+        x = x + lin(a, "self_attn.o_proj")
+        h = _rms(x, g("post_attention_layernorm.weight"), eps)
+        gate = lin(h, "mlp.gate_proj")
+        x = x + lin((gate / (1 + np.exp(-gate))) * lin(h, "mlp.up_proj"), "mlp.down_proj")
+    x = _rms(x, t["model.norm.weight"], eps)
+    return x @ t["lm_head.weight"].astype(np.float64).T
+
+
+def dream_shift(logits):
+    """Dream's generation: logits = cat([logits[:, :1], logits[:, :-1]], 1)."""
+    return np.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
+
+
+def dream_path_config(c):
+    """The keys :func:`f32_atol` reads, from a Dream config."""
+    return {"d_model": c["hidden_size"], "mlp_hidden_size": c["intermediate_size"],
+            "n_layers": c["num_hidden_layers"], "n_heads": c["num_attention_heads"]}

@@ -1,4 +1,6 @@
-"""Hugging Face LLaDA checkpoints: streaming import and export (no PyTorch).
+"""Hugging Face checkpoints of every model family: streaming import and export (no
+PyTorch). The family's layout (tensor names, ``config.json`` keys) is picked from
+the config: LLaDA's here, Dream's in models/dream.py (:data:`LAYOUTS`).
 
 Import reads ``config.json`` and ``model.safetensors`` (or the shards listed in
 ``model.safetensors.index.json``) tensor by tensor through safetensors' numpy
@@ -22,7 +24,7 @@ from safetensors.numpy import save_file
 
 from igpo_jax import sharding as shd
 from igpo_jax import storage
-from igpo_jax.models import llada
+from igpo_jax.models import dream, family, llada
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +52,28 @@ def hf_is_linear(name: str) -> bool:
         "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
 
 
+def read_hf_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> dict:
+    """A Hugging Face ``config.json`` (a path, a folder or an already-read dict)."""
+    if isinstance(path_or_dict, Mapping):
+        return dict(path_or_dict)
+    path = os.fspath(path_or_dict)
+    if storage.isdir(path):
+        path = os.path.join(path, "config.json")
+    if not storage.exists(path):
+        raise FileNotFoundError(f"no Hugging Face config.json at {path}")
+    return json.loads(storage.read_text(path))
+
+
 def config_from_hf(path_or_dict: str | os.PathLike | Mapping[str, Any],
                    **overrides) -> llada.LLaDAConfig:
-    """Reads the keys of a Hugging Face LLaDA ``config.json`` (a path, a folder or a dict)."""
-    if isinstance(path_or_dict, Mapping):
-        hf = dict(path_or_dict)
-    else:
-        path = os.fspath(path_or_dict)
-        if storage.isdir(path):
-            path = os.path.join(path, "config.json")
-        if not storage.exists(path):
-            raise FileNotFoundError(f"no Hugging Face config.json at {path}")
-        hf = json.loads(storage.read_text(path))
+    """The model config of a Hugging Face ``config.json`` of any family (a path, a
+    folder or a dict): Dream's when it says so, else LLaDA's."""
+    hf = read_hf_config(path_or_dict)
+    return layout_of_hf(hf).config_from_hf(hf, **overrides)
+
+
+def llada_config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
+    """Reads the keys of a Hugging Face LLaDA ``config.json``."""
     required = ("d_model", "n_layers", "n_heads", "vocab_size")
     missing = [k for k in required if k not in hf]
     if missing:
@@ -129,6 +141,43 @@ def config_to_hf(cfg: llada.LLaDAConfig) -> dict[str, Any]:
                      "AutoModel": "modeling_llada.LLaDAModelLM",
                      "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
     }
+
+
+class Layout:
+    """How one family's checkpoints are written by Hugging Face: tensor names, which
+    tensors are linear ([out, in] there, [in, out] here), ``config.json`` keys."""
+
+    def __init__(self, family, tensor_name, is_linear, config_from_hf, config_to_hf,
+                 matches, modelling_files):
+        self.family, self.tensor_name, self.is_linear = family, tensor_name, is_linear
+        self.config_from_hf, self.config_to_hf = config_from_hf, config_to_hf
+        self.matches, self.modelling_files = matches, modelling_files
+
+
+LAYOUTS = {
+    "llada": Layout("llada", hf_tensor_name, hf_is_linear, llada_config_from_hf, config_to_hf,
+                    lambda hf: "d_model" in hf,
+                    "configuration_llada.py, modeling_llada.py"),
+    "dream": Layout("dream", dream.tensor_name, dream.is_linear, dream.config_from_hf,
+                    dream.config_to_hf, dream.matches, dream.MODELLING_FILES),
+}
+
+
+def layout_of_hf(hf: Mapping[str, Any]) -> Layout:
+    """The layout whose ``config.json`` this is (Dream's say so; LLaDA's have d_model)."""
+    if LAYOUTS["dream"].matches(hf):
+        return LAYOUTS["dream"]
+    if LAYOUTS["llada"].matches(hf) or not hf.get("model_type"):
+        return LAYOUTS["llada"]
+    raise ValueError(f"config.json of model_type {hf.get('model_type')!r}: not a family this "
+                     f"package implements ({sorted(LAYOUTS)})")
+
+
+def layout(cfg: llada.LLaDAConfig) -> Layout:
+    if cfg.family not in LAYOUTS:
+        raise ValueError(f"model family {cfg.family!r} has no Hugging Face layout; "
+                         f"known: {sorted(LAYOUTS)}")
+    return LAYOUTS[cfg.family]
 
 
 def _tensor_files(hf_dir: str) -> dict[str, str]:
@@ -203,14 +252,16 @@ class _Reader:
         self._open.clear()
 
 
-def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype,
+                lay: Layout) -> np.ndarray:
     """Reads (and for ``blocks/`` stacks) one parameter in our layout."""
     per_layer = name.startswith("blocks/")
     target = shape[1:] if per_layer else shape
+    hf_is_linear = lay.is_linear
     hf_shape = tuple(reversed(target)) if hf_is_linear(name) else target
     out = np.empty(shape, dtype)
     for layer in range(shape[0] if per_layer else 1):
-        tname = hf_tensor_name(name, layer)
+        tname = lay.tensor_name(name, layer)
         t = reader.get(tname)
         if tuple(t.shape) != hf_shape:
             raise CheckpointError(f"tensor {tname!r} has shape {tuple(t.shape)}, the model "
@@ -226,7 +277,8 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype) -> np
 def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
                        mesh: jax.sharding.Mesh | None = None,
                        compute_dtype: str | None = None, **config_overrides) -> llada.LLaDA:
-    """Loads a Hugging Face LLaDA checkpoint into a :class:`LLaDA` model.
+    """Loads a Hugging Face checkpoint (LLaDA or Dream, from its config.json) into a
+    :class:`LLaDA` model (the family's forward is set by its config).
 
     Args:
       hf_dir: folder with ``config.json`` and safetensors weights.
@@ -236,23 +288,25 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
       **config_overrides: LLaDAConfig fields to override (e.g. ``remat=True``).
     """
     hf_dir = os.fspath(hf_dir)
-    cfg = config_from_hf(
-        hf_dir, param_dtype=dtype, dtype=compute_dtype or dtype, **config_overrides)
-    specs = llada.param_specs(cfg)
+    hf = read_hf_config(hf_dir)
+    lay = layout_of_hf(hf)
+    cfg = lay.config_from_hf(hf, param_dtype=dtype, dtype=compute_dtype or dtype,
+                             **config_overrides)
+    specs = family.of(cfg).param_specs(cfg)
     shardings = shd.tree_shardings(specs, mesh) if mesh is not None else None
     files = _tensor_files(hf_dir)
-    expected = {hf_tensor_name(n, i) for n, (s, _) in specs.items()
+    expected = {lay.tensor_name(n, i) for n, (s, _) in specs.items()
                 for i in (range(s[0]) if n.startswith("blocks/") else [None])}
     unexpected = sorted(set(files) - expected)
     if unexpected:
-        log.warning("ignoring %d tensors that LLaDA does not use: %s", len(unexpected),
-                    unexpected[:5])
+        log.warning("ignoring %d tensors that the %s model does not use: %s", len(unexpected),
+                    lay.family, unexpected[:5])
     reader = _Reader(files)
-    model = llada.abstract_model(cfg)
+    model = family.of(cfg).abstract_model(cfg)
     try:
         params = {}
         for name, (shape, _) in specs.items():
-            host = _read_param(reader, name, shape, _NP_DTYPES[dtype])
+            host = _read_param(reader, name, shape, _NP_DTYPES[dtype], lay)
             params[name] = jax.device_put(host, shardings[name]) if shardings else \
                 jax.device_put(host)
             del host
@@ -274,7 +328,7 @@ def _shard_plan(cfg: llada.LLaDAConfig, itemsize: int, max_shard_bytes: int | No
     (a tensor larger than that gets a shard of its own)."""
     shards: list[list[tuple[str, int | None]]] = [[]]
     size = 0
-    for name, (shape, _) in llada.param_specs(cfg).items():
+    for name, (shape, _) in family.of(cfg).param_specs(cfg).items():
         per_layer = name.startswith("blocks/")
         nbytes = int(np.prod(shape[1:] if per_layer else shape)) * itemsize
         for layer in (range(shape[0]) if per_layer else [None]):
@@ -292,7 +346,7 @@ def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = 
     out: dict[str, Any] = {}
     if source_dir and storage.exists(os.path.join(source_dir, "config.json")):
         out = json.loads(storage.read_text(os.path.join(source_dir, "config.json")))
-    out.update(config_to_hf(cfg))
+    out.update(layout(cfg).config_to_hf(cfg))
     out["torch_dtype"] = dtype
     return out
 
@@ -300,8 +354,9 @@ def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = 
 def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: str | os.PathLike,
                        dtype: str | None = None, max_shard_bytes: int | None = None,
                        source_dir: str | os.PathLike | None = None) -> dict:
-    """Writes a Hugging Face LLaDA checkpoint: ``config.json`` + safetensors, in the
-    tensor names, ``[out, in]`` layouts and dtype that LLaDA's modelling code loads.
+    """Writes a Hugging Face checkpoint of the config's family: ``config.json`` +
+    safetensors, in the tensor names, ``[out, in]`` layouts and dtype that the family's
+    modelling code (LLaDA's or Dream's) loads.
 
     * LoRA adapters in the parameters are merged into their base weights first.
     * ``max_shard_bytes``: split over ``model-0000i-of-0000N.safetensors`` files listed
@@ -339,11 +394,12 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
     if dtype not in _NP_DTYPES:
         raise ValueError(f"export dtype {dtype!r}; expected one of {sorted(_NP_DTYPES)}")
     np_dtype = _NP_DTYPES[dtype]
-    missing = sorted(set(llada.param_specs(cfg)) - set(params))
+    missing = sorted(set(family.of(cfg).param_specs(cfg)) - set(params))
     if missing:
         raise KeyError(f"parameters {missing} are missing; cannot export")
     out_dir = os.fspath(out_dir)
     writer = jax.process_index() == 0
+    lay = layout(cfg)
     if writer:
         storage.makedirs(out_dir)
     plan = _shard_plan(cfg, np.dtype(np_dtype).itemsize, max_shard_bytes)
@@ -358,8 +414,8 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
                 host.clear()
                 host[name] = distributed.to_host(params[name]).astype(np_dtype, copy=False)
             t = host[name][layer] if layer is not None else host[name]
-            t = t.T if hf_is_linear(name) else t
-            tname = hf_tensor_name(name, layer)
+            t = t.T if lay.is_linear(name) else t
+            tname = lay.tensor_name(name, layer)
             tensors[tname] = np.ascontiguousarray(t)
             weight_map[tname] = fn
             total += t.nbytes

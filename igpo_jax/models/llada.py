@@ -57,6 +57,13 @@ class LLaDAConfig:
     dtype: str = "float32"  # compute dtype of matmuls; norms, rotary and softmax stay float32
     remat: bool = False  # rematerialise each layer in the backward pass (training memory)
     lora: lora_lib.LoraConfig | None = None  # adapters on some linears (models/lora.py)
+    # the model family (models/family.py): its Hugging Face layout, tokens and the two
+    # architecture switches below; "llada" is the plain LLaDA Transformer
+    family: str = "llada"
+    qkv_bias: bool = False  # biases on the q, k, v projections (Qwen2-shaped: Dream)
+    # 1: the logits that predict token i come from position i-1 (Dream, trained from an
+    # autoregressive model); 0: from position i (LLaDA)
+    logits_shift: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size",
@@ -80,6 +87,8 @@ class LLaDAConfig:
                                  f"vocabulary of {self.vocab_rows} rows")
         _dtype(self.param_dtype)
         _dtype(self.dtype)
+        if self.logits_shift not in (0, 1):
+            raise ValueError(f"LLaDAConfig.logits_shift={self.logits_shift}; expected 0 or 1")
         if self.lora is not None:
             _dtype(self.lora.param_dtype)
 
@@ -101,6 +110,8 @@ class LLaDAConfig:
     def num_params(self) -> int:
         d, h, f = self.d_model, self.head_dim, self.mlp_hidden_size
         per_layer = 2 * d + d * d * 2 + 2 * d * self.kv_heads * h + 3 * d * f
+        if self.qkv_bias:
+            per_layer += d + 2 * self.kv_heads * h
         return self.n_layers * per_layer + 2 * self.vocab_rows * d + d
 
     def flops_per_token(self, seq_len: int) -> float:
@@ -127,6 +138,18 @@ class LLaDAConfig:
         return cls(**base)
 
     @classmethod
+    def dream_7b(cls, **kw) -> "LLaDAConfig":
+        """Dream-org/Dream-v0-Instruct-7B (and -Base): Qwen2.5-7B-shaped (q/k/v biases,
+        GQA 28/4, untied head), logits shifted by one. With ``model.hf_dir`` every size
+        and id is read from its config.json instead (models/dream.py)."""
+        base = dict(vocab_size=152064, d_model=3584, n_layers=28, n_heads=28, n_kv_heads=4,
+                    mlp_hidden_size=18944, max_sequence_length=131072, rope_theta=1000000.0,
+                    rms_norm_eps=1e-6, mask_token_id=151666, eos_token_id=151643,
+                    bos_token_id=151643, family="dream", qkv_bias=True, logits_shift=1)
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
     def small(cls, **kw) -> "LLaDAConfig":
         """The sampler benchmark scale: d_model 256, 4 layers, 4 heads, vocab 512."""
         base = dict(vocab_size=512, d_model=256, n_layers=4, n_heads=4, n_kv_heads=4,
@@ -139,7 +162,7 @@ class LLaDAConfig:
 # ---- parameter layout -----------------------------------------------------------------
 # One place that names every parameter, its shape, its logical axes for sharding and
 # its Hugging Face tensor. Linear kernels are stored [in, out] (HF stores [out, in]).
-PRESETS = ("tiny", "small", "llada_8b")  # LLaDAConfig class methods: model.preset
+PRESETS = ("tiny", "small", "llada_8b", "dream_7b")  # LLaDAConfig class methods: model.preset
 
 
 def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str | None, ...]]]:
@@ -161,6 +184,10 @@ def param_specs(cfg: LLaDAConfig) -> dict[str, tuple[tuple[int, ...], tuple[str 
         "ln_f": ((d,), ("norm",)),
         "lm_head": ((d, v), ("embed", "vocab")),
     }
+    if cfg.qkv_bias:
+        specs.update({"blocks/q_bias": ((n, q), ("layers", "heads")),
+                      "blocks/k_bias": ((n, kv), ("layers", "kv_heads")),
+                      "blocks/v_bias": ((n, kv), ("layers", "kv_heads"))})
     if cfg.lora is not None:
         specs.update(lora_lib.adapter_specs(cfg.lora, specs))
     return specs
@@ -225,9 +252,13 @@ def _qkv(cfg: LLaDAConfig, x: jax.Array, layer: Params, sin, cos, dropout_key=No
     """Rotated queries [B, L, H, D] and keys, values [B, L, K, D] of one layer."""
     b, l, _ = x.shape
     h = rms_norm(x, layer["attn_norm"], cfg.rms_norm_eps)
-    q = _linear(cfg, h, layer, "q_proj", dropout_key).reshape(b, l, cfg.n_heads, cfg.head_dim)
-    k = _linear(cfg, h, layer, "k_proj", dropout_key).reshape(b, l, cfg.kv_heads, cfg.head_dim)
-    v = _linear(cfg, h, layer, "v_proj", dropout_key).reshape(b, l, cfg.kv_heads, cfg.head_dim)
+
+    def proj(name, heads):
+        y = _linear(cfg, h, layer, name + "_proj", dropout_key)
+        if cfg.qkv_bias:
+            y = y + layer[name + "_bias"].astype(y.dtype)
+        return y.reshape(b, l, heads, cfg.head_dim)
+    q, k, v = proj("q", cfg.n_heads), proj("k", cfg.kv_heads), proj("v", cfg.kv_heads)
     return apply_rotary(q, sin, cos), apply_rotary(k, sin, cos), v
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.models import llada
+from igpo_jax.models import family, llada
 
 
 def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) -> jax.Array:
@@ -43,8 +43,10 @@ def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
     x = jnp.concatenate([prompt_ids, jnp.full(completion_ids.shape, cfg.mask_token_id,
                                               jnp.int32)], axis=1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
-    hidden = llada.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)[:, p:]
-    logits = llada.logits_from_hidden(params, cfg, hidden)  # [B, C, V] float32
+    fam = family.of(cfg)
+    hidden = fam.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)
+    hidden = family.predicting(cfg, hidden, p, completion_ids.shape[1])
+    logits = fam.logits_from_hidden(params, cfg, hidden)  # [B, C, V] float32
     logz = jax.nn.logsumexp(logits, axis=-1)
     tok = jnp.take_along_axis(logits, completion_ids[..., None], axis=-1)[..., 0]
     logp = tok - logz

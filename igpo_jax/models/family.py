@@ -1,0 +1,81 @@
+"""The diffusion-LM protocol: what sampling, log-probs, SFT, LoRA, export and the dry
+run need from a model family, selected by ``model.family`` (``LLaDAConfig.family``).
+
+A family provides:
+
+* parameters: ``param_specs(cfg)`` (name -> shape, logical axes), ``init_params``,
+  ``init_adapters``, ``abstract_model``;
+* the forward: ``hidden_states`` (final-normed, ``[B, L, d]``), ``logits_from_hidden``,
+  and for the cached sampler ``hidden_states_and_kv`` / ``hidden_states_window``;
+* ``logits_shift``: 0 when the logits that predict token i are read at position i
+  (LLaDA), 1 when at position i-1 (Dream); :func:`predicting` and
+  :func:`token_logits` apply it, so callers never index positions themselves;
+* Hugging Face import/export (``hf_io.LAYOUTS``: tensor names, config.json keys) and
+  special token ids (mask, EOS, BOS on the config; the chat template's tokens in
+  tokenizers.py).
+
+LLaDA and Dream share models/llada.py's Transformer (Dream adds q/k/v biases and the
+shift through config fields), so both entries below point at it; a family with a
+different forward registers its own functions with :func:`register`. See the README,
+"Adding a model family".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from igpo_jax.models import llada
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    name: str
+    preset: str  # the LLaDAConfig preset of its reference size (model.preset)
+    features: dict  # LLaDAConfig fields every model of the family has
+    param_specs: Callable = llada.param_specs
+    init_params: Callable = llada.init_params
+    init_adapters: Callable = llada.init_adapters
+    abstract_model: Callable = llada.abstract_model
+    hidden_states: Callable = llada.hidden_states
+    hidden_states_and_kv: Callable = llada.hidden_states_and_kv
+    hidden_states_window: Callable = llada.hidden_states_window
+    logits_from_hidden: Callable = llada.logits_from_hidden
+    forward: Callable = llada.forward
+
+
+FAMILIES: dict[str, Family] = {
+    "llada": Family("llada", "llada_8b", dict(family="llada")),
+    "dream": Family("dream", "dream_7b",
+                    dict(family="dream", qkv_bias=True, logits_shift=1, rms_norm_eps=1e-6)),
+}
+
+
+def register(family: Family) -> None:
+    FAMILIES[family.name] = family
+
+
+def of(cfg: llada.LLaDAConfig) -> Family:
+    if cfg.family not in FAMILIES:
+        raise ValueError(f"model family {cfg.family!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[cfg.family]
+
+
+def predicting(cfg: llada.LLaDAConfig, hidden: jax.Array, start, length: int) -> jax.Array:
+    """The hidden states whose logits predict the tokens at ``[start, start + length)``:
+    those positions, or with a shift of one the positions before them (``start`` may
+    be traced; it must be >= the shift)."""
+    return jax.lax.dynamic_slice_in_dim(hidden, start - cfg.logits_shift, length, axis=1)
+
+
+def token_logits(params, cfg: llada.LLaDAConfig, input_ids: jax.Array,
+                 attention_mask: jax.Array | None = None) -> jax.Array:
+    """float32 logits ``[B, L, V]`` whose position i predicts token i, for every family
+    (with a shift, position 0 keeps its own logits, as Dream's generation code does)."""
+    logits = of(cfg).forward(params, cfg, input_ids, attention_mask)
+    if cfg.logits_shift:
+        logits = jnp.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
+    return logits
