@@ -334,7 +334,8 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     """Checks the config as a whole; raises :class:`ConfigError` on the first problem.
 
     ``check_paths=False`` skips the existence of folders and files (a pipeline
-    checks its later stages before the earlier ones have written them)."""
+    checks its later stages before the earlier ones have written them);
+    ``need_weights=False`` (the dry run, the export) also needs no weights and no data."""
     unknown = unknown_keys(c, base_config())
     _check(not unknown, unknown[0] if unknown else "", "?",
            "unknown key (a typo?); every key and its default is in igpo_jax/configlib.py")
@@ -419,7 +420,7 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
     m = c.model
     d = c.data
     _check(d.source in DATA_SOURCES, "data.source", d.source, f"expected one of {DATA_SOURCES}")
-    if d.source not in ("synthetic", "tfds"):  # a file source: its files, before any work
+    if d.source not in ("synthetic", "tfds") and need_weights:  # a file source: its files
         _check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
                f"data.source={d.source!r} reads files: set --config.data.train_path=FILE")
         _check(d.test_path or (c.mode != "eval" and not c.eval.after_train and not c.eval.every),

@@ -28,7 +28,7 @@ import optax
 
 from igpo_jax import experiment, optim, sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import lora
+from igpo_jax.models import family, lora
 
 GiB = 1024 ** 3
 
@@ -72,7 +72,8 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
         return _abstract((rows, length), dtype, shd.batch_sharding(mesh, 2, rows))
 
     report: dict[str, Any] = dict(
-        model=dict(params=cfg.num_params(), d_model=cfg.d_model, n_layers=cfg.n_layers,
+        model=dict(family=cfg.family, params=cfg.num_params(), d_model=cfg.d_model,
+                   n_layers=cfg.n_layers,
                    param_dtype=cfg.param_dtype, dtype=cfg.dtype, remat=cfg.remat,
                    trainable=sum(x.size for x in trainable.values()),
                    lora=cfg.lora.to_dict() if cfg.lora else None,
@@ -146,7 +147,8 @@ def _training_line(m: dict[str, Any]) -> str:
 
 
 def format_report(r: dict[str, Any]) -> str:
-    lines = [f"dry run: LLaDA {r['model']['params'] / 1e9:.2f}B params "
+    name = family.title(r["model"].get("family", "llada"))
+    lines = [f"dry run: {name} {r['model']['params'] / 1e9:.2f}B params "
              f"({r['model']['n_layers']} layers, d_model {r['model']['d_model']}, "
              f"{r['model']['param_dtype']} params, {r['model']['dtype']} compute, "
              f"remat={r['model']['remat']}) on {r['devices']} {r['platform']} devices, "

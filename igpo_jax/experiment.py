@@ -153,7 +153,7 @@ def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | N
 
 def describe(cfg: llada.LLaDAConfig) -> str:
     fields = dataclasses.asdict(cfg)
-    name = {"llada": "LLaDA", "dream": "Dream"}.get(cfg.family, cfg.family)
+    name = family.title(cfg.family)
     return (f"{name} {cfg.num_params() / 1e6:.2f}M params: " +
             ", ".join(f"{k}={fields[k]}" for k in ("d_model", "n_layers", "n_heads",
                                                     "n_kv_heads", "vocab_size", "dtype")))

@@ -34,6 +34,7 @@ from igpo_jax.models import llada
 @dataclasses.dataclass(frozen=True)
 class Family:
     name: str
+    title: str  # as printed ("LLaDA", "Dream")
     preset: str  # the LLaDAConfig preset of its reference size (model.preset)
     features: dict  # LLaDAConfig fields every model of the family has
     param_specs: Callable = llada.param_specs
@@ -48,14 +49,18 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "llada": Family("llada", "llada_8b", dict(family="llada")),
-    "dream": Family("dream", "dream_7b",
+    "llada": Family("llada", "LLaDA", "llada_8b", dict(family="llada")),
+    "dream": Family("dream", "Dream", "dream_7b",
                     dict(family="dream", qkv_bias=True, logits_shift=1, rms_norm_eps=1e-6)),
 }
 
 
 def register(family: Family) -> None:
     FAMILIES[family.name] = family
+
+
+def title(name: str) -> str:
+    return FAMILIES[name].title if name in FAMILIES else name
 
 
 def of(cfg: llada.LLaDAConfig) -> Family:
