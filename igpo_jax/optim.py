@@ -69,7 +69,13 @@ class NonFiniteError(RuntimeError):
 def check_finite(opt_state, limit: int, stage: str, step: int, last_good: int | None) -> int:
     """Raises :class:`NonFiniteError` after ``limit`` skipped updates in a row;
     returns the total number skipped."""
-    consecutive, total = nonfinite_counts(opt_state)
+    return check_counts(*nonfinite_counts(opt_state), limit, stage, step, last_good)
+
+
+def check_counts(consecutive: int, total: int, limit: int, stage: str, step: int,
+                 last_good: int | None) -> int:
+    """:func:`check_finite` on counts already read from the device."""
+    consecutive, total = int(consecutive), int(total)
     if consecutive >= limit:
         raise NonFiniteError(f"{stage}: {consecutive} non-finite losses/gradients in a row at "
                              f"step {step}; stopping. The last good checkpoint (step "

@@ -134,11 +134,14 @@ def batch_sharding(mesh: Mesh, ndim: int = 2, batch_size: int | None = None) -> 
 
 
 def shard_batch(batch: Any, mesh: Mesh) -> Any:
-    """Places every array of a pytree with its leading axis over the batch axes."""
-    def put_rows(x):
-        x = np.asarray(x) if not isinstance(x, jax.Array) else x
-        return put(x, batch_sharding(mesh, x.ndim, x.shape[0]))
-    return jax.tree.map(put_rows, batch)
+    """Places every array of a pytree with its leading axis over the batch axes: one
+    ``jax.device_put`` of the whole tree in a single process (one host-to-device
+    transfer), a global array per leaf with several processes."""
+    batch = jax.tree.map(lambda x: x if isinstance(x, jax.Array) else np.asarray(x), batch)
+    shardings = jax.tree.map(lambda x: batch_sharding(mesh, x.ndim, x.shape[0]), batch)
+    if jax.process_count() == 1:
+        return jax.device_put(batch, shardings)
+    return jax.tree.map(put, batch, shardings)
 
 
 def replicate_unplaced(tree: Any, mesh: Mesh) -> Any:

@@ -105,13 +105,45 @@ def update_metrics(out: dict) -> dict:
             "clip_frac_hint": hint("hint_clip_count"), "ratio_hint": hint("hint_ratio_sum")}
 
 
-def _entropy_split(ent, hint_mask, comp_mask) -> dict:
-    """Mean old-policy entropy at hint tokens and at generated (completion) tokens."""
+def make_prepare(rl: ml_collections.ConfigDict, eos_id: int):
+    """jit: (rewards, completion_ids, prompt_attn, step_key) -> (advantages, completion
+    mask, the masked-prompt pattern and the dropout key of every inner iteration): the
+    device work between the rollout batch and the log-probs, in one program."""
+    def prepare(rewards, completion_ids, prompt_attn, step_key):
+        adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](rewards, rl.group_size)
+        comp_mask = logprobs.completion_mask(completion_ids, eos_id, rl.train_on_padding)
+        masks = [logprobs.prompt_mask(jax.random.fold_in(jax.random.fold_in(step_key, 7919), j),
+                                      prompt_attn, rl.p_mask_prompt)
+                 for j in range(rl.num_iterations)]
+        keys = [jax.random.fold_in(step_key, 104729 + j) for j in range(rl.num_iterations)]
+        return adv, comp_mask, masks, keys
+    return jax.jit(prepare)
+
+
+@jax.jit
+def _entropy_sums(ent, hint_mask, comp_mask):
+    """Summed old-policy entropy and counts at hint and at generated completion tokens."""
     h = hint_mask & comp_mask
     g = comp_mask & ~hint_mask
-    n_h, n_g = float(h.sum()), float(g.sum())
-    return {"entropy_hint": float(jnp.sum(ent * h)) / n_h if n_h else None,
-            "entropy_gen": float(jnp.sum(ent * g)) / n_g if n_g else None}
+    return dict(h=jnp.sum(ent * h), n_h=h.sum(), g=jnp.sum(ent * g), n_g=g.sum())
+
+
+def _entropy_split(sums) -> dict:
+    """Mean old-policy entropy at hint tokens and at generated (completion) tokens."""
+    n_h, n_g = float(sums["n_h"]), float(sums["n_g"])
+    return {"entropy_hint": float(sums["h"]) / n_h if n_h else None,
+            "entropy_gen": float(sums["g"]) / n_g if n_g else None}
+
+
+def make_iteration_masks(augmentation: augment.Augmentation, ratio_positions: str):
+    """jit: (entropy, hint_mask, completion_mask) -> (loss mask, ratio mask, hint tokens
+    kept): the augmentation's filter (IGPO: entropy) applied to the completion mask."""
+    def masks(ent, hint_mask, comp_mask):
+        keep = augmentation.loss_mask(ent, hint_mask)
+        loss_mask = comp_mask & keep
+        ratio_mask = jnp.ones_like(comp_mask) if ratio_positions == "completion" else loss_mask
+        return loss_mask, ratio_mask, jnp.sum(keep & hint_mask & comp_mask)
+    return jax.jit(masks)
 
 
 @dataclasses.dataclass
@@ -126,9 +158,11 @@ class _Run:
     worker: RolloutWorker
     logprob_fn: object
     train_step: object
+    prepare: object  # make_prepare
+    iteration_masks: object  # make_iteration_masks
     frozen: dict  # parameters the optimiser never sees (the base under LoRA; else empty)
     ref_params: dict | None
-    schedule: object
+    lrs: list  # the learning rate of every optimiser step (read once, for the records)
     writer: MetricsWriter
     key: jax.Array
 
@@ -136,53 +170,59 @@ class _Run:
 def _rl_step(r: _Run, trainable, opt_state, step: int):
     """One rollout batch and its ``num_iterations`` updates; returns (trainable, opt_state,
     record)."""
-    c, rl = r.c, r.c.rl
     params = {**r.frozen, **trainable}
-    n = rl.prompts_per_step * rl.group_size
     step_key = jax.random.fold_in(r.key, step)
     idx = next(r.data_iter)
     batch = r.worker(params, [r.examples[int(i)] for i in idx], step_key)
-    # host-side (the same on every process), then placed as global arrays
-    adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](jnp.asarray(batch.rewards), rl.group_size)
-    comp_mask = logprobs.completion_mask(jnp.asarray(batch.completion_ids), r.cfg.eos_token_id,
-                                         rl.train_on_padding)
+    return _update(r, trainable, opt_state, batch, step_key, step)
+
+
+def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key, step: int):
+    """The device side of a step: one host-to-device transfer of the whole scored batch,
+    the advantages, old/reference log-probs and ``num_iterations`` updates on the device,
+    one device-to-host transfer of everything the records need (tested under
+    ``jax.transfer_guard``)."""
+    c, rl = r.c, r.c.rl
+    params = {**r.frozen, **trainable}
+    n = rl.prompts_per_step * rl.group_size
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
                                   c=batch.completion_ids, h=batch.hint_mask,
-                                  adv=np.asarray(adv), cm=np.asarray(comp_mask)), r.mesh)
-    adv, comp_mask = arrays["adv"], arrays["cm"]
+                                  r=batch.rewards), r.mesh)
+    adv, comp_mask, masks, keys = r.prepare(arrays["r"], arrays["c"], arrays["a"], step_key)
     # old (and reference) log-probs of every inner iteration, before any update
     olds = []
     for j in range(rl.num_iterations):
         if j > 0 and rl.p_mask_prompt == 0:
             olds.append(olds[0])  # same mask, same parameters: same numbers
             continue
-        mk = jax.random.fold_in(jax.random.fold_in(step_key, 7919), j)
-        masked = shd.shard_batch(np.asarray(logprobs.prompt_mask(
-            mk, jnp.asarray(batch.prompt_attn), rl.p_mask_prompt)), r.mesh)
-        old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masked, arrays["c"])
-        ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masked, arrays["c"])[0]
-               if r.ref_params is not None else jnp.zeros_like(old))
-        keep = r.worker.augmentation.loss_mask(ent, arrays["h"])
+        old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masks[j], arrays["c"])
+        ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masks[j], arrays["c"])[0]
+               if r.ref_params is not None else None)
         if j == 0:
-            ent_stats = _entropy_split(ent, arrays["h"], comp_mask)
-        olds.append((masked, old, ref, keep))
+            ent_sums = _entropy_sums(ent, arrays["h"], comp_mask)
+        olds.append((masks[j], old, ref, r.iteration_masks(ent, arrays["h"], comp_mask)))
     t_up = time.time()
+    outs, counts = [], []
+    for j, (masked, old, ref, (loss_mask, ratio_mask, kept)) in enumerate(olds):
+        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], loss_mask, ratio_mask,
+                        arrays["h"], adv, old, old if ref is None else ref)
+        trainable, opt_state, out = r.train_step(trainable, opt_state, r.frozen, tb, keys[j])
+        # copies: the next update donates this state
+        counts.append((jnp.copy(opt_state.notfinite_count),
+                       jnp.copy(opt_state.total_notfinite)))
+        outs.append(dict(out, hint_tokens_kept=kept))
+    host = jax.device_get(dict(outs=outs, counts=counts, ent=ent_sums))
+    ent_stats = _entropy_split(host["ent"])
     record = {}
-    every_position = jnp.ones_like(comp_mask)
-    for j, (masked, old, ref, keep) in enumerate(olds):
-        loss_mask = comp_mask & keep
-        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], loss_mask,
-                        every_position if rl.ratio_positions == "completion" else loss_mask,
-                        arrays["h"], adv, old, ref)
-        trainable, opt_state, out = r.train_step(trainable, opt_state, r.frozen, tb,
-                                                  jax.random.fold_in(step_key, 104729 + j))
+    for j, (out, (consecutive, total)) in enumerate(zip(host["outs"], host["counts"])):
         opt_step = step * rl.num_iterations + j + 1
-        skipped = optim.check_finite(opt_state, c.optim.max_nonfinite, rl.algo, opt_step,
+        skipped = optim.check_counts(consecutive, total, c.optim.max_nonfinite, rl.algo,
+                                     opt_step,
                                      (step // c.checkpoint.every) * c.checkpoint.every or None)
         record = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
-                      **update_metrics(out), lr=float(r.schedule(opt_step - 1)),
+                      **update_metrics(out), lr=r.lrs[opt_step - 1],
                       skipped_updates=skipped,
-                      hint_tokens_kept=float(jnp.sum(keep & arrays["h"] & comp_mask)),
+                      hint_tokens_kept=float(out["hint_tokens_kept"]),
                       update_seconds=time.time() - t_up, rollouts_per_step=n, **ent_stats,
                       groups_per_step=rl.prompts_per_step, **batch.stats)
         r.writer.write(record)
@@ -243,8 +283,11 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         reward or rewards_lib.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
     train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
+    lrs = [float(schedule(i)) for i in range(rl.num_steps * rl.num_iterations)]
     r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
-             train_step, frozen, ref_params, schedule, writer, jax.random.key(c.seed))
+             train_step, make_prepare(rl, cfg.eos_token_id),
+             make_iteration_masks(augmentation, rl.ratio_positions), frozen, ref_params,
+             lrs, writer, jax.random.key(c.seed))
     heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
     if start == 0:
         heldout.maybe(0, {**frozen, **trainable}, rollouts=0)

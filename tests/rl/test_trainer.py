@@ -180,3 +180,46 @@ def test_train_accepts_a_custom_reward_and_data(tmp_path):
     c.reward.name = "nope"
     with pytest.raises(configlib.ConfigError, match="reward.name"):
         configlib.validate(c)
+
+
+@pytest.mark.parametrize("algo,lora_rank", [("igpo", 0), ("grpo", 4)])
+def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch, algo, lora_rank):
+    """The device side of a step (advantages, prompt masks, old and reference log-probs,
+    the entropy filter, every inner update, the records' numbers) makes one explicit
+    host-to-device transfer of the whole batch and one explicit device-to-host transfer
+    of the results: with host<->device transfer guards on "disallow" any implicit
+    transfer fails (moves between devices are allowed), reading a device scalar with float()/int()/bool() fails (the guard lets
+    scalars through on CPU), and the explicit calls are counted."""
+    import jax
+    from jax._src.array import ArrayImpl
+    c = tiny(algo=algo, num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
+    c.model.lora.rank = lora_rank
+    real_update, real_put, real_get = trainer._update, jax.device_put, jax.device_get
+    calls, seen = {"put": 0, "get": 0}, []
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    def no_scalar_read(self, *a):
+        raise AssertionError("a device scalar was read inside the update")
+
+    def guarded(*args):
+        with monkeypatch.context() as m:
+            m.setattr(jax, "device_put", counted("put", real_put))
+            m.setattr(jax, "device_get", counted("get", real_get))
+            for dunder in ("__float__", "__int__", "__bool__"):
+                m.setattr(ArrayImpl, dunder, no_scalar_read)
+            with jax.transfer_guard_host_to_device("disallow"), \
+                    jax.transfer_guard_device_to_host("disallow"):
+                out = real_update(*args)
+        seen.append(dict(calls))
+        calls.update(put=0, get=0)
+        return out
+    monkeypatch.setattr(trainer, "_update", guarded)
+    trainer.train(c, str(tmp_path / "run"))
+    assert seen == [{"put": 1, "get": 1}] * 2
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
