@@ -7,7 +7,6 @@ checks the whole config and names the key, the value and the fix.
 
 from __future__ import annotations
 
-import os
 
 import ml_collections
 

@@ -16,7 +16,6 @@ code and tokenizer files, so that it loads with LLaDA's own code as well as with
 from __future__ import annotations
 
 import logging
-import os
 
 import jax
 import ml_collections

@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from igpo_jax import sharding as shd
 from igpo_jax.models import family, llada, lora
@@ -376,8 +377,14 @@ class Sample:
     tokens: jax.Array  # int32 [B, P + gen_length]: the prompt followed by the completion
     order: jax.Array  # int32 [B, gen_length]: the global step that wrote each position
     #                   (-1 for hints and early-stop fill)
-    forward_passes: int  # denoising steps run, each one model call (sampler steps at most)
+    nfe: Any  # int32 scalar (on the device until read): denoising steps run, each one
+    #           model call (sampler steps at most)
     mode: str  # the sampler mode ("exact", "cache=dual,unmask=threshold0.9", ...)
+
+    @property
+    def forward_passes(self) -> int:
+        """:attr:`nfe` as a Python int (reads it from the device)."""
+        return int(self.nfe)
 
     def completions(self) -> jax.Array:
         """int32 ``[B, gen_length]``: the generated part."""
@@ -388,8 +395,14 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
                     sampler_cfg: SamplerConfig, rng: jax.Array, *, mask_id: int | None = None,
                     eos_id: int | None = None, attention_mask=None, hint_ids=None,
                     hint_mask=None, mesh: jax.sharding.Mesh | None = None) -> Sample:
-    """:func:`generate` on a parameter dict (what the trainer holds)."""
-    prompt_ids = jnp.asarray(prompt_ids, jnp.int32)
+    """:func:`generate` on a parameter dict (what the trainer holds).
+
+    Host (numpy) inputs are checked on the host and moved to the devices in one
+    transfer; the result stays on the devices (``Sample.tokens``, ``Sample.nfe``)."""
+    def host_or_device(x, dtype):
+        return x.astype(dtype) if isinstance(x, jax.Array) else np.asarray(x, dtype)
+    xp = jnp if isinstance(prompt_ids, jax.Array) else np
+    prompt_ids = host_or_device(prompt_ids, np.int32)
     if prompt_ids.ndim != 2:
         raise ValueError(f"prompt_ids must be [batch, prompt_len], got shape {prompt_ids.shape}")
     b, p = prompt_ids.shape
@@ -400,19 +413,19 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
     if (hint_ids is None) != (hint_mask is None):
         raise ValueError("pass hint_ids and hint_mask together (or neither)")
     if hint_ids is None:
-        hint_ids = jnp.zeros((b, g), jnp.int32)
-        hint_mask = jnp.zeros((b, g), bool)
-    hint_ids, hint_mask = jnp.asarray(hint_ids, jnp.int32), jnp.asarray(hint_mask, bool)
+        hint_ids = xp.zeros((b, g), np.int32)
+        hint_mask = xp.zeros((b, g), bool)
+    hint_ids, hint_mask = host_or_device(hint_ids, np.int32), host_or_device(hint_mask, bool)
     for name, arr in (("hint_ids", hint_ids), ("hint_mask", hint_mask)):
         if arr.shape != (b, g):
             raise ValueError(f"{name} must have shape [batch, gen_length] = {(b, g)}, "
                              f"got {arr.shape}")
-    attn = (jnp.ones((b, p), bool) if attention_mask is None
-            else jnp.asarray(attention_mask, bool))
+    attn = (xp.ones((b, p), bool) if attention_mask is None
+            else host_or_device(attention_mask, bool))
     st = _Static(model_cfg, sampler_cfg,
                  model_cfg.mask_token_id if mask_id is None else int(mask_id),
                  model_cfg.eos_token_id if eos_id is None else int(eos_id))
-    if bool(jnp.any(hint_mask & (hint_ids == st.mask_id))):
+    if bool((hint_mask & (hint_ids == st.mask_id)).any()):
         raise ValueError("a hint position holds the mask token; hints must be real tokens")
     args = (prompt_ids, attn, hint_ids, hint_mask)
     if model_cfg.lora is not None and model_cfg.lora.sample_merged:
@@ -423,8 +436,10 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
         params = shd.place(params, shd.tree_shardings(
             family.of(model_cfg).param_specs(model_cfg), mesh))
         args = shd.shard_batch(args, mesh)
+    elif not all(isinstance(a, jax.Array) for a in args):
+        args = jax.device_put(args)  # one transfer of the host inputs
     out, order, nfe = _generate_jit(params, *args, rng, st=st)
-    return Sample(out, order, int(nfe), sampler_cfg.mode)
+    return Sample(out, order, nfe, sampler_cfg.mode)
 
 
 def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length: int = 32,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any, Callable, Mapping
 
 from igpo_jax import rewards, storage

@@ -14,7 +14,6 @@ dict of arrays, which is what jitted code (sampler, losses) calls.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Mapping
 
 import jax

@@ -92,7 +92,7 @@ class Resample(Augmentation):
     def __call__(self, batch, examples, sample, score, keys) -> dict:
         G = self.group_size
         stats = dict(EMPTY_STATS)
-        wrong = np.asarray(igpo.all_wrong_groups(jnp.asarray(batch.correct), G))
+        wrong = igpo.all_wrong_groups(batch.correct, G)
         groups = [g for g in np.where(wrong)[0] if examples[g].trace]
         if not groups:
             return stats

@@ -47,8 +47,9 @@ class HintConfig:
 
 
 def all_wrong_groups(correct: jax.Array, group_size: int) -> jax.Array:
-    """bool ``[N / G]``: groups with no correct completion. ``correct [N]`` by groups."""
-    return ~jnp.any(correct.reshape(-1, group_size), axis=1)
+    """bool ``[N / G]``: groups with no correct completion. ``correct [N]`` by groups
+    (numpy in, numpy out: the host-side bookkeeping of a step stays on the host)."""
+    return ~correct.reshape(-1, group_size).any(axis=1)
 
 
 def sample_etas(key: jax.Array, num_groups: int, group_size: int, low: float,

@@ -13,7 +13,6 @@ import time
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from igpo_jax import rewards as rewards_lib
@@ -63,9 +62,12 @@ class RolloutWorker:
             out = sampling.generate_params(params, self.model_cfg, p, self.sc,
                                            jax.random.fold_in(key, i), attention_mask=a,
                                            hint_ids=hi, hint_mask=hm, mesh=self.mesh)
-            self.forward_passes.append(out.forward_passes)
-            outs.append(to_host(out.tokens)[:, p.shape[1]:])
-        return np.concatenate(outs)[:n]
+            outs.append(out)
+        # the tokens and model-call counts of every chunk, back in one transfer
+        host = [(to_host(o.tokens), int(o.nfe)) for o in outs] if jax.process_count() > 1 \
+            else jax.device_get([(o.tokens, o.nfe) for o in outs])
+        self.forward_passes += [int(nfe) for _, nfe in host]
+        return np.concatenate([tok[:, prompt_ids.shape[1]:] for tok, _ in host])[:n]
 
     def score(self, completions: np.ndarray, golds: Sequence[str]):
         texts = [self.tok.decode_completion(c) for c in completions]
@@ -86,7 +88,7 @@ class RolloutWorker:
         golds = [e.answer for e in examples for _ in range(G)]
         comp = self.generate(params, p_ids, p_attn, k_sample)
         rew, ok, texts = self.score(comp, golds)
-        wrong = np.asarray(igpo.all_wrong_groups(jnp.asarray(ok), G))
+        wrong = igpo.all_wrong_groups(ok, G)
         batch = ScoredBatch(p_ids, p_attn, comp, rew, ok, np.zeros(comp.shape, bool), texts,
                             golds, dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
                                         frac_all_wrong_groups=float(wrong.mean())))
@@ -95,7 +97,7 @@ class RolloutWorker:
             return self.generate(params, prompt_ids, prompt_attn, k, hint_ids, hint_mask)
         batch.stats.update(self.augmentation(batch, examples, sample, self.score,
                                              (k_eta, k_hint, k_gen, k_plan)))
-        after = np.asarray(igpo.all_wrong_groups(jnp.asarray(batch.correct), G))
+        after = igpo.all_wrong_groups(batch.correct, G)
         same = np.ptp(batch.rewards.reshape(-1, G), axis=1) == 0
         batch.stats.update(frac_all_wrong_after=float(after.mean()),
                            frac_zero_adv_groups=float(same.mean()),

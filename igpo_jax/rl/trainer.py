@@ -17,7 +17,6 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
 from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
