@@ -163,3 +163,31 @@ def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
     np.testing.assert_array_equal(ids, [[5, 6, 7], [0, 0, 8]])
     np.testing.assert_array_equal(mask, [[1, 1, 1], [0, 0, 1]])
+
+
+def test_sampler_call_moves_host_inputs_once_and_keeps_results_on_device(hf_model,
+                                                                        monkeypatch):
+    """numpy prompts, mask and hints reach the devices in one explicit transfer, nothing
+    else crosses (transfer guards on "disallow"), and the tokens and the model-call
+    count stay on the device until read."""
+    c, t, model = hf_model
+    params = model.param_dict()
+    sc = sampling.SamplerConfig(16, 8, 8)
+    prompt = np.random.default_rng(5).integers(0, 60, (2, 5)).astype(np.int32)
+    hint_ids = np.zeros((2, 16), np.int32) + 7
+    hint_mask = np.zeros((2, 16), bool)
+    hint_mask[0, 3] = True
+    key = jax.random.key(0)
+    sampling.generate_params(params, model.config, prompt, sc, key, hint_ids=hint_ids,
+                             hint_mask=hint_mask)  # compile outside the guard
+    real_put, puts = jax.device_put, []
+    monkeypatch.setattr(jax, "device_put", lambda *a, **k: puts.append(1) or real_put(*a, **k))
+    with jax.transfer_guard_host_to_device("disallow"), \
+            jax.transfer_guard_device_to_host("disallow"):
+        out = sampling.generate_params(params, model.config, prompt, sc, key,
+                                       hint_ids=hint_ids, hint_mask=hint_mask)
+    assert len(puts) == 1 and isinstance(out.tokens, jax.Array)
+    want, _ = ref.numpy_generate(t, c, prompt, 16, 8, 8, MASK, hint_ids=hint_ids,
+                                 hint_mask=hint_mask)
+    np.testing.assert_array_equal(np.asarray(out.tokens), want)
+    assert out.forward_passes == 8
