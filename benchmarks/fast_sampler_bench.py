@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from benchmarks.sampler_bench import add_shape_args, hardware  # noqa: E402
 from igpo_jax import sampling  # noqa: E402
 from igpo_jax.models import llada  # noqa: E402
+from igpo_jax.configlib import typed
 
 # (name, cache, unmask): the exact sampler first; every other mode is compared to it
 MODES = [("exact", "none", "fixed"), ("prefix", "prefix", "fixed"), ("dual", "dual", "fixed"),
@@ -145,9 +146,9 @@ def accuracy(args):
 
     c = demo.get_config()
     c.model.init_from = os.path.join(ASSETS, "demo_sft")
-    tok = experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    params = experiment.initial_params(c, cfg, experiment.build_mesh(c))
+    tok = experiment.build_tokenizer(typed(c))
+    cfg = experiment.model_config(typed(c), tok)
+    params = experiment.initial_params(typed(c), cfg, experiment.build_mesh(typed(c)))
     examples = load_examples(c.data.to_dict(), "test")[: c.eval.num_examples]
     prompt, attn = encode_prompts(tok, examples, c.sampler.prompt_len, None)
     s = c.sampler

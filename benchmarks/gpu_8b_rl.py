@@ -116,6 +116,8 @@ def main():
     print(f"{jnp.dtype(dtype).name} matmul: {rate / 1e12:.1f} TFLOP/s", flush=True)
 
     t = time.perf_counter()
+    from igpo_jax.configlib import typed
+    c = typed(c)
     plan = dry_run.plan(c)
     print(f"plan compiled in {time.perf_counter() - t:.0f} s", flush=True)
     mesh = experiment.build_mesh(c)
@@ -162,7 +164,6 @@ def main():
         record("rollout exact" if mode == "none" else "rollout dual", sec, flops, "rollout")
         if completions is None:
             completions = np.asarray(out)[:, s.prompt_len:]
-    del merged
     logprob_fn = trainer.make_logprob_fn(cfg, n_micro)
     arrays = shd.shard_batch(dict(p=prompt, a=attn, m=np.zeros_like(attn), c=completions), mesh)
     (old, _), sec = timed(lambda: logprob_fn(params, arrays["p"], arrays["a"], arrays["m"],

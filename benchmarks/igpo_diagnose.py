@@ -29,6 +29,7 @@ import time
 
 import jax
 import numpy as np
+from igpo_jax.configlib import typed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -127,10 +128,10 @@ def main():
     init = a.init_from or os.path.join(pipeline.ASSETS, "demo_sft")
     with c.unlocked():
         c.model.init_from = init
-    tok = experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    mesh = experiment.build_mesh(c)
-    params = experiment.initial_params(c, cfg, mesh)
+    tok = experiment.build_tokenizer(typed(c))
+    cfg = experiment.model_config(typed(c), tok)
+    mesh = experiment.build_mesh(typed(c))
+    params = experiment.initial_params(typed(c), cfg, mesh)
     exs = load_examples(c.data.to_dict(), a.split)
     by = collections.defaultdict(list)
     for e in exs:

@@ -23,9 +23,10 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
                              mlp_hidden_size=384)
     shipped = experiment.read_run_config(c.model.init_from)  # the data settings it used
     c.data.synthetic.update(shipped["data"]["synthetic"])
-    tok = experiment.build_tokenizer(c)  # the shipped character tokenizer
-    cfg = experiment.model_config(c, tok)
-    params = experiment.initial_params(c, cfg, experiment.build_mesh(c))
+    rc = configlib.typed(c)  # the library reads the typed, frozen config
+    tok = experiment.build_tokenizer(rc)  # the shipped character tokenizer
+    cfg = experiment.model_config(rc, tok)
+    params = experiment.initial_params(rc, cfg, experiment.build_mesh(rc))
 
     # Held-out problems of the synthetic task (the longest chains: the hard ones).
     examples = [e for e in load_examples(c.data.to_dict(), "test")

@@ -9,6 +9,7 @@ latest checkpoint. Writes are asynchronous by default (``checkpoint.async_save``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -17,6 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from igpo_jax import storage
+from igpo_jax.sections import Section, check
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,20 @@ def verify_checksums(step_dir: str) -> None:
 
 def _abstract(tree):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig(Section):
+    """The config's ``checkpoint`` section."""
+
+    every: int
+    keep: int
+    checksums: bool
+    async_save: bool
+
+    def __post_init__(self):
+        check(self.every >= 1 and self.keep >= 1, "checkpoint.every/keep",
+              (self.every, self.keep), "must be >= 1")
 
 
 class Checkpointer:

@@ -7,18 +7,26 @@ checks the whole config and names the key, the value and the fix.
 
 from __future__ import annotations
 
+import dataclasses
+
 
 import ml_collections
 
-from igpo_jax import optim, sft, storage, tokenizers
-from igpo_jax.data.sources import FILE_SOURCES
-from igpo_jax.models.family import FAMILIES
-from igpo_jax.models.llada import PRESETS
-from igpo_jax.models.lora import LoraConfig
-from igpo_jax.rl import grpo
-from igpo_jax.rl.igpo import POSITIONS
-from igpo_jax.rl.augment import ALGORITHMS
-from igpo_jax.sampling import CACHE_MODES, REMASKING, UNMASK_MODES
+from igpo_jax import storage
+from igpo_jax.checkpoint import CheckpointConfig
+from igpo_jax.data.sources import DataConfig
+from igpo_jax.distributed import DistributedConfig
+from igpo_jax.evaluate import EvalConfig
+from igpo_jax.models.family import ModelSettings
+from igpo_jax.optim import OptimConfig
+from igpo_jax.rewards import RewardConfig
+from igpo_jax.rl.grpo import RLConfig
+from igpo_jax.rl.igpo import IgpoConfig
+from igpo_jax.sampling import SamplerSettings
+from igpo_jax.sections import ConfigError, Section, check, sub
+from igpo_jax.sft import SFTConfig
+from igpo_jax.sharding import MeshConfig
+from igpo_jax.tokenizers import TokenizerConfig
 
 MODES = ("rl", "sft", "eval", "pipeline")
 
@@ -27,9 +35,6 @@ MATH_SYSTEM_PROMPT = (
     "You are a math expert. You will be given a question to solve. Solve it step by step. "
     "Wrap the final answer in a \\boxed{}.\nRespond in the following format:\n<reasoning>\n"
     "Your reasoning here\n</reasoning>\n<answer>\n\\boxed{...}\n</answer>")
-# allowed names come from the modules that implement them (their registries)
-FILE_FORMATS = tuple(FILE_SOURCES)
-DATA_SOURCES = ("synthetic",) + FILE_FORMATS + ("tfds",)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -304,13 +309,48 @@ def print_config(c: ml_collections.ConfigDict) -> str:
     return "\n".join(out)
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
+_check = check  # (ConfigError and check live in sections.py, beside the typed sections)
 
 
-def _check(cond: bool, key: str, value, fix: str):
-    if not cond:
-        raise ConfigError(f"config.{key}={value!r}: {fix}")
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig(Section):
+    """The config's ``pipeline`` section (read by igpo_jax/pipeline.py)."""
+
+    stages: tuple
+    only: str
+    print_commands: bool
+    shipped: dict
+    use_shipped: bool
+    compare: tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Section):
+    """The whole config as frozen typed sections, each owned (and checked) by the module
+    that uses it: what the entry point hands to the library (:func:`validate`)."""
+
+    mode: str
+    seed: int
+    workdir: str
+    log_every: int
+    distributed: DistributedConfig = sub(DistributedConfig)
+    tokenizer: TokenizerConfig = sub(TokenizerConfig)
+    model: ModelSettings = sub(ModelSettings)
+    data: DataConfig = sub(DataConfig)
+    sampler: SamplerSettings = sub(SamplerSettings)
+    rl: RLConfig = sub(RLConfig)
+    igpo: IgpoConfig = sub(IgpoConfig)
+    sft: SFTConfig = sub(SFTConfig)
+    eval: EvalConfig = sub(EvalConfig)
+    reward: RewardConfig = sub(RewardConfig)
+    optim: OptimConfig = sub(OptimConfig)
+    checkpoint: CheckpointConfig = sub(CheckpointConfig)
+    mesh: MeshConfig = sub(MeshConfig)
+    pipeline: PipelineConfig = sub(PipelineConfig)
+
+    def __post_init__(self):
+        check(self.mode in MODES, "mode", self.mode, f"expected one of {MODES}")
+        check(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
 
 
 FREE_FORM = ("pipeline.shipped",)  # sections whose keys are the user's (stage names)
@@ -328,97 +368,32 @@ def unknown_keys(c, schema, prefix: str = "") -> list[str]:
     return out
 
 
-def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
-             need_weights: bool = True) -> None:
-    """Checks the config as a whole; raises :class:`ConfigError` on the first problem.
+def typed(c) -> "RunConfig":
+    """The config as frozen typed sections (:class:`RunConfig`), each section checked by
+    its own class; a :class:`RunConfig` is returned as it is. Unknown keys are refused
+    first, with a suggestion."""
+    if isinstance(c, RunConfig):
+        return c
+    unknown = unknown_keys(c, base_config())
+    _check(not unknown, unknown[0] if unknown else "", "?",
+           "unknown key (a typo?); every key and its default is in igpo_jax/configlib.py")
+    return RunConfig.from_config(c)
+
+
+def validate(c, check_paths: bool = True, need_weights: bool = True) -> "RunConfig":
+    """Checks the config as a whole and returns it typed; raises :class:`ConfigError` on
+    the first problem. Each section checks its own fields (:func:`typed`); here are the
+    checks that need two sections, the devices and the files.
 
     ``check_paths=False`` skips the existence of folders and files (a pipeline
     checks its later stages before the earlier ones have written them);
     ``need_weights=False`` (the dry run, the export) also needs no weights and no data."""
-    unknown = unknown_keys(c, base_config())
-    _check(not unknown, unknown[0] if unknown else "", "?",
-           "unknown key (a typo?); every key and its default is in igpo_jax/configlib.py")
-    _check(c.mode in MODES, "mode", c.mode, f"expected one of {MODES}")
-    s, rl, ig = c.sampler, c.rl, c.igpo
-    for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
-        _check(s[k] > 0, f"sampler.{k}", s[k], "must be positive")
-    _check(s.gen_length % s.block_length == 0, "sampler.gen_length", s.gen_length,
-           f"must be a multiple of sampler.block_length={s.block_length}")
-    nb = s.gen_length // s.block_length
-    _check(s.steps % nb == 0, "sampler.steps", s.steps,
-           f"must be a multiple of the number of blocks gen_length/block_length={nb}")
-    _check(s.remasking in REMASKING, "sampler.remasking", s.remasking, f"expected {REMASKING}")
-    _check(s.temperature >= 0, "sampler.temperature", s.temperature, "must be >= 0")
-    _check(s.cache in CACHE_MODES, "sampler.cache", s.cache, f"expected one of {CACHE_MODES}")
-    _check(s.unmask in UNMASK_MODES, "sampler.unmask", s.unmask,
-           f"expected one of {UNMASK_MODES}")
-    _check(0 <= s.threshold <= 1, "sampler.threshold", s.threshold, "must be in [0, 1]")
-    _check(s.unmask == "fixed" or s.remasking == "low_confidence", "sampler.unmask", s.unmask,
-           "threshold unmasking compares confidences: it needs remasking=low_confidence")
-    _check(rl.algo in ALGORITHMS, "rl.algo", rl.algo, f"expected one of {ALGORITHMS}")
-    _check(rl.group_size >= 2, "rl.group_size", rl.group_size,
-           "group methods need at least 2 completions per prompt")
-    _check(rl.num_steps >= 0, "rl.num_steps", rl.num_steps, "must be >= 0")
-    _check(rl.prompts_per_step >= 1, "rl.prompts_per_step", rl.prompts_per_step, "must be >= 1")
-    _check(rl.num_iterations >= 1, "rl.num_iterations", rl.num_iterations, "must be >= 1")
-    n = rl.prompts_per_step * rl.group_size
-    _check(rl.micro_batch_size > 0 and n % rl.micro_batch_size == 0, "rl.micro_batch_size",
-           rl.micro_batch_size, f"must divide prompts_per_step x group_size = {n}")
-    for key, names in (("ratio", grpo.RATIOS), ("aggregation", grpo.AGGREGATIONS),
-                       ("ratio_positions", grpo.RATIO_POSITIONS), ("loss_norm", grpo.LOSS_NORMS),
-                       ("advantage", tuple(grpo.ADVANTAGE_ESTIMATORS)),
-                       ("loss", tuple(grpo.POLICY_LOSSES))):
-        _check(rl[key] in names, f"rl.{key}", rl[key], f"expected one of {names}")
-    _check(0 <= rl.p_mask_prompt < 1, "rl.p_mask_prompt", rl.p_mask_prompt, "must be in [0, 1)")
-    _check(rl.beta >= 0, "rl.beta", rl.beta, "must be >= 0")
-    _check(0 <= rl.eps_low < 1 and rl.eps_high >= 0, "rl.eps_low/eps_high",
-           (rl.eps_low, rl.eps_high), "need 0 <= eps_low < 1 and eps_high >= 0")
-    _check(0 <= ig.eta_low <= ig.eta_high <= 1, "igpo.eta_low/eta_high",
-           (ig.eta_low, ig.eta_high), "need 0 <= eta_low <= eta_high <= 1")
-    _check(0 < ig.lam <= 1, "igpo.lam", ig.lam, "need 0 < lambda <= 1")
-    _check(0 < ig.tau <= 1, "igpo.tau", ig.tau, "need 0 < tau <= 1 (1 = no entropy filter)")
-    _check(1 <= ig.min_chunk <= ig.max_chunk, "igpo.min_chunk/max_chunk",
-           (ig.min_chunk, ig.max_chunk), "need 1 <= min_chunk <= max_chunk")
-    _check(0 <= ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
+    c = typed(c)
+    s, ig, m, d = c.sampler, c.igpo, c.model, c.data
+    _check(ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
            f"must be smaller than sampler.gen_length={s.gen_length}")
-    _check(ig.position in POSITIONS, "igpo.position", ig.position, f"expected {POSITIONS}")
-    _check(ig.max_gap >= 0, "igpo.max_gap", ig.max_gap, "must be >= 0")
-    f = c.sft
-    _check(f.num_steps >= 0 and f.batch_size >= 1, "sft.num_steps/batch_size",
-           (f.num_steps, f.batch_size), "need num_steps >= 0 and batch_size >= 1")
-    _check(f.micro_batch_size >= 1 and f.batch_size % f.micro_batch_size == 0,
-           "sft.micro_batch_size", f.micro_batch_size, f"must divide sft.batch_size={f.batch_size}")
-    _check(f.t_sampling in sft.T_SAMPLING, "sft.t_sampling", f.t_sampling,
-           f"expected one of {sft.T_SAMPLING}")
-    _check(f.mask in sft.MASK_MODES, "sft.mask", f.mask, f"expected one of {sft.MASK_MODES}")
-    _check(f.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", f.mask,
+    _check(c.sft.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", c.sft.mask,
            "block masking needs sampler.block_length to divide sampler.gen_length")
-    _check(f.overlong in sft.OVERLONG, "sft.overlong", f.overlong,
-           f"expected one of {sft.OVERLONG}")
-    _check(0 < f.eps < 1, "sft.eps", f.eps, "must be in (0, 1)")
-    e = c.eval
-    _check(e.k >= 1 and e.batch_size >= 1, "eval.k/batch_size", (e.k, e.batch_size),
-           "must be >= 1")
-    _check(e.temperature > 0 or e.k == 1, "eval.k", e.k,
-           "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
-    _check(e.split in ("train", "test"), "eval.split", e.split, "expected train|test")
-    from igpo_jax import rewards
-    _check(c.reward.name in rewards.REWARDS, "reward.name", c.reward.name,
-           f"expected one of {tuple(rewards.REWARDS)}")
-    o = c.optim
-    _check(o.lr >= 0 and o.warmup_steps >= 0, "optim.lr/warmup_steps",
-           (o.lr, o.warmup_steps), "must be >= 0")
-    _check(o.schedule in optim.SCHEDULES, "optim.schedule", o.schedule,
-           f"expected one of {optim.SCHEDULES}")
-    _check(o.moments_dtype in optim.MOMENTS_DTYPES, "optim.moments_dtype", o.moments_dtype,
-           f"expected one of {optim.MOMENTS_DTYPES}")
-    _check(c.checkpoint.every >= 1 and c.checkpoint.keep >= 1, "checkpoint.every/keep",
-           (c.checkpoint.every, c.checkpoint.keep), "must be >= 1")
-    _check(c.tokenizer.kind in tokenizers.KINDS, "tokenizer.kind", c.tokenizer.kind,
-           f"expected one of {tokenizers.KINDS}")
-    m = c.model
-    d = c.data
-    _check(d.source in DATA_SOURCES, "data.source", d.source, f"expected one of {DATA_SOURCES}")
     if d.source not in ("synthetic", "tfds") and need_weights:  # a file source: its files
         _check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
                f"data.source={d.source!r} reads files: set --config.data.train_path=FILE")
@@ -426,22 +401,6 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
                "data.test_path", d.test_path,
                f"evaluation with data.source={d.source!r} reads a file: set "
                f"--config.data.test_path=FILE")
-    _check(d.source != "tfds" or d.tfds.name, "data.tfds.name", d.tfds.name,
-           "data.source='tfds' needs the dataset's name")
-    _check(d.source != "tfds" or d.tfds.format in FILE_FORMATS, "data.tfds.format",
-           d.tfds.format, f"expected one of {FILE_FORMATS}")
-    _check(m.preset in PRESETS or m.hf_dir, "model.preset", m.preset,
-           f"expected one of {PRESETS}, or set model.hf_dir")
-    _check(m.family in FAMILIES, "model.family", m.family, f"expected one of {sorted(FAMILIES)}")
-    big = {FAMILIES[f].preset: f for f in FAMILIES}
-    _check(m.hf_dir or m.preset not in big or big[m.preset] == m.family, "model.preset",
-           m.preset, f"is a {big.get(m.preset)} model but model.family={m.family!r}: set "
-           f"--config.model.family={big.get(m.preset)}")
-    _check(m.lora.rank >= 0, "model.lora.rank", m.lora.rank, "must be >= 0 (0 = no LoRA)")
-    try:
-        LoraConfig.from_config(m.lora)
-    except ValueError as e:
-        raise ConfigError(f"config.model.lora={m.lora.to_dict()}: {e}") from None
     _check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
            "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
@@ -450,13 +409,14 @@ def validate(c: ml_collections.ConfigDict, check_paths: bool = True,
            "the Dream-7B recipe needs weights: --config.model.hf_dir=/path/to/Dream-v0-Instruct-7B")
     check_devices(c)
     if not check_paths:
-        return
+        return c
     for key in ("hf_dir", "init_from"):
         _check(not m[key] or storage.isdir(m[key]), f"model.{key}", m[key], "folder not found")
     for key, path in (("data.train_path", c.data.train_path),
                       ("data.test_path", c.data.test_path),
                       ("sft.rewritten_path", c.sft.rewritten_path)):
         _check(not path or storage.exists(path), key, path, "file not found")
+    return c
 
 
 def check_devices(c: ml_collections.ConfigDict) -> None:

@@ -22,12 +22,15 @@ When to initialise (``config.distributed.mode``):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
 
 import jax
 import numpy as np
+
+from igpo_jax.sections import Section
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +105,14 @@ def gather_slices(local: np.ndarray) -> np.ndarray:
         return np.asarray(local)
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(np.asarray(local), tiled=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedConfig(Section):
+    """The config's ``distributed`` section (read by :func:`initialize`)."""
+
+    mode: str
+    coordinator_address: str
+    num_processes: int
+    process_id: int
+    cpu_collectives: str

@@ -19,7 +19,7 @@ buffer assignment, close to but not the same as the TPU/GPU one).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,10 @@ import optax
 from igpo_jax import experiment, optim, sampling
 from igpo_jax import sharding as shd
 from igpo_jax.models import family, lora
+from igpo_jax.sections import require
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 GiB = 1024 ** 3
 
@@ -54,8 +58,9 @@ def _flops(compiled) -> float | None:
     return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
+def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     """Compiles the three RL programs abstractly; returns the report (also printed by main)."""
+    c = require(c, "dry_run.plan")
     from igpo_jax.rl import trainer  # the trainer's own program builders
 
     cfg = experiment.model_config(c)  # no tokenizer needed for an HF folder or the 8B preset
@@ -102,7 +107,7 @@ def plan(c: ml_collections.ConfigDict) -> dict[str, Any]:
                                           memory_gib=_memory(logprob), flops=_flops(logprob))
 
     # 3. the update step (optimiser state sharded as the trainer's tx.init gives it)
-    tx, _ = optim.make_optimizer(c.optim.to_dict(), max(rl.num_steps * rl.num_iterations, 1))
+    tx, _ = optim.make_optimizer(c.optim, max(rl.num_steps * rl.num_iterations, 1))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     # moments sharded like their parameters (the trainer's eager tx.init keeps the
     # params' shardings), counters replicated (shd.replicate_unplaced)
@@ -171,7 +176,7 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(c: ml_collections.ConfigDict, json_path: str | None = None) -> dict[str, Any]:
+def run(c: RunConfig, json_path: str | None = None) -> dict[str, Any]:
     report = plan(c)
     if jax.process_index() == 0:
         print(format_report(report), flush=True)

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Sequence
+from typing import Sequence, TYPE_CHECKING
 
 import jax
 import ml_collections
@@ -27,7 +27,11 @@ from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import Progress, read_metrics
 from igpo_jax.models import llada
+from igpo_jax.sections import Section, check, require
 from igpo_jax.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +126,14 @@ def format_table(summaries: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def sampler_for_eval(c: ml_collections.ConfigDict) -> sampling.SamplerConfig:
+def sampler_for_eval(c: RunConfig) -> sampling.SamplerConfig:
     sc = sampling.SamplerConfig.from_config(c.sampler, temperature=c.eval.temperature)
     if c.eval.exact_sampler:
         sc = dataclasses.replace(sc, cache="none", unmask="fixed")
     return sc
 
 
-def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None,
+def eval_examples(c: RunConfig, limit: int | None = None,
                   tok: Tokenizer | None = None) -> list[Example]:
     from igpo_jax.data.pipeline import check_lengths
     examples = load_examples(c.data.to_dict(), c.eval.split)
@@ -139,7 +143,7 @@ def eval_examples(c: ml_collections.ConfigDict, limit: int | None = None,
                          c.data.system_prompt or None, c.data.skip_bad_rows, "evaluation data")
 
 
-def evaluate_config(c: ml_collections.ConfigDict, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
+def evaluate_config(c: RunConfig, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
                     examples: Sequence[Example], out_dir: str, mesh, k: int,
                     show_progress: bool, reward=None) -> dict:
     """:func:`evaluate` with the sampler, prompt, seed and reward settings of config ``c``."""
@@ -150,12 +154,13 @@ def evaluate_config(c: ml_collections.ConfigDict, params, cfg: llada.LLaDAConfig
                     show_progress=show_progress)
 
 
-def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
+def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
              limit: int | None = None, show_progress: bool = True, *, tokenizer=None,
              reward=None, examples=None) -> dict:
     """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``.
     ``params``, ``tokenizer``, ``reward`` and ``examples`` replace what the config
     would build."""
+    c = require(c, "evaluate.run_eval")
     mesh = experiment.build_mesh(c)
     tok = tokenizer or experiment.build_tokenizer(c)
     cfg = experiment.model_config(c, tok)
@@ -169,10 +174,32 @@ def run_eval(c: ml_collections.ConfigDict, workdir: str, params=None, name: str 
     return summary
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Section):
+    """The config's ``eval`` section."""
+
+    num_examples: int
+    k: int
+    temperature: float
+    batch_size: int
+    split: str
+    after_train: bool
+    every: int
+    during_examples: int
+    exact_sampler: bool
+
+    def __post_init__(self):
+        check(self.k >= 1 and self.batch_size >= 1, "eval.k/batch_size",
+              (self.k, self.batch_size), "must be >= 1")
+        check(self.temperature > 0 or self.k == 1, "eval.k", self.k,
+              "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
+        check(self.split in ("train", "test"), "eval.split", self.split, "expected train|test")
+
+
 class PeriodicEval:
     """Held-out accuracy during training, appended to ``workdir/heldout.jsonl``."""
 
-    def __init__(self, c: ml_collections.ConfigDict, workdir: str, cfg, tok, mesh):
+    def __init__(self, c: RunConfig, workdir: str, cfg, tok, mesh):
         self.c, self.workdir, self.cfg, self.tok, self.mesh = c, workdir, cfg, tok, mesh
         self.every = c.eval.every
         self.examples = eval_examples(c, c.eval.during_examples, tok) if self.every else []

@@ -3,12 +3,13 @@ initial parameters (random, Hugging Face, or an earlier run's checkpoint)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import logging
 import os
 
 import jax
-import ml_collections
 
 from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
@@ -16,26 +17,32 @@ from igpo_jax import storage
 from igpo_jax import tokenizers
 from igpo_jax.models import family, hf_io, llada, lora
 from igpo_jax.models.lora import LoraConfig
+from igpo_jax.sections import require
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-def build_mesh(c: ml_collections.ConfigDict) -> jax.sharding.Mesh:
-    return shd.mesh_from_config(c.mesh.to_dict())
+def build_mesh(c: RunConfig) -> jax.sharding.Mesh:
+    return shd.mesh_from_config(require(c, "experiment.build_mesh").mesh.to_dict())
 
 
-def build_tokenizer(c: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
+def build_tokenizer(c: RunConfig) -> tokenizers.Tokenizer:
+    c = require(c, "experiment.build_tokenizer")
     return tokenizers.load_tokenizer(c.tokenizer.kind, c.tokenizer.path or None,
                                      family=c.model.family)
 
 
-def model_config(c: ml_collections.ConfigDict,
+def model_config(c: RunConfig,
                  tok: tokenizers.Tokenizer | None = None) -> llada.LLaDAConfig:
     """The model config; checked against ``tok`` when given. Small presets take their
     vocabulary from the tokenizer (built from the config when not given)."""
+    c = require(c, "experiment.model_config")
     m = c.model
     numerics = dict(param_dtype=m.param_dtype, dtype=m.dtype, remat=m.remat,
-                    lora=LoraConfig.from_config(m.lora))
+                    lora=m.lora.config())
     if m.hf_dir:
         cfg = hf_io.config_from_hf(m.hf_dir, **numerics)
         if cfg.family != m.family:
@@ -79,7 +86,7 @@ def read_run_config(path: str) -> dict:
     return json.loads(storage.read_text(file))
 
 
-def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
+def initial_params(c: RunConfig, cfg: llada.LLaDAConfig,
                    mesh: jax.sharding.Mesh) -> dict:
     """The starting parameters, placed with the mesh's shardings.
 
@@ -88,6 +95,7 @@ def initial_params(c: ml_collections.ConfigDict, cfg: llada.LLaDAConfig,
     else ``model.hf_dir``, else a random init of the preset. With ``model.lora`` fresh
     adapters are added on top.
     """
+    c = require(c, "experiment.initial_params")
     base_cfg = cfg.replace(lora=None)
     if c.model.init_from:
         params, _ = params_of_run(checkpoint_dir(c.model.init_from), c, base_cfg, mesh)
@@ -179,7 +187,7 @@ class TrainingStart:
         return {**self.run_meta, **step_fields}
 
 
-def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
+def start_training(c: RunConfig, workdir: str, params: dict,
                    mesh: jax.sharding.Mesh, total_updates: int, data_iter,
                    records_per_step: int, stage: str) -> TrainingStart:
     """Builds the optimiser over the trainable parameters (the LoRA adapters when
@@ -196,7 +204,7 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
     if frozen:
         log.info("LoRA: training %.3fM adapter parameters (%.3f%% of %.2fM); base frozen",
                  n_train / 1e6, 100 * n_train / n_all, n_all / 1e6)
-    tx, schedule = optim.make_optimizer(c.optim.to_dict(), total_updates)
+    tx, schedule = optim.make_optimizer(c.optim, total_updates)
     opt_state = shd.replicate_unplaced(tx.init(trainable), mesh)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep,
                         checksums=c.checkpoint.checksums,
@@ -204,7 +212,7 @@ def start_training(c: ml_collections.ConfigDict, workdir: str, params: dict,
     writer = MetricsWriter(workdir)
     run_meta = dict(seed=c.seed, lora=None, init=None)
     if frozen:
-        lc = LoraConfig.from_config(c.model.lora)
+        lc = c.model.lora.config()
         init_from = c.model.init_from and storage.absolute(checkpoint_dir(c.model.init_from))
         hf_dir = c.model.hf_dir and storage.absolute(c.model.hf_dir)
         run_meta.update(lora=lc.to_dict(), init=dict(init_from=init_from or "",

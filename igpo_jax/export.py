@@ -15,6 +15,8 @@ code and tokenizer files, so that it loads with LLaDA's own code as well as with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import logging
 
 import jax
@@ -22,14 +24,19 @@ import ml_collections
 
 from igpo_jax import experiment, storage
 from igpo_jax.models import hf_io
+from igpo_jax.sections import require
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
 
-def export(c: ml_collections.ConfigDict, workdir: str, out_dir: str, step: int | None = None,
+def export(c: RunConfig | ml_collections.ConfigDict, workdir: str, out_dir: str, step: int | None = None,
            dtype: str = "", shard_gib: float = 5.0) -> dict:
     """Writes the merged weights of ``workdir``'s checkpoint to ``out_dir``; returns a
     summary (files, tensors, bytes, step)."""
+    c = require(c, "export.export")
     ckpt_dir = experiment.checkpoint_dir(workdir)
     if not storage.isdir(ckpt_dir):
         raise FileNotFoundError(f"--export_hf: no checkpoints in {workdir}")

@@ -4,11 +4,14 @@ micro-batches, only the trainable parameters in the optimiser)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from igpo_jax.sections import Section, check
 
 SCHEDULES = ("constant", "linear", "cosine")
 MOMENTS_DTYPES = ("float32", "param")
@@ -29,8 +32,10 @@ def learning_rate_schedule(lr: float, warmup_steps: int, total_steps: int,
     return optax.join_schedules([warm, after], [warmup_steps])
 
 
-def make_optimizer(cfg: Mapping[str, Any], total_steps: int
+def make_optimizer(cfg: "OptimConfig | Mapping[str, Any]", total_steps: int
                    ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW with the schedule, clipping and non-finite guard of ``cfg`` (the ``optim``
+    section, or a mapping with its keys)."""
     sched = learning_rate_schedule(cfg["lr"], cfg["warmup_steps"], total_steps, cfg["schedule"])
     tx = optax.chain(
         optax.clip_by_global_norm(cfg["grad_clip"]) if cfg["grad_clip"] > 0 else optax.identity(),
@@ -64,6 +69,29 @@ def nonfinite_counts(opt_state) -> tuple[int, int]:
 
 class NonFiniteError(RuntimeError):
     """Too many non-finite updates in a row; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(Section):
+    """The config's ``optim`` section."""
+
+    lr: float
+    warmup_steps: int
+    schedule: str
+    b1: float
+    b2: float
+    weight_decay: float
+    grad_clip: float
+    moments_dtype: str
+    max_nonfinite: int
+
+    def __post_init__(self):
+        check(self.lr >= 0 and self.warmup_steps >= 0, "optim.lr/warmup_steps",
+              (self.lr, self.warmup_steps), "must be >= 0")
+        check(self.schedule in SCHEDULES, "optim.schedule", self.schedule,
+              f"expected one of {SCHEDULES}")
+        check(self.moments_dtype in MOMENTS_DTYPES, "optim.moments_dtype", self.moments_dtype,
+              f"expected one of {MOMENTS_DTYPES}")
 
 
 def check_finite(opt_state, limit: int, stage: str, step: int, last_good: int | None) -> int:

@@ -16,6 +16,8 @@ import re
 import threading
 import time
 
+from igpo_jax.sections import Section, check
+
 log = logging.getLogger(__name__)
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -343,6 +345,21 @@ class MathReward:
 # subclassing MathReward gives the last two. ``correct`` is what IGPO's trigger
 # and the accuracy metrics use. Each entry builds one from the ``reward`` section.
 REWARDS = {"math": MathReward.from_config}
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig(Section):
+    """The config's ``reward`` section (``name`` from :data:`REWARDS`)."""
+
+    name: str
+    correct_weight: float
+    format_weight: float
+    timeout: float
+
+    def __post_init__(self):
+        check(self.name in REWARDS, "reward.name", self.name,
+              f"expected one of {tuple(REWARDS)}")
+        check(self.timeout > 0, "reward.timeout", self.timeout, "must be > 0 seconds")
 
 
 def from_config(reward_cfg):

@@ -37,19 +37,22 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
 
 
 def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
+    """The entry point: checks ``c`` and converts it to typed sections once
+    (:func:`configlib.validate`), then runs its mode. A pipeline splits the raw config
+    into its stages first, each of which comes back here."""
     from igpo_jax import workdir_lock
-    configlib.validate(c)
+    rc = configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
     try:
-        return _run_stage(c, workdir)
+        if rc.mode == "pipeline":
+            from igpo_jax import pipeline
+            return pipeline.run_pipeline(c, workdir, run_stage=run)
+        return _run_stage(rc, workdir)
     finally:
         workdir_lock.release(workdir)
 
 
-def _run_stage(c: ml_collections.ConfigDict, workdir: str) -> dict:
-    if c.mode == "pipeline":
-        from igpo_jax import pipeline
-        return pipeline.run_pipeline(c, workdir, run_stage=run)
+def _run_stage(c: "configlib.RunConfig", workdir: str) -> dict:
     if c.mode == "eval":
         from igpo_jax import evaluate
         return evaluate.run_eval(c, workdir)

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from igpo_jax import sharding as shd
+from igpo_jax.sections import Section, check
 from igpo_jax.models import family, llada, lora
 
 REMASKING = ("low_confidence", "random")
@@ -150,6 +151,46 @@ def _select_top(confidence: jax.Array, k: jax.Array) -> jax.Array:
     order = jnp.argsort(-confidence, axis=-1, stable=True)
     rank = jnp.argsort(order, axis=-1, stable=True)
     return rank < k[:, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings(Section):
+    """The config's ``sampler`` section: a :class:`SamplerConfig` plus the prompt length
+    and the rows per sampler call of the rollouts."""
+
+    prompt_len: int
+    gen_length: int
+    block_length: int
+    steps: int
+    temperature: float
+    remasking: str
+    cfg_scale: float
+    early_stop: bool
+    cache: str
+    unmask: str
+    threshold: float
+    rollout_batch_size: int
+
+    def __post_init__(self):
+        for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
+            check(getattr(self, k) > 0, f"sampler.{k}", getattr(self, k), "must be positive")
+        check(self.gen_length % self.block_length == 0, "sampler.gen_length", self.gen_length,
+              f"must be a multiple of sampler.block_length={self.block_length}")
+        nb = self.gen_length // self.block_length
+        check(self.steps % nb == 0, "sampler.steps", self.steps,
+              f"must be a multiple of the number of blocks gen_length/block_length={nb}")
+        check(self.remasking in REMASKING, "sampler.remasking", self.remasking,
+              f"expected {REMASKING}")
+        check(self.temperature >= 0, "sampler.temperature", self.temperature, "must be >= 0")
+        check(self.cache in CACHE_MODES, "sampler.cache", self.cache,
+              f"expected one of {CACHE_MODES}")
+        check(self.unmask in UNMASK_MODES, "sampler.unmask", self.unmask,
+              f"expected one of {UNMASK_MODES}")
+        check(0 <= self.threshold <= 1, "sampler.threshold", self.threshold,
+              "must be in [0, 1]")
+        check(self.unmask == "fixed" or self.remasking == "low_confidence", "sampler.unmask",
+              self.unmask,
+              "threshold unmasking compares confidences: it needs remasking=low_confidence")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,9 @@ file of ``{"question", "trace"}`` rows (``sft.rewritten_path``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +35,11 @@ from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import Progress
 from igpo_jax.models import family, llada
+from igpo_jax.sections import Section, check, require
 from igpo_jax.tokenizers import Tokenizer
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +68,33 @@ def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, tar
 MASK_MODES = ("iid", "block", "mixed")
 T_SAMPLING = ("uniform", "stratified")
 OVERLONG = ("drop", "truncate")
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig(Section):
+    """The config's ``sft`` section."""
+
+    num_steps: int
+    batch_size: int
+    micro_batch_size: int
+    eps: float
+    t_sampling: str
+    mask: str
+    overlong: str
+    rewritten_path: str
+
+    def __post_init__(self):
+        check(self.num_steps >= 0 and self.batch_size >= 1, "sft.num_steps/batch_size",
+              (self.num_steps, self.batch_size), "need num_steps >= 0 and batch_size >= 1")
+        check(self.micro_batch_size >= 1 and self.batch_size % self.micro_batch_size == 0,
+              "sft.micro_batch_size", self.micro_batch_size,
+              f"must divide sft.batch_size={self.batch_size}")
+        check(self.t_sampling in T_SAMPLING, "sft.t_sampling", self.t_sampling,
+              f"expected one of {T_SAMPLING}")
+        check(self.mask in MASK_MODES, "sft.mask", self.mask, f"expected one of {MASK_MODES}")
+        check(self.overlong in OVERLONG, "sft.overlong", self.overlong,
+              f"expected one of {OVERLONG}")
+        check(0 < self.eps < 1, "sft.eps", self.eps, "must be in (0, 1)")
 
 
 def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform", mask: str = "iid",
@@ -153,8 +187,9 @@ def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str, trainable, opt
     return optim.make_update_step(make_loss, tx, n_micro, trainable, opt_state)
 
 
-def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
+def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
     """Runs (or resumes) SFT of config ``c`` in ``workdir``."""
+    c = require(c, "sft.train")
     sft, s = c.sft, c.sampler
     mesh = experiment.build_mesh(c)
     tok = experiment.build_tokenizer(c)

@@ -9,12 +9,15 @@ instead (e.g. 2 KV heads on a tensor axis of 4), so any model runs on any mesh.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from igpo_jax.sections import Section
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -154,3 +157,13 @@ def replicate_unplaced(tree: Any, mesh: Mesh) -> Any:
             return jax.device_put(x, replicated)
         return x
     return jax.tree.map(put, tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig(Section):
+    """The config's ``mesh`` section (axis sizes; -1: the remaining devices). Whether it
+    fits the devices is checked with them (``configlib.check_devices``)."""
+
+    data: int
+    fsdp: int
+    tensor: int

@@ -12,6 +12,7 @@ model of the synthetic task, rebuilt by ``python -m igpo_jax.tokenizers``.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import io
 import os
 import string
@@ -20,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from igpo_jax import storage
+from igpo_jax.sections import Section, check
 
 MASK_TOKEN = "<|mdm_mask|>"
 EOT_TOKEN = "<|eot_id|>"
@@ -173,6 +175,17 @@ class HFTokenizer(Tokenizer):
 
 
 KINDS = ("sentencepiece", "hf")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerConfig(Section):
+    """The config's ``tokenizer`` section."""
+
+    kind: str
+    path: str
+
+    def __post_init__(self):
+        check(self.kind in KINDS, "tokenizer.kind", self.kind, f"expected one of {KINDS}")
 
 
 def load_tokenizer(kind: str, path: str | None = None, family: str = "llada") -> Tokenizer:

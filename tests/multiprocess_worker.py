@@ -13,6 +13,7 @@ parameters and the step metrics to OUT.npz.
 import json
 import os
 import sys
+from igpo_jax.configlib import typed
 
 
 def main(workdir, out_path, num_processes, process_id, port, devices, lora_rank):
@@ -40,9 +41,9 @@ def main(workdir, out_path, num_processes, process_id, port, devices, lora_rank)
     from igpo_jax import export
     from igpo_jax.rl import trainer
     configlib.validate(c)  # as main.py does
-    out = trainer.train(c, workdir)
+    out = trainer.train(typed(c), workdir)
     params = {k: distributed.to_host(v) for k, v in out["params"].items()}
-    export.export(c, workdir, os.path.join(workdir, "hf"), shard_gib=0)
+    export.export(typed(c), workdir, os.path.join(workdir, "hf"), shard_gib=0)
     if jax.process_index() == 0:
         rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
         np.savez(out_path, metrics=json.dumps(rows), process_count=jax.process_count(),

@@ -20,6 +20,7 @@ from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io
 from igpo_jax.rl import trainer
 from tests.test_faults import ROOT, _cmd, _env, _sigterm_when, _strip
+from igpo_jax.configlib import typed
 
 pytestmark = pytest.mark.slow  # an emulator process and whole runs
 BUCKET = "igpo-test"
@@ -105,7 +106,7 @@ def test_tiny_run_in_a_bucket_survives_sigterm_and_resumes_there(gcs, tmp_path):
     from configs import tiny
     c = tiny.get_config("rl")
     c.rl.num_steps, c.eval.every, c.checkpoint.every = 5, 0, 100
-    trainer.train(c, str(tmp_path / "straight"))
+    trainer.train(typed(c), str(tmp_path / "straight"))
     got, want = read_metrics(metrics), read_metrics(str(tmp_path / "straight" / "metrics.jsonl"))
     assert len(got) == len(want) and _strip(got) == _strip(want)
     assert storage.exists(f"{run}/config.json") and not storage.exists(f"{run}/.lock")
@@ -117,9 +118,9 @@ def test_export_to_the_bucket_and_load_back(gcs, tmp_path):
     from configs import tiny
     c = tiny.get_config("rl")
     c.rl.num_steps, c.eval.every = 1, 0
-    out = trainer.train(c, str(tmp_path / "run"))
+    out = trainer.train(typed(c), str(tmp_path / "run"))
     dst = f"gs://{BUCKET}/export/hf"
-    summary = export.export(c, str(tmp_path / "run"), dst, shard_gib=2e-5)
+    summary = export.export(typed(c), str(tmp_path / "run"), dst, shard_gib=2e-5)
     assert len(summary["files"]) > 1 and summary["out_dir"] == dst
     assert storage.exists(f"{dst}/model.safetensors.index.json")
     loaded = hf_io.load_hf_checkpoint(dst).param_dict()

@@ -16,6 +16,7 @@ from igpo_jax import optim, preemption
 from igpo_jax.checkpoint import Checkpointer, CorruptCheckpointError
 from igpo_jax.metrics import read_metrics
 from igpo_jax.rl import grpo, trainer
+from igpo_jax.configlib import typed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMING = {"rollout_seconds", "update_seconds"}
@@ -69,7 +70,7 @@ def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path):
     from configs import tiny
     c = tiny.get_config("rl")
     c.rl.num_steps, c.eval.every, c.checkpoint.every = 5, 0, 100
-    trainer.train(c, str(tmp_path / "straight"))
+    trainer.train(typed(c), str(tmp_path / "straight"))
     assert _strip(read_metrics(run / "metrics.jsonl")) == \
         _strip(read_metrics(tmp_path / "straight" / "metrics.jsonl"))
 
@@ -173,7 +174,7 @@ def test_nan_loss_in_training_is_skipped_then_stops(tmp_path, monkeypatch):
         return s * jnp.nan, d, st
     monkeypatch.setitem(grpo.POLICY_LOSSES, "clipped_surrogate", nan_loss)
     with pytest.raises(optim.NonFiniteError, match="last good checkpoint"):
-        trainer.train(c, str(tmp_path))
+        trainer.train(typed(c), str(tmp_path))
     rows = read_metrics(tmp_path / "metrics.jsonl")
     assert rows[0]["skipped_updates"] == 1
     assert Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 1
@@ -198,9 +199,9 @@ def test_sft_resume_equals_uninterrupted(tmp_path):
     c = tiny.get_config("rl")
     c.mode = "sft"
     c.sft.num_steps = 4
-    full = sft.train(c, str(tmp_path / "full"))
-    sft.train(c, str(tmp_path / "part"), stop_after=2)
-    resumed = sft.train(c, str(tmp_path / "part"))
+    full = sft.train(typed(c), str(tmp_path / "full"))
+    sft.train(typed(c), str(tmp_path / "part"), stop_after=2)
+    resumed = sft.train(typed(c), str(tmp_path / "part"))
     for k in full["params"]:
         np.testing.assert_array_equal(np.asarray(full["params"][k]),
                                       np.asarray(resumed["params"][k]))

@@ -1,5 +1,6 @@
 """The package's imports run one way: no module imports (directly or through others,
-at the top or inside a function) a module that imports it back."""
+at the top or inside a function) a module that imports it back. Imports under
+``if TYPE_CHECKING:`` (annotations only) never run and are not counted."""
 
 import ast
 import os
@@ -26,7 +27,13 @@ def import_graph():
             path = os.path.join(root, f)
             me = _module_name(path)
             deps = set()
-            for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            tree = ast.parse(open(path, encoding="utf-8").read())
+            type_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                         and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                         for stmt in node.body for n in ast.walk(stmt)}
+            for node in ast.walk(tree):
+                if id(node) in type_only:
+                    continue
                 if isinstance(node, ast.Import):
                     deps |= {a.name for a in node.names if a.name.startswith("igpo_jax")}
                 elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("igpo_jax"):

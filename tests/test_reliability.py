@@ -10,6 +10,7 @@ import pytest
 
 from igpo_jax import configlib, run, workdir_lock
 from igpo_jax.metrics import MetricsWriter, read_metrics
+from igpo_jax.configlib import typed
 
 
 def _write(path, lines):
@@ -54,9 +55,9 @@ def test_rerun_without_checkpoint_keeps_one_record(tmp_path):
     c = tiny.get_config("rl")
     c.eval.every = 0
     c.rl.update(num_steps=2, num_iterations=1)
-    trainer.train(c, str(tmp_path))
+    trainer.train(typed(c), str(tmp_path))
     shutil.rmtree(tmp_path / "checkpoints")
-    trainer.train(c, str(tmp_path))
+    trainer.train(typed(c), str(tmp_path))
     steps = [r["step"] for r in read_metrics(str(tmp_path / "metrics.jsonl"))]
     assert steps == [1, 2]
 
@@ -111,10 +112,10 @@ def test_long_prompts_are_found_when_the_data_is_loaded(tmp_path, capsys):
     c.data.update(source="jsonl", train_path=str(path), test_path=str(path))
     with pytest.raises(ValueError, match=r"1 prompts longer than sampler.prompt_len=12 .*"
                                          r"train.jsonl:7"):
-        trainer.train(c, str(tmp_path / "run"))
+        trainer.train(typed(c), str(tmp_path / "run"))
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
     c.data.skip_bad_rows = True
-    trainer.train(c, str(tmp_path / "run"))
+    trainer.train(typed(c), str(tmp_path / "run"))
     assert {r["rollout_step"] for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl"))} == {1}
 
 

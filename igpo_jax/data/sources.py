@@ -18,7 +18,10 @@ import json
 import logging
 from typing import Any, Callable, Mapping
 
+import dataclasses
+
 from igpo_jax import rewards, storage
+from igpo_jax.sections import Section, check, sub
 from igpo_jax.data import Example, format_trace, synthetic
 
 log = logging.getLogger(__name__)
@@ -186,6 +189,48 @@ def load_tfds(cfg: Mapping[str, Any], split: str) -> list[Example]:
     rows = ((f"{label}[{i}]", {k: _text(v) for k, v in source[i].items()})
             for i in range(len(source)))
     return _parse_rows(t.get("format", "jsonl"), rows, cfg, label)
+
+
+# data.source: the generated task, a file in one of the FILE_SOURCES formats, or tfds
+SOURCES = ("synthetic",) + tuple(FILE_SOURCES) + ("tfds",)
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsConfig(Section):
+    """``data.tfds``: a prepared tensorflow-datasets dataset."""
+
+    name: str
+    data_dir: str
+    train_split: str
+    test_split: str
+    format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(Section):
+    """The config's ``data`` section (``source`` from :data:`SOURCES`; ``synthetic`` is
+    passed to ``data/synthetic.py`` as it is)."""
+
+    source: str
+    train_path: str
+    test_path: str
+    seed: int
+    skip_bad_rows: bool
+    system_prompt: str
+    question_field: str
+    answer_field: str
+    trace_field: str
+    metamath_types: tuple
+    synthetic: dict
+    tfds: TfdsConfig = sub(TfdsConfig)
+
+    def __post_init__(self):
+        check(self.source in SOURCES, "data.source", self.source, f"expected one of {SOURCES}")
+        check(self.source != "tfds" or self.tfds.name, "data.tfds.name", self.tfds.name,
+              "data.source='tfds' needs the dataset's name")
+        formats = tuple(FILE_SOURCES)
+        check(self.source != "tfds" or self.tfds.format in formats, "data.tfds.format",
+              self.tfds.format, f"expected one of {formats}")
 
 
 def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 
 from igpo_jax.models import llada
+from igpo_jax.models.lora import LoraSettings
+from igpo_jax.sections import Section, check, sub
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,3 +86,41 @@ def token_logits(params, cfg: llada.LLaDAConfig, input_ids: jax.Array,
     if cfg.logits_shift:
         logits = jnp.concatenate([logits[:, :1], logits[:, :-1]], axis=1)
     return logits
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOverrides(Section):
+    """``model.overrides``: sizes over the preset's (0 = the preset's)."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    mlp_hidden_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings(Section):
+    """The config's ``model`` section (family and preset names from :data:`FAMILIES`
+    and ``llada.PRESETS``)."""
+
+    family: str
+    preset: str
+    hf_dir: str
+    init_from: str
+    param_dtype: str
+    dtype: str
+    remat: bool
+    overrides: ModelOverrides = sub(ModelOverrides)
+    lora: LoraSettings = sub(LoraSettings)
+
+    def __post_init__(self):
+        check(self.preset in llada.PRESETS or self.hf_dir, "model.preset", self.preset,
+              f"expected one of {llada.PRESETS}, or set model.hf_dir")
+        check(self.family in FAMILIES, "model.family", self.family,
+              f"expected one of {sorted(FAMILIES)}")
+        big = {FAMILIES[f].preset: f for f in FAMILIES}
+        check(self.hf_dir or self.preset not in big or big[self.preset] == self.family,
+              "model.preset", self.preset,
+              f"is a {big.get(self.preset)} model but model.family={self.family!r}: set "
+              f"--config.model.family={big.get(self.preset)}")

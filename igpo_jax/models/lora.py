@@ -23,6 +23,8 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from igpo_jax.sections import ConfigError, Section, check
+
 LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 SUFFIX_A, SUFFIX_B = "_lora_a", "_lora_b"
 
@@ -146,3 +148,26 @@ def count(params: Mapping[str, Any]) -> tuple[int, int]:
     trainable, _ = split(params)
     size = lambda t: sum(int(x.size) for x in t.values())  # noqa: E731
     return size(trainable), size(params)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraSettings(Section):
+    """The config's ``model.lora`` section; :meth:`config` is the :class:`LoraConfig`
+    (None at rank 0: no adapters)."""
+
+    rank: int
+    alpha: float
+    dropout: float
+    targets: Any
+    param_dtype: str
+    sample_merged: bool
+
+    def __post_init__(self):
+        check(self.rank >= 0, "model.lora.rank", self.rank, "must be >= 0 (0 = no LoRA)")
+        try:
+            LoraConfig.from_config(self)
+        except ValueError as e:
+            raise ConfigError(f"config.model.lora={self.to_dict()}: {e}") from None
+
+    def config(self) -> "LoraConfig | None":
+        return LoraConfig.from_config(self)

@@ -6,10 +6,13 @@ denominator so that micro-batches accumulate to exactly the full-batch loss.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from igpo_jax.sections import Section, check
 
 
 def advantages_mean(rewards: jax.Array, group_size: int) -> jax.Array:
@@ -113,3 +116,53 @@ def normalise(loss_sum: jax.Array, denom: jax.Array, batch_denom: jax.Array, n_m
 
 
 POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss}
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig(Section):
+    """The config's ``rl`` section (names from the registries above and
+    ``rl.augment.ALGORITHMS``)."""
+
+    algo: str
+    num_steps: int
+    prompts_per_step: int
+    group_size: int
+    num_iterations: int
+    micro_batch_size: int
+    beta: float
+    eps_low: float
+    eps_high: float
+    ratio: str
+    aggregation: str
+    ratio_positions: str
+    loss_norm: str
+    advantage: str
+    loss: str
+    p_mask_prompt: float
+    train_on_padding: bool
+
+    def __post_init__(self):
+        from igpo_jax.rl.augment import ALGORITHMS
+        check(self.algo in ALGORITHMS, "rl.algo", self.algo, f"expected one of {ALGORITHMS}")
+        check(self.group_size >= 2, "rl.group_size", self.group_size,
+              "group methods need at least 2 completions per prompt")
+        check(self.num_steps >= 0, "rl.num_steps", self.num_steps, "must be >= 0")
+        check(self.prompts_per_step >= 1, "rl.prompts_per_step", self.prompts_per_step,
+              "must be >= 1")
+        check(self.num_iterations >= 1, "rl.num_iterations", self.num_iterations,
+              "must be >= 1")
+        n = self.prompts_per_step * self.group_size
+        check(self.micro_batch_size > 0 and n % self.micro_batch_size == 0,
+              "rl.micro_batch_size", self.micro_batch_size,
+              f"must divide prompts_per_step x group_size = {n}")
+        for key, names in (("ratio", RATIOS), ("aggregation", AGGREGATIONS),
+                           ("ratio_positions", RATIO_POSITIONS), ("loss_norm", LOSS_NORMS),
+                           ("advantage", tuple(ADVANTAGE_ESTIMATORS)),
+                           ("loss", tuple(POLICY_LOSSES))):
+            check(getattr(self, key) in names, f"rl.{key}", getattr(self, key),
+                  f"expected one of {names}")
+        check(0 <= self.p_mask_prompt < 1, "rl.p_mask_prompt", self.p_mask_prompt,
+              "must be in [0, 1)")
+        check(self.beta >= 0, "rl.beta", self.beta, "must be >= 0")
+        check(0 <= self.eps_low < 1 and self.eps_high >= 0, "rl.eps_low/eps_high",
+              (self.eps_low, self.eps_high), "need 0 <= eps_low < 1 and eps_high >= 0")

@@ -18,6 +18,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from igpo_jax.sections import Section, check
+
 POSITIONS = ("as_is", "stretch")
 
 
@@ -44,6 +46,42 @@ class HintConfig:
             raise ValueError(f"hint position={self.position!r}; expected one of {POSITIONS}")
         if self.reserve < 0 or self.max_stretch < 1.0:
             raise ValueError("hints need reserve >= 0 and max_stretch >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class IgpoConfig(Section):
+    """The config's ``igpo`` section: the hints (:meth:`hints`), the replacement cap
+    ``lam`` and the entropy filter's ``tau``."""
+
+    min_chunk: int
+    max_chunk: int
+    eta_low: float
+    eta_high: float
+    reserve: int
+    position: str
+    max_gap: int
+    reveal_last_chunk: bool
+    exclude_last_step: bool
+    lam: float
+    tau: float
+
+    def __post_init__(self):
+        check(0 <= self.eta_low <= self.eta_high <= 1, "igpo.eta_low/eta_high",
+              (self.eta_low, self.eta_high), "need 0 <= eta_low <= eta_high <= 1")
+        check(0 < self.lam <= 1, "igpo.lam", self.lam, "need 0 < lambda <= 1")
+        check(0 < self.tau <= 1, "igpo.tau", self.tau,
+              "need 0 < tau <= 1 (1 = no entropy filter)")
+        check(1 <= self.min_chunk <= self.max_chunk, "igpo.min_chunk/max_chunk",
+              (self.min_chunk, self.max_chunk), "need 1 <= min_chunk <= max_chunk")
+        check(self.reserve >= 0, "igpo.reserve", self.reserve, "must be >= 0")
+        check(self.position in POSITIONS, "igpo.position", self.position,
+              f"expected {POSITIONS}")
+        check(self.max_gap >= 0, "igpo.max_gap", self.max_gap, "must be >= 0")
+
+    def hints(self) -> HintConfig:
+        return HintConfig(self.min_chunk, self.max_chunk, self.eta_low, self.eta_high,
+                          self.reserve, self.position, max_gap=self.max_gap,
+                          reveal_last_chunk=self.reveal_last_chunk)
 
 
 def all_wrong_groups(correct: jax.Array, group_size: int) -> jax.Array:

@@ -9,6 +9,8 @@ repeats exactly what an uninterrupted one would have done.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dataclasses
 import logging
 import time
@@ -26,8 +28,12 @@ from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
 from igpo_jax.models import llada, lora
-from igpo_jax.rl import augment, grpo, igpo, logprobs
+from igpo_jax.rl import augment, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
+from igpo_jax.sections import require
+
+if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
+    from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +72,7 @@ def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int):
 
 
 def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
-                    rl: ml_collections.ConfigDict, n_micro: int, trainable, opt_state):
+                    rl: grpo.RLConfig, n_micro: int, trainable, opt_state):
     """jit: (trainable, opt_state, frozen, TrainBatch, key) -> (trainable, opt_state, out),
     :func:`optim.make_update_step` with the policy loss; ``key`` drives LoRA dropout."""
     use_ref = rl.beta > 0
@@ -104,7 +110,7 @@ def update_metrics(out: dict) -> dict:
             "clip_frac_hint": hint("hint_clip_count"), "ratio_hint": hint("hint_ratio_sum")}
 
 
-def make_prepare(rl: ml_collections.ConfigDict, eos_id: int):
+def make_prepare(rl: grpo.RLConfig, eos_id: int):
     """jit: (rewards, completion_ids, prompt_attn, step_key) -> (advantages, completion
     mask, the masked-prompt pattern and the dropout key of every inner iteration): the
     device work between the rollout batch and the log-probs, in one program."""
@@ -149,7 +155,7 @@ def make_iteration_masks(augmentation: augment.Augmentation, ratio_positions: st
 class _Run:
     """What one RL step needs besides the parameters (built once by :func:`train`)."""
 
-    c: ml_collections.ConfigDict
+    c: RunConfig
     cfg: llada.LLaDAConfig
     mesh: jax.sharding.Mesh
     examples: list
@@ -228,7 +234,7 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
     return trainable, opt_state, record
 
 
-def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = None, *,
+def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None, *,
           tokenizer=None, reward=None, examples=None, params=None) -> dict:
     """Runs (or resumes) the RL stage of config ``c`` in ``workdir``.
 
@@ -242,6 +248,7 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
     SIGTERM / SIGINT finish the current step, checkpoint and raise
     :class:`preemption.Preempted`. Returns a summary with the final parameters.
     """
+    c = require(c, "trainer.train")
     rl, s = c.rl, c.sampler
     mesh = experiment.build_mesh(c)
     tok = tokenizer or experiment.build_tokenizer(c)
@@ -270,10 +277,8 @@ def train(c: ml_collections.ConfigDict, workdir: str, stop_after: int | None = N
         log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
 
     sc = sampling.SamplerConfig.from_config(s)
-    hints = igpo.HintConfig(**{k: c.igpo[k] for k in (
-        "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
-        "max_gap", "reveal_last_chunk")})
-    augmentation = augment.make(rl.algo, group_size=rl.group_size, lam=c.igpo.lam, hints=hints,
+    augmentation = augment.make(rl.algo, group_size=rl.group_size, lam=c.igpo.lam,
+                                hints=c.igpo.hints(),
                                 tau=c.igpo.tau, tokenizer=tok,
                                 exclude_last_step=c.igpo.exclude_last_step)
     worker = RolloutWorker(cfg, sc, RolloutConfig(

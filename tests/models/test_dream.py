@@ -16,6 +16,7 @@ from igpo_jax.models import family, hf_io, llada, lora
 from igpo_jax.rl import logprobs
 from igpo_jax.sft import masked_sft_loss
 from tests import reference as ref
+from igpo_jax.configlib import typed
 
 MASK, EOS = 63, 62
 
@@ -195,7 +196,7 @@ def test_family_and_preset_checks(tmp_path, dream_model):
     from igpo_jax import configlib, experiment
     c = tiny.get_config("rl")
     c.model.family = "dream"
-    cfg = experiment.model_config(c)
+    cfg = experiment.model_config(typed(c))
     assert (cfg.family, cfg.qkv_bias, cfg.logits_shift) == ("dream", True, 1)
     assert "blocks/q_bias" in family.of(cfg).param_specs(cfg)
     c.model.update(family="llada", preset="dream_7b")
@@ -208,7 +209,7 @@ def test_family_and_preset_checks(tmp_path, dream_model):
     ref.write_hf_checkpoint(d, ref.dream_hf_config(), dream_model[1])
     c.model.update(family="llada", hf_dir=str(d))
     with pytest.raises(ValueError, match="holds a dream model"):
-        experiment.model_config(c)
+        experiment.model_config(typed(c))
     big = llada.LLaDAConfig.dream_7b()
     # Qwen2.5-7B's parameter count: 7.62B (embeddings and head untied)
     assert big.num_params() == sum(int(np.prod(s)) for s, _ in llada.param_specs(big).values())
@@ -230,14 +231,14 @@ def test_tiny_pipeline_runs_on_a_dream_shaped_model(tmp_path):
     rl = tiny.get_config("rl")
     rl.model.family = "dream"
     from igpo_jax import experiment
-    cfg = experiment.model_config(rl)
+    cfg = experiment.model_config(typed(rl))
     like = family.of(cfg).init_params(cfg, 0)
     params, meta = load_params(str(tmp_path / "p" / "igpo" / "checkpoints"), like)
     assert meta["stage"] == "igpo" and "blocks/q_bias" in params
     sft, _ = load_params(str(tmp_path / "p" / "sft" / "checkpoints"), like)
     assert np.abs(np.asarray(params["blocks/q_bias"]) - np.asarray(sft["blocks/q_bias"])
                   ).max() > 0  # the biases train
-    out = export.export(rl, str(tmp_path / "p" / "igpo"), str(tmp_path / "hf"))
+    out = export.export(typed(rl), str(tmp_path / "p" / "igpo"), str(tmp_path / "hf"))
     hf = json.load(open(tmp_path / "hf" / "config.json"))
     assert hf["model_type"] == "Dream" and out["tensors"] == 3 + 12 * cfg.n_layers  # 2 norms, 4 + 3 biases, 3 MLP
     again = hf_io.load_hf_checkpoint(tmp_path / "hf")

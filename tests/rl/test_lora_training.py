@@ -18,6 +18,7 @@ from igpo_jax import experiment, export, sft
 from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io, llada, lora
 from igpo_jax.rl import trainer
+from igpo_jax.configlib import typed
 
 pytestmark = pytest.mark.slow  # processes / whole training runs
 
@@ -42,11 +43,11 @@ def _np(tree):
 def rl_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("lora_rl")
     c = tiny_lora(algo="igpo", beta=0.01)
-    cfg = experiment.model_config(c)
-    initial = _np(experiment.initial_params(c, cfg, experiment.build_mesh(c)))
-    full = trainer.train(c, str(root / "full"))
-    part = trainer.train(c, str(root / "part"), stop_after=2)
-    resumed = trainer.train(c, str(root / "part"))
+    cfg = experiment.model_config(typed(c))
+    initial = _np(experiment.initial_params(typed(c), cfg, experiment.build_mesh(typed(c))))
+    full = trainer.train(typed(c), str(root / "full"))
+    part = trainer.train(typed(c), str(root / "part"), stop_after=2)
+    resumed = trainer.train(typed(c), str(root / "part"))
     return dict(c=c, cfg=cfg, root=root, initial=initial, full=_np(full["params"]),
                 part_steps=part["steps"], resumed=_np(resumed["params"]))
 
@@ -133,7 +134,7 @@ def test_export_merges_adapters_into_a_loadable_hf_checkpoint(rl_runs, tmp_path)
                                                     "custom_key": 7, "d_model": 1}))
     c = c.copy_and_resolve_references()
     out = tmp_path / "hf"
-    summary = export.export(c, str(rl_runs["root"] / "full"), str(out), shard_gib=2e-5)
+    summary = export.export(typed(c), str(rl_runs["root"] / "full"), str(out), shard_gib=2e-5)
     assert summary["merged_lora"] and summary["step"] == 3 and len(summary["files"]) > 1
     assert summary["files"][0] == f"model-00001-of-{len(summary['files']):05d}.safetensors"
     loaded = _np(hf_io.load_hf_checkpoint(out).param_dict())
@@ -148,7 +149,7 @@ def test_export_merges_adapters_into_a_loadable_hf_checkpoint(rl_runs, tmp_path)
     assert np.abs(loaded["blocks/q_proj"] - full["blocks/q_proj"]).max() > 1e-4  # merged
     # and bit-exactly the merged parameters the export wrote (the same merge, again)
     again, meta = experiment.params_of_run(str(rl_runs["root"] / "full" / "checkpoints"), c,
-                                           cfg.replace(lora=None), experiment.build_mesh(c))
+                                           cfg.replace(lora=None), experiment.build_mesh(typed(c)))
     assert meta["lora"]["rank"] == 4
     for k, v in again.items():
         np.testing.assert_array_equal(loaded[k], np.asarray(v), err_msg=k)
@@ -207,24 +208,24 @@ def test_export_cli_bfloat16_with_source_files(rl_runs, tmp_path):
 def test_sft_lora_then_rl_from_it_merges_the_adapters(tmp_path):
     c = tiny_lora("sft")
     c.sft.num_steps = 2
-    res = sft.train(c, str(tmp_path / "sft"))
+    res = sft.train(typed(c), str(tmp_path / "sft"))
     sft_params = _np(res["params"])
     assert np.abs(sft_params["blocks/up_proj_lora_b"]).max() > 0
     # the next stage: full-parameter RL from the SFT-LoRA run gets base + merged adapters
     r = tiny_lora("rl")
     r.model.lora.rank = 0
     r.model.init_from = str(tmp_path / "sft")
-    cfg = experiment.model_config(r)
-    got = experiment.initial_params(r, cfg, experiment.build_mesh(r))
-    want = lora.merge(sft_params, experiment.model_config(c).lora)
+    cfg = experiment.model_config(typed(r))
+    got = experiment.initial_params(typed(r), cfg, experiment.build_mesh(typed(r)))
+    want = lora.merge(sft_params, experiment.model_config(typed(c)).lora)
     assert set(got) == set(want)
     for k in want:
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=1e-6,
                                    atol=1e-7)
     # a LoRA stage on top of it starts from the merged base with fresh adapters
     r.model.lora.rank = 4
-    cfg = experiment.model_config(r)
-    got2 = experiment.initial_params(r, cfg, experiment.build_mesh(r))
+    cfg = experiment.model_config(typed(r))
+    got2 = experiment.initial_params(typed(r), cfg, experiment.build_mesh(typed(r)))
     np.testing.assert_array_equal(np.asarray(got2["blocks/q_proj"]), np.asarray(got["blocks/q_proj"]))
     assert not np.asarray(got2["blocks/q_proj_lora_b"]).any()
     # the demo's asset export refuses an adapters-only stage with a pointer to --export_hf

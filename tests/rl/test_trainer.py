@@ -7,6 +7,7 @@ import pytest
 from igpo_jax import configlib, experiment, run
 from igpo_jax.metrics import read_metrics
 from igpo_jax.rl import trainer
+from igpo_jax.configlib import typed
 
 REQUIRED = {"step", "stage", "loss", "reward_mean", "accuracy", "frac_all_wrong_groups",
             "inpaint_triggered", "num_replaced", "hint_tokens_kept", "clip_frac", "kl",
@@ -22,9 +23,9 @@ def tiny(**rl):
 
 
 def _init(c):
-    tok = experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    return experiment.initial_params(c, cfg, experiment.build_mesh(c))
+    tok = experiment.build_tokenizer(typed(c))
+    cfg = experiment.model_config(typed(c), tok)
+    return experiment.initial_params(typed(c), cfg, experiment.build_mesh(typed(c)))
 
 
 def _changed(a, b):
@@ -38,7 +39,7 @@ def test_one_step_changes_parameters_and_writes_metrics(tmp_path, algo, cache, u
     c.sampler.update(cache=cache, unmask=unmask, threshold=0.3)
     # a group with rewards that differ (format reward) gives a gradient under both algos
     before = _init(c)
-    out = trainer.train(c, str(tmp_path))
+    out = trainer.train(typed(c), str(tmp_path))
     assert _changed(before, out["params"]) > 0
     rows = read_metrics(os.path.join(tmp_path, "metrics.jsonl"))
     assert len(rows) == 1 and REQUIRED <= set(rows[0])
@@ -106,10 +107,10 @@ def test_sampler_early_stop_key_reaches_the_sampler():
 @pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     c = tiny(algo="igpo", num_steps=3, num_iterations=2)
-    full = trainer.train(c, str(tmp_path / "full"))
-    part = trainer.train(c, str(tmp_path / "part"), stop_after=2)
+    full = trainer.train(typed(c), str(tmp_path / "full"))
+    part = trainer.train(typed(c), str(tmp_path / "part"), stop_after=2)
     assert part["steps"] == 2
-    resumed = trainer.train(c, str(tmp_path / "part"))
+    resumed = trainer.train(typed(c), str(tmp_path / "part"))
     for k in full["params"]:
         np.testing.assert_array_equal(np.asarray(full["params"][k]),
                                       np.asarray(resumed["params"][k]))
@@ -149,7 +150,7 @@ def test_tiny_config_exercises_replacement(tmp_path):
     outs = {}
     for algo in ("grpo", "igpo"):
         c = tiny(algo=algo)
-        outs[algo] = trainer.train(c, str(tmp_path / algo))
+        outs[algo] = trainer.train(typed(c), str(tmp_path / algo))
     assert outs["igpo"]["last"]["num_replaced"] > 0
     assert outs["grpo"]["last"]["num_replaced"] == 0
     assert _changed(outs["igpo"]["params"], outs["grpo"]["params"]) > 0
@@ -170,7 +171,7 @@ def test_train_accepts_a_custom_reward_and_data(tmp_path):
 
     c = tiny(algo="grpo")
     data = synthetic.generate(8, "train", modulus=5, min_terms=2, max_terms=3)
-    out = trainer.train(c, str(tmp_path), reward=EvenLength(), examples=data)
+    out = trainer.train(typed(c), str(tmp_path), reward=EvenLength(), examples=data)
     rows = read_metrics(os.path.join(tmp_path, "metrics.jsonl"))
     # the logged rewards are the custom reward's: its mean equals the correct share
     assert 0 < rows[0]["accuracy"] < 1
@@ -219,7 +220,7 @@ def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch, algo, lora_
         calls.update(put=0, get=0)
         return out
     monkeypatch.setattr(trainer, "_update", guarded)
-    trainer.train(c, str(tmp_path / "run"))
+    trainer.train(typed(c), str(tmp_path / "run"))
     assert seen == [{"put": 1, "get": 1}] * 2
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
