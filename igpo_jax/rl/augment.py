@@ -103,7 +103,9 @@ class Resample(Augmentation):
         h_comp = sample(batch.prompt_ids[rows], batch.prompt_attn[rows], k_gen, h_ids, h_mask)
         h_mask = np.zeros(h_comp.shape, bool) if h_mask is None else h_mask
         h_rew, h_ok, h_texts = score(h_comp, [batch.golds[r] for r in rows])
-        take = _plan(k_plan, jnp.asarray(h_ok.reshape(len(groups), G)), lam=self.lam)
+        # the plan is drawn on the device: one transfer there, one back
+        take = jax.device_get(_plan(k_plan, jax.device_put(h_ok.reshape(len(groups), G)),
+                                    lam=self.lam))
         b = batch
         mixed = igpo.mix_groups(
             take, dict(comp=b.completion_ids[rows], rew=b.rewards[rows], ok=b.correct[rows],
@@ -138,18 +140,20 @@ class Inpaint(Resample):
         super().__init__(group_size, lam)
         self.hint_cfg, self.tau, self.tok = hints, tau, tokenizer
         self.exclude_last_step = exclude_last_step
+        self._eta_bounds = None
 
     def hints(self, examples, groups, key_eta, key_hint, gen_length):
         G = self.group_size
         t_ids, t_len, t_rev = encode_traces(self.tok, [examples[g] for g in groups
                                                        for _ in range(G)], gen_length,
                                             self.exclude_last_step)
-        eta = igpo.sample_etas(key_eta, len(groups), G, self.hint_cfg.eta_low,
-                               self.hint_cfg.eta_high)
-        h_ids, h_mask = _build_hints(key_hint, jnp.asarray(t_ids), jnp.asarray(t_len),
-                                     jnp.asarray(t_rev), eta, gen_length=gen_length,
-                                     hc=self.hint_cfg)
-        return np.asarray(h_ids), np.asarray(h_mask)
+        if self._eta_bounds is None:  # on the device once, not per step
+            self._eta_bounds = jax.device_put((self.hint_cfg.eta_low, self.hint_cfg.eta_high))
+        eta = igpo.sample_etas(key_eta, len(groups), G, *self._eta_bounds)
+        # the encoded traces go to the device in one transfer, the hints come back in one
+        t_ids, t_len, t_rev = jax.device_put((t_ids, t_len, t_rev))
+        return jax.device_get(_build_hints(key_hint, t_ids, t_len, t_rev, eta,
+                                           gen_length=gen_length, hc=self.hint_cfg))
 
     def loss_mask(self, entropy, hint_mask):
         return igpo.entropy_filter(entropy, hint_mask, self.tau)

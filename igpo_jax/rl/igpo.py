@@ -17,6 +17,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from igpo_jax.sections import Section, check
 
@@ -222,15 +223,16 @@ def mix_groups(take: jax.Array, original: dict, hinted: dict) -> dict:
     dicts of arrays with leading dimension ``g * G`` and the same keys. Returns the
     mixed dict plus ``replaced`` (bool ``[g * G]``).
     """
+    xp = np if isinstance(take, np.ndarray) else jnp  # host arrays stay on the host
     flat_take = take.reshape(-1)
     g, size = take.shape
-    source = (jnp.arange(g)[:, None] * size + jnp.maximum(take, 0)).reshape(-1)
+    source = (xp.arange(g)[:, None] * size + xp.maximum(take, 0)).reshape(-1)
     replaced = flat_take >= 0
     out = {}
     for name, orig in original.items():
         new = hinted[name][source]
         sel = replaced.reshape((-1,) + (1,) * (orig.ndim - 1))
-        out[name] = jnp.where(sel, new, orig)
+        out[name] = xp.where(sel, new, orig)
     out["replaced"] = replaced
     return out
 

@@ -26,6 +26,13 @@ from igpo_jax.rl.augment import Augmentation, ScoredBatch
 from igpo_jax.tokenizers import Tokenizer
 
 
+# key derivations as device programs (their integers are constants, not transfers)
+_split5 = jax.jit(lambda key: tuple(jax.random.split(key, 5)))
+_chunk_keys = jax.jit(lambda key, n, chunk: tuple(jax.random.fold_in(key, i)
+                                                  for i in range(0, n, chunk)),
+                      static_argnums=(1, 2))
+
+
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
     group_size: int
@@ -57,10 +64,11 @@ class RolloutWorker:
         arrays = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) if pad else a
                   for a in (prompt_ids, prompt_attn, np.asarray(hint_ids), np.asarray(hint_mask))]
         outs = []
-        for i in range(0, n + pad, chunk):
+        keys = _chunk_keys(key, n + pad, chunk)
+        for c, i in enumerate(range(0, n + pad, chunk)):
             p, a, hi, hm = (x[i:i + chunk] for x in arrays)
             out = sampling.generate_params(params, self.model_cfg, p, self.sc,
-                                           jax.random.fold_in(key, i), attention_mask=a,
+                                           keys[c], attention_mask=a,
                                            hint_ids=hi, hint_mask=hm, mesh=self.mesh)
             outs.append(out)
         # the tokens and model-call counts of every chunk, back in one transfer
@@ -81,7 +89,7 @@ class RolloutWorker:
         self.reward_failures = 0
         self.forward_passes = []
         G = self.rc.group_size
-        k_sample, k_eta, k_hint, k_gen, k_plan = jax.random.split(key, 5)
+        k_sample, k_eta, k_hint, k_gen, k_plan = _split5(key)
         p_ids, p_attn = encode_prompts(self.tok, examples, self.rc.prompt_len,
                                        self.rc.system_prompt)
         p_ids, p_attn = np.repeat(p_ids, G, 0), np.repeat(p_attn, G, 0)

@@ -18,6 +18,7 @@ import time
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 import optax
 
@@ -176,7 +177,7 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
     """One rollout batch and its ``num_iterations`` updates; returns (trainable, opt_state,
     record)."""
     params = {**r.frozen, **trainable}
-    step_key = jax.random.fold_in(r.key, step)
+    step_key = jax.random.fold_in(r.key, jax.device_put(np.uint32(step)))  # (explicit)
     idx = next(r.data_iter)
     batch = r.worker(params, [r.examples[int(i)] for i in idx], step_key)
     return _update(r, trainable, opt_state, batch, step_key, step)

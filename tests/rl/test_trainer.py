@@ -224,3 +224,54 @@ def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch, algo, lora_
     assert seen == [{"put": 1, "get": 1}] * 2
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_whole_step_crosses_host_and_device_only_in_counted_explicit_transfers(
+        tmp_path, monkeypatch):
+    """A whole IGPO step with guards on: no implicit host<->device transfer and no
+    device scalar read, anywhere (rollouts, hints, replacement plan, update). Explicit
+    transfers per step: the step's key; per sampler call its inputs; the traces of the
+    hinted groups and the replacement plan's input; the batch of the update (+ the eta
+    bounds once) one way; per sampling round (plain, hinted) the tokens, the hints, the
+    plan and the update's results the other way."""
+    import jax
+    from jax._src.array import ArrayImpl
+    c = tiny(algo="igpo", num_steps=2, num_iterations=1)
+    c.sampler.rollout_batch_size = 8  # several sampler calls per round
+    real_step, real_put, real_get = trainer._rl_step, jax.device_put, jax.device_get
+    calls, seen = {"put": 0, "get": 0}, []
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            # a put of device arrays only (re-placing parameters) crosses no host boundary
+            if name == "get" or not all(isinstance(x, jax.Array)
+                                        for x in jax.tree.leaves(a[0])):
+                calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    def no_scalar_read(self, *a):
+        raise AssertionError("a device scalar was read during the step")
+
+    def guarded(*args):
+        with monkeypatch.context() as m:
+            m.setattr(jax, "device_put", counted("put", real_put))
+            m.setattr(jax, "device_get", counted("get", real_get))
+            for dunder in ("__float__", "__int__", "__bool__"):
+                m.setattr(ArrayImpl, dunder, no_scalar_read)
+            with jax.transfer_guard_host_to_device("disallow"), \
+                    jax.transfer_guard_device_to_host("disallow"):
+                out = real_step(*args)
+        seen.append(dict(calls))
+        calls.update(put=0, get=0)
+        return out
+    monkeypatch.setattr(trainer, "_rl_step", guarded)
+    trainer.train(typed(c), str(tmp_path / "run"))
+    rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert len(rows) == 2 and all(r["inpaint_triggered"] > 0 for r in rows)
+    n = c.rl.prompts_per_step * c.rl.group_size
+    for i, (r, got) in enumerate(zip(rows, seen)):
+        plain_calls = n // 8
+        hinted_calls = -(-r["hinted_samples"] // 8)
+        puts = 1 + plain_calls + 1 + hinted_calls + 1 + 1 + (1 if i == 0 else 0)
+        assert got == {"put": puts, "get": 5}, (i, got, r["hinted_samples"])
