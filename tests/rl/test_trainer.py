@@ -68,8 +68,8 @@ def test_igpo_replacement_gives_gradient_where_grpo_has_none(tmp_path):
         c.igpo.update(eta_low=1.0, eta_high=1.0, min_chunk=1, max_chunk=1, reserve=0,
                       reveal_last_chunk=True, exclude_last_step=False, tau=0.2)
         return c
-    g = trainer.train(cfg("grpo"), str(tmp_path / "grpo"))["last"]
-    i = trainer.train(cfg("igpo"), str(tmp_path / "igpo"))["last"]
+    g = trainer.train(typed(cfg("grpo")), str(tmp_path / "grpo"))["last"]
+    i = trainer.train(typed(cfg("igpo")), str(tmp_path / "igpo"))["last"]
     assert g["frac_all_wrong_groups"] == 1.0 and g["grad_norm"] == 0.0
     # every hinted completion holds the whole trace; the random model's tail after it can
     # open a second (wrong) answer span, and the last span is the one graded
@@ -87,7 +87,7 @@ def test_igpo_replacement_gives_gradient_where_grpo_has_none(tmp_path):
         assert i[k] is not None and np.isfinite(i[k]), k
     assert g["entropy_hint"] is None and g["clip_frac_hint"] is None  # GRPO has no hints
     # the compute-matched control: as many extra samples for the same groups, no hints
-    r = trainer.train(cfg("resample"), str(tmp_path / "resample"))["last"]
+    r = trainer.train(typed(cfg("resample")), str(tmp_path / "resample"))["last"]
     assert r["inpaint_triggered"] == i["inpaint_triggered"] == 2
     assert r["hinted_samples"] == i["hinted_samples"]
     assert r["hint_tokens"] == 0 and r["entropy_hint"] is None
