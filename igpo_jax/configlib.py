@@ -419,7 +419,7 @@ def validate(c, check_paths: bool = True, need_weights: bool = True) -> "RunConf
     return c
 
 
-def check_devices(c: ml_collections.ConfigDict) -> None:
+def check_devices(c: "RunConfig") -> None:
     """The mesh fits the devices and the RL batch divides over its batch axes (SFT and
     evaluation batches that do not divide are replicated instead)."""
     import jax
@@ -431,7 +431,7 @@ def check_devices(c: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(f"config.mesh={c.mesh.to_dict()}: {e}") from e
     per = data * fsdp
-    n = c.rl.prompts_per_step * c.rl.group_size
+    n = c.rl.rows
     if c.mode == "rl":
         _check(n % per == 0, "rl.prompts_per_step", c.rl.prompts_per_step,
                f"prompts_per_step x group_size = {n} must be divisible by the mesh's "

@@ -68,7 +68,7 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     rl, s = c.rl, c.sampler
     params = experiment.abstract_params(cfg, mesh)  # adapters included under LoRA
     trainable, frozen = lora.split(params)
-    n = rl.prompts_per_step * rl.group_size
+    n = rl.rows
     chunk = min(s.rollout_batch_size, n)
     n_micro = n // rl.micro_batch_size
     p, g = s.prompt_len, s.gen_length

@@ -141,6 +141,11 @@ class RLConfig(Section):
     p_mask_prompt: float
     train_on_padding: bool
 
+    @property
+    def rows(self) -> int:
+        """Completions per rollout step: prompts_per_step x group_size."""
+        return self.prompts_per_step * self.group_size
+
     def __post_init__(self):
         from igpo_jax.rl.augment import ALGORITHMS
         check(self.algo in ALGORITHMS, "rl.algo", self.algo, f"expected one of {ALGORITHMS}")
@@ -151,7 +156,7 @@ class RLConfig(Section):
               "must be >= 1")
         check(self.num_iterations >= 1, "rl.num_iterations", self.num_iterations,
               "must be >= 1")
-        n = self.prompts_per_step * self.group_size
+        n = self.rows
         check(self.micro_batch_size > 0 and n % self.micro_batch_size == 0,
               "rl.micro_batch_size", self.micro_batch_size,
               f"must divide prompts_per_step x group_size = {n}")

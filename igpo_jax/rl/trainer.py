@@ -190,7 +190,7 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
     ``jax.transfer_guard``)."""
     c, rl = r.c, r.c.rl
     params = {**r.frozen, **trainable}
-    n = rl.prompts_per_step * rl.group_size
+    n = rl.rows
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
                                   c=batch.completion_ids, h=batch.hint_mask,
                                   r=batch.rewards), r.mesh)
@@ -255,7 +255,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     tok = tokenizer or experiment.build_tokenizer(c)
     cfg = experiment.model_config(c, tok)
     log.info("%s", experiment.describe(cfg))
-    n = rl.prompts_per_step * rl.group_size
+    n = rl.rows
     configlib.check_devices(c)
     examples = check_lengths(tok, examples or load_examples(c.data.to_dict(), "train"),
                              s.prompt_len,
