@@ -19,7 +19,7 @@ from igpo_jax.rl import grpo, trainer
 from igpo_jax.configlib import typed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING = {"rollout_seconds", "update_seconds"}
+TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
 def _cmd(workdir, *extra):

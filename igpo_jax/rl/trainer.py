@@ -191,6 +191,7 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
     c, rl = r.c, r.c.rl
     params = {**r.frozen, **trainable}
     n = rl.rows
+    t_lp = time.time()
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
                                   c=batch.completion_ids, h=batch.hint_mask,
                                   r=batch.rewards), r.mesh)
@@ -207,7 +208,9 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
         if j == 0:
             ent_sums = _entropy_sums(ent, arrays["h"], comp_mask)
         olds.append((masks[j], old, ref, r.iteration_masks(ent, arrays["h"], comp_mask)))
+    jax.block_until_ready(olds)  # (no transfer) so that the two phases are timed apart
     t_up = time.time()
+    logprob_seconds = t_up - t_lp
     outs, counts = [], []
     for j, (masked, old, ref, (loss_mask, ratio_mask, kept)) in enumerate(olds):
         tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], loss_mask, ratio_mask,
@@ -229,7 +232,8 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
                       **update_metrics(out), lr=r.lrs[opt_step - 1],
                       skipped_updates=skipped,
                       hint_tokens_kept=float(out["hint_tokens_kept"]),
-                      update_seconds=time.time() - t_up, rollouts_per_step=n, **ent_stats,
+                      update_seconds=time.time() - t_up, logprob_seconds=logprob_seconds,
+                      rollouts_per_step=n, **ent_stats,
                       groups_per_step=rl.prompts_per_step, **batch.stats)
         r.writer.write(record)
     return trainable, opt_state, record

@@ -11,7 +11,7 @@ from igpo_jax.configlib import typed
 
 REQUIRED = {"step", "stage", "loss", "reward_mean", "accuracy", "frac_all_wrong_groups",
             "inpaint_triggered", "num_replaced", "hint_tokens_kept", "clip_frac", "kl",
-            "grad_norm", "lr", "rollout_seconds", "update_seconds"}
+            "grad_norm", "lr", "rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
 def tiny(**rl):
@@ -117,7 +117,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     a = read_metrics(os.path.join(tmp_path / "full", "metrics.jsonl"))
     b = read_metrics(os.path.join(tmp_path / "part", "metrics.jsonl"))
     assert [r["step"] for r in b] == list(range(1, 7))
-    drop = {"rollout_seconds", "update_seconds"}
+    drop = {"rollout_seconds", "update_seconds", "logprob_seconds"}
     assert [{k: v for k, v in r.items() if k not in drop} for r in a] == \
         [{k: v for k, v in r.items() if k not in drop} for r in b]
 
