@@ -56,19 +56,6 @@ def build_config(a):
     return c
 
 
-def matmul_rate(dtype, n: int, repeats: int = 5) -> float:
-    """FLOP/s of an n^3 matmul in ``dtype`` (best of ``repeats``)."""
-    x = jnp.ones((n, n), dtype)
-    f = jax.jit(lambda a: a @ a)
-    f(x).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
-
-
 def timed(fn, repeats: int):
     """(result, best seconds) after one untimed (compiling) call."""
     out = jax.block_until_ready(fn())
@@ -105,6 +92,7 @@ def main():
     sys.path.insert(0, ROOT)
     from igpo_jax import dry_run, experiment, optim, sampling
     from igpo_jax import sharding as shd
+    from igpo_jax.metrics import matmul_rate
     from igpo_jax.models import lora
     from igpo_jax.rl import trainer
 

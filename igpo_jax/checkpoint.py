@@ -135,7 +135,6 @@ class Checkpointer:
         self.checksums = checksums
         self.async_save = async_save
         self._writing: int | None = None  # the step an asynchronous save is writing
-        self.checksum_error: BaseException | None = None
         async_options = None
         if async_save and checksums:
             async_options = ocp.options.AsyncOptions(
@@ -165,7 +164,6 @@ class Checkpointer:
         try:
             write_checksums(self._uncommitted_dir(step))
         except Exception as e:  # noqa: BLE001 - a step without checksums still restores
-            self.checksum_error = e
             log.warning("could not write the checksums of checkpoint step %d: %s", step, e)
 
     def save(self, step: int, params, opt_state, meta: dict[str, Any], force: bool = False

@@ -309,9 +309,6 @@ def print_config(c: ml_collections.ConfigDict) -> str:
     return "\n".join(out)
 
 
-_check = check  # (ConfigError and check live in sections.py, beside the typed sections)
-
-
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig(Section):
     """The config's ``pipeline`` section (read by igpo_jax/pipeline.py)."""
@@ -375,7 +372,7 @@ def typed(c) -> "RunConfig":
     if isinstance(c, RunConfig):
         return c
     unknown = unknown_keys(c, base_config())
-    _check(not unknown, unknown[0] if unknown else "", "?",
+    check(not unknown, unknown[0] if unknown else "", "?",
            "unknown key (a typo?); every key and its default is in igpo_jax/configlib.py")
     return RunConfig.from_config(c)
 
@@ -390,32 +387,32 @@ def validate(c, check_paths: bool = True, need_weights: bool = True) -> "RunConf
     ``need_weights=False`` (the dry run, the export) also needs no weights and no data."""
     c = typed(c)
     s, ig, m, d = c.sampler, c.igpo, c.model, c.data
-    _check(ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
+    check(ig.reserve < s.gen_length, "igpo.reserve", ig.reserve,
            f"must be smaller than sampler.gen_length={s.gen_length}")
-    _check(c.sft.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", c.sft.mask,
+    check(c.sft.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", c.sft.mask,
            "block masking needs sampler.block_length to divide sampler.gen_length")
     if d.source not in ("synthetic", "tfds") and need_weights:  # a file source: its files
-        _check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
+        check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
                f"data.source={d.source!r} reads files: set --config.data.train_path=FILE")
-        _check(d.test_path or (c.mode != "eval" and not c.eval.after_train and not c.eval.every),
+        check(d.test_path or (c.mode != "eval" and not c.eval.after_train and not c.eval.every),
                "data.test_path", d.test_path,
                f"evaluation with data.source={d.source!r} reads a file: set "
                f"--config.data.test_path=FILE")
-    _check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
+    check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
            "model.hf_dir", m.hf_dir,
            "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
-    _check(not need_weights or m.preset != "dream_7b" or m.hf_dir or m.init_from,
+    check(not need_weights or m.preset != "dream_7b" or m.hf_dir or m.init_from,
            "model.hf_dir", m.hf_dir,
            "the Dream-7B recipe needs weights: --config.model.hf_dir=/path/to/Dream-v0-Instruct-7B")
     check_devices(c)
     if not check_paths:
         return c
     for key in ("hf_dir", "init_from"):
-        _check(not m[key] or storage.isdir(m[key]), f"model.{key}", m[key], "folder not found")
+        check(not m[key] or storage.isdir(m[key]), f"model.{key}", m[key], "folder not found")
     for key, path in (("data.train_path", c.data.train_path),
                       ("data.test_path", c.data.test_path),
                       ("sft.rewritten_path", c.sft.rewritten_path)):
-        _check(not path or storage.exists(path), key, path, "file not found")
+        check(not path or storage.exists(path), key, path, "file not found")
     return c
 
 
@@ -433,6 +430,6 @@ def check_devices(c: "RunConfig") -> None:
     per = data * fsdp
     n = c.rl.rows
     if c.mode == "rl":
-        _check(n % per == 0, "rl.prompts_per_step", c.rl.prompts_per_step,
+        check(n % per == 0, "rl.prompts_per_step", c.rl.prompts_per_step,
                f"prompts_per_step x group_size = {n} must be divisible by the mesh's "
                f"data x fsdp = {per}")

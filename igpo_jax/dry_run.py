@@ -19,7 +19,7 @@ buffer assignment, close to but not the same as the TPU/GPU one).
 from __future__ import annotations
 
 import json
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp

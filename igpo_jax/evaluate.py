@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Sequence, TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import ml_collections

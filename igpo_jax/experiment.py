@@ -3,11 +3,10 @@ initial parameters (random, Hugging Face, or an earlier run's checkpoint)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import jax
 

@@ -15,9 +15,8 @@ code and tokenizer files, so that it loads with LLaDA's own code as well as with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
+from typing import TYPE_CHECKING
 
 import jax
 import ml_collections

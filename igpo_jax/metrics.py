@@ -106,13 +106,11 @@ def read_metrics(path: str) -> list[dict[str, Any]]:
     return out
 
 
-def machine_info(n: int = 1024, repeats: int = 5) -> dict:
-    """What the run's times depend on: devices, CPU cores, and this machine's measured
-    float32 matmul rate (an n^3 matmul, best of ``repeats``), so that a wall time
-    printed or written can be read against the machine that produced it."""
+def matmul_rate(dtype="float32", n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of an n^3 matmul in ``dtype`` on the default device (best of ``repeats``,
+    after a compiling call)."""
     import jax.numpy as jnp
-    dev = jax.devices()[0]
-    a = jnp.ones((n, n), jnp.float32)
+    a = jnp.ones((n, n), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     best = float("inf")
@@ -120,9 +118,17 @@ def machine_info(n: int = 1024, repeats: int = 5) -> dict:
         t0 = time.perf_counter()
         f(a).block_until_ready()
         best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def machine_info(n: int = 1024, repeats: int = 5) -> dict:
+    """What the run's times depend on: devices, CPU cores, and this machine's measured
+    float32 matmul rate (:func:`matmul_rate`), so that a wall time printed or written
+    can be read against the machine that produced it."""
+    dev = jax.devices()[0]
     return dict(platform=dev.platform, device=getattr(dev, "device_kind", str(dev)),
                 devices=jax.device_count(), cpu_cores=os.cpu_count(),
-                matmul_gflops_f32=round(2 * n ** 3 / best / 1e9, 1))
+                matmul_gflops_f32=round(matmul_rate("float32", n, repeats) / 1e9, 1))
 
 
 def describe_machine(m: dict) -> str:

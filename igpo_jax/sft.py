@@ -15,13 +15,12 @@ file of ``{"question", "trace"}`` rows (``sft.rewritten_path``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import json
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp

@@ -76,7 +76,7 @@ def config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
         rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         mask_token_id=hf.get("mask_token_id", 151666), eos_token_id=eos,
         bos_token_id=hf.get("bos_token_id") if hf.get("bos_token_id") is not None else eos,
-        family=FAMILY, qkv_bias=True, logits_shift=1)
+        **llada.FAMILY_SWITCHES[FAMILY])
     kw.update(overrides)
     return llada.LLaDAConfig(**kw)
 

@@ -51,9 +51,9 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "llada": Family("llada", "LLaDA", "llada_8b", dict(family="llada")),
+    "llada": Family("llada", "LLaDA", "llada_8b", llada.FAMILY_SWITCHES["llada"]),
     "dream": Family("dream", "Dream", "dream_7b",
-                    dict(family="dream", qkv_bias=True, logits_shift=1, rms_norm_eps=1e-6)),
+                    dict(llada.FAMILY_SWITCHES["dream"], rms_norm_eps=1e-6)),
 }
 
 

@@ -257,8 +257,7 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype,
     """Reads (and for ``blocks/`` stacks) one parameter in our layout."""
     per_layer = name.startswith("blocks/")
     target = shape[1:] if per_layer else shape
-    hf_is_linear = lay.is_linear
-    hf_shape = tuple(reversed(target)) if hf_is_linear(name) else target
+    hf_shape = tuple(reversed(target)) if lay.is_linear(name) else target
     out = np.empty(shape, dtype)
     for layer in range(shape[0] if per_layer else 1):
         tname = lay.tensor_name(name, layer)
@@ -266,7 +265,7 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype,
         if tuple(t.shape) != hf_shape:
             raise CheckpointError(f"tensor {tname!r} has shape {tuple(t.shape)}, the model "
                                   f"config expects {hf_shape}")
-        t = t.T if hf_is_linear(name) else t
+        t = t.T if lay.is_linear(name) else t
         if per_layer:
             out[layer] = t.astype(dtype)
         else:

@@ -35,6 +35,11 @@ def _dtype(name: str):
     return _DTYPES[name]
 
 
+# The architecture switches of each model family (models/family.py selects them by name)
+FAMILY_SWITCHES = {"llada": dict(family="llada"),
+                   "dream": dict(family="dream", qkv_bias=True, logits_shift=1)}
+
+
 @dataclasses.dataclass(frozen=True)
 class LLaDAConfig:
     """Shape and numerics of a LLaDA model. Validated at construction."""
@@ -144,7 +149,7 @@ class LLaDAConfig:
         base = dict(vocab_size=152064, d_model=3584, n_layers=28, n_heads=28, n_kv_heads=4,
                     mlp_hidden_size=18944, max_sequence_length=131072, rope_theta=1000000.0,
                     rms_norm_eps=1e-6, mask_token_id=151666, eos_token_id=151643,
-                    bos_token_id=151643, family="dream", qkv_bias=True, logits_shift=1)
+                    bos_token_id=151643, **FAMILY_SWITCHES["dream"])
         base.update(kw)
         return cls(**base)
 

@@ -9,17 +9,16 @@ repeats exactly what an uninterrupted one would have done.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 import optax
 
 from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
@@ -168,7 +167,7 @@ class _Run:
     iteration_masks: object  # make_iteration_masks
     frozen: dict  # parameters the optimiser never sees (the base under LoRA; else empty)
     ref_params: dict | None
-    lrs: list  # the learning rate of every optimiser step (read once, for the records)
+    lrs: dict  # optimiser step -> learning rate, for the steps this call runs (read once)
     writer: MetricsWriter
     key: jax.Array
 
@@ -229,7 +228,7 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
                                      opt_step,
                                      (step // c.checkpoint.every) * c.checkpoint.every or None)
         record = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
-                      **update_metrics(out), lr=r.lrs[opt_step - 1],
+                      **update_metrics(out), lr=r.lrs[opt_step],
                       skipped_updates=skipped,
                       hint_tokens_kept=float(out["hint_tokens_kept"]),
                       update_seconds=time.time() - t_up, logprob_seconds=logprob_seconds,
@@ -292,7 +291,9 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
         reward or rewards_lib.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
     train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
-    lrs = [float(schedule(i)) for i in range(rl.num_steps * rl.num_iterations)]
+    end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
+    ni = rl.num_iterations  # the records' learning rates, read before the steps run
+    lrs = {k + 1: float(schedule(k)) for k in range(start * ni, end * ni)}
     r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
              train_step, make_prepare(rl, cfg.eos_token_id),
              make_iteration_masks(augmentation, rl.ratio_positions), frozen, ref_params,
@@ -302,7 +303,6 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
         heldout.maybe(0, {**frozen, **trainable}, rollouts=0)
     progress = Progress(rl.num_steps, rl.algo, start)
     last = {}
-    end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
     with preemption.StopRequest() as stop:
         try:
             for step in range(start, end):
