@@ -100,6 +100,24 @@ def _rope(x, theta):
     return x * cos + np.concatenate([-x2, x1], -1) * sin
 
 
+def _attention(q, k, v, bias, stale_kv=None, outside=None, record=None):
+    """Bidirectional GQA attention of rotated q [B, L, H, D], k, v [B, L, K, D] with an
+    additive key bias [B, L]. With ``stale_kv`` the keys and values at the positions
+    ``outside`` come from that earlier (k, v) instead (a K/V cache); ``record`` collects
+    the (k, v) used. Returns [B, L, H * D]."""
+    B, L, H, D = q.shape
+    K = k.shape[2]
+    if stale_kv is not None:
+        k[:, outside], v[:, outside] = stale_kv[0][:, outside], stale_kv[1][:, outside]
+    if record is not None:
+        record.append((k, v))
+    k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)  # repeat_kv
+    s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
+    s = np.exp(s - s.max(-1, keepdims=True))
+    s /= s.sum(-1, keepdims=True)
+    return np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
+
+
 def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, record=None,
                   lora=None):
     """float64 forward of docs/ALGORITHM.md section 1 on HF weights. ids [B, L] -> logits [B, L, V].
@@ -137,15 +155,8 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
         q = _rope(lin(h, "q_proj").reshape(B, L, H, D), c["rope_theta"])
         k = _rope(lin(h, "k_proj").reshape(B, L, K, D), c["rope_theta"])
         v = lin(h, "v_proj").reshape(B, L, K, D)
-        if stale is not None:
-            k[:, outside], v[:, outside] = stale_kv[i][0][:, outside], stale_kv[i][1][:, outside]
-        if record is not None:
-            record.append((k, v))
-        k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)
-        s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
-        s = np.exp(s - s.max(-1, keepdims=True))
-        s /= s.sum(-1, keepdims=True)
-        a = np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
+        a = _attention(q, k, v, bias, stale_kv[i] if stale is not None else None,
+                       outside if stale is not None else None, record)
         x = x + lin(a, "attn_out")
         h = _rms(x, p("ff_norm"), eps)
         g = lin(h, "ff_proj")
@@ -283,15 +294,8 @@ def dream_numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None,
         q = _rope(lin(h, "self_attn.q_proj", True).reshape(B, L, H, D), c["rope_theta"])
         k = _rope(lin(h, "self_attn.k_proj", True).reshape(B, L, K, D), c["rope_theta"])
         v = lin(h, "self_attn.v_proj", True).reshape(B, L, K, D)
-        if stale is not None:
-            k[:, outside], v[:, outside] = stale_kv[i][0][:, outside], stale_kv[i][1][:, outside]
-        if record is not None:
-            record.append((k, v))
-        k, v = np.repeat(k, H // K, axis=2), np.repeat(v, H // K, axis=2)  # repeat_kv
-        s = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D) + bias[:, None, None, :]
-        s = np.exp(s - s.max(-1, keepdims=True))
-        s /= s.sum(-1, keepdims=True)
-        a = np.einsum("bhqk,bkhd->bqhd", s, v).reshape(B, L, H * D)
+        a = _attention(q, k, v, bias, stale_kv[i] if stale is not None else None,
+                       outside if stale is not None else None, record)
         x = x + lin(a, "self_attn.o_proj")
         h = _rms(x, g("post_attention_layernorm.weight"), eps)
         gate = lin(h, "mlp.gate_proj")

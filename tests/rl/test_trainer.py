@@ -183,43 +183,54 @@ def test_train_accepts_a_custom_reward_and_data(tmp_path):
         configlib.validate(c)
 
 
-@pytest.mark.parametrize("algo,lora_rank", [("grpo", 4)])  # IGPO: the whole-step test below
-def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch, algo, lora_rank):
-    """The device side of a step (advantages, prompt masks, old and reference log-probs,
-    the entropy filter, every inner update, the records' numbers) makes one explicit
-    host-to-device transfer of the whole batch and one explicit device-to-host transfer
-    of the results: with host<->device transfer guards on "disallow" any implicit
-    transfer fails (moves between devices are allowed), reading a device scalar with float()/int()/bool() fails (the guard lets
-    scalars through on CPU), and the explicit calls are counted."""
+def _guard_transfers(monkeypatch, name: str) -> list[dict]:
+    """Runs ``trainer.<name>`` with host<->device transfer guards on "disallow" (any
+    implicit transfer fails; moves between devices are allowed), failing on float()/
+    int()/bool() of a device scalar (the guard lets scalars through on CPU), and counts
+    its explicit transfers: puts of host data, and gets. Returns the counts, one dict
+    per call."""
     import jax
     from jax._src.array import ArrayImpl
-    c = tiny(algo=algo, num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
-    c.model.lora.rank = lora_rank
-    real_update, real_put, real_get = trainer._update, jax.device_put, jax.device_get
+    real, real_put, real_get = getattr(trainer, name), jax.device_put, jax.device_get
     calls, seen = {"put": 0, "get": 0}, []
 
-    def counted(name, fn):
-        def wrapper(*a, **k):
-            calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
+    def put(*a, **k):
+        # a put of device arrays only (re-placing parameters) crosses no host boundary
+        if not all(isinstance(x, jax.Array) for x in jax.tree.leaves(a[0])):
+            calls["put"] += 1
+        return real_put(*a, **k)
+
+    def get(*a, **k):
+        calls["get"] += 1
+        return real_get(*a, **k)
 
     def no_scalar_read(self, *a):
-        raise AssertionError("a device scalar was read inside the update")
+        raise AssertionError(f"a device scalar was read in trainer.{name}")
 
     def guarded(*args):
         with monkeypatch.context() as m:
-            m.setattr(jax, "device_put", counted("put", real_put))
-            m.setattr(jax, "device_get", counted("get", real_get))
+            m.setattr(jax, "device_put", put)
+            m.setattr(jax, "device_get", get)
             for dunder in ("__float__", "__int__", "__bool__"):
                 m.setattr(ArrayImpl, dunder, no_scalar_read)
             with jax.transfer_guard_host_to_device("disallow"), \
                     jax.transfer_guard_device_to_host("disallow"):
-                out = real_update(*args)
+                out = real(*args)
         seen.append(dict(calls))
         calls.update(put=0, get=0)
         return out
-    monkeypatch.setattr(trainer, "_update", guarded)
+    monkeypatch.setattr(trainer, name, guarded)
+    return seen
+
+
+def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch):
+    """The device side of a step (advantages, prompt masks, old and reference log-probs,
+    every inner update, the records' numbers; here GRPO with LoRA adapters, IGPO in the
+    whole-step test below) makes one explicit host-to-device transfer of the whole batch
+    and one explicit device-to-host transfer of the results, and nothing implicit."""
+    c = tiny(algo="grpo", num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
+    c.model.lora.rank = 4
+    seen = _guard_transfers(monkeypatch, "_update")
     trainer.train(typed(c), str(tmp_path / "run"))
     assert seen == [{"put": 1, "get": 1}] * 2
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
@@ -234,38 +245,9 @@ def test_whole_step_crosses_host_and_device_only_in_counted_explicit_transfers(
     hinted groups and the replacement plan's input; the batch of the update (+ the eta
     bounds once) one way; per sampling round (plain, hinted) the tokens, the hints, the
     plan and the update's results the other way."""
-    import jax
-    from jax._src.array import ArrayImpl
     c = tiny(algo="igpo", num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
     c.sampler.rollout_batch_size = 8  # several sampler calls per round
-    real_step, real_put, real_get = trainer._rl_step, jax.device_put, jax.device_get
-    calls, seen = {"put": 0, "get": 0}, []
-
-    def counted(name, fn):
-        def wrapper(*a, **k):
-            # a put of device arrays only (re-placing parameters) crosses no host boundary
-            if name == "get" or not all(isinstance(x, jax.Array)
-                                        for x in jax.tree.leaves(a[0])):
-                calls[name] += 1
-            return fn(*a, **k)
-        return wrapper
-
-    def no_scalar_read(self, *a):
-        raise AssertionError("a device scalar was read during the step")
-
-    def guarded(*args):
-        with monkeypatch.context() as m:
-            m.setattr(jax, "device_put", counted("put", real_put))
-            m.setattr(jax, "device_get", counted("get", real_get))
-            for dunder in ("__float__", "__int__", "__bool__"):
-                m.setattr(ArrayImpl, dunder, no_scalar_read)
-            with jax.transfer_guard_host_to_device("disallow"), \
-                    jax.transfer_guard_device_to_host("disallow"):
-                out = real_step(*args)
-        seen.append(dict(calls))
-        calls.update(put=0, get=0)
-        return out
-    monkeypatch.setattr(trainer, "_rl_step", guarded)
+    seen = _guard_transfers(monkeypatch, "_rl_step")
     trainer.train(typed(c), str(tmp_path / "run"))
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     rows = rows[1::2]  # one record per inner update: the step's last
