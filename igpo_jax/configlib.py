@@ -112,14 +112,16 @@ def base_config() -> ml_collections.ConfigDict:
             format="gsm8k",  # row format: gsm8k|math|...
         )),
         synthetic=ml_collections.ConfigDict(dict(
+            task="sums",  # sums: running sums mod `modulus` | pointer: follow a cycle of `nodes`
             modulus=5,  # running sums modulo this (2..10)
-            min_terms=2,  # fewest terms of a training problem
-            max_terms=6,  # most terms of a training problem
+            nodes=10,  # task=pointer: letters on the cycle (3..26)
+            min_terms=2,  # fewest terms (sums) or hops (pointer) of a training problem
+            max_terms=6,  # most terms (sums) or hops (pointer) of a training problem
             num_train=2000,  # training problems drawn
             num_test=200,  # held-out problems drawn
             heldout_share=0.2,  # share of all problems reserved for held-out (by hash)
-            test_min_terms=2,  # fewest terms of a held-out problem
-            test_max_terms=6,  # most terms of a held-out problem
+            test_min_terms=2,  # fewest terms / hops of a held-out problem
+            test_max_terms=6,  # most terms / hops of a held-out problem
             width=0,  # >0: pad questions to this many slots (fixed term positions)
             style="sums",  # sums: running sums per line | steps: "a+t=c" | chain: "+t=c" per line
             weights=(),  # training mix over term counts min..max (empty = uniform)

@@ -1,6 +1,28 @@
-"""The offline synthetic reasoning task (the embedded default).
+"""The offline synthetic reasoning tasks (the embedded default).
 
-Running sums modulo ``modulus``: the question lists the terms, the reasoning
+Two tasks (``task``): ``sums`` and ``pointer``.
+
+``pointer`` (pointer chasing): the question lists the successor of every node of
+a random cycle over ``nodes`` letters, then a start node and a hop count; each
+reasoning line is the next node (the previous line's successor, looked up by
+content in the question) and the answer is the last one::
+
+    question:  cf ea ... fb |c:3      (c->f, e->a, ...; start c, 3 hops)
+    trace:     <reasoning>
+               f
+               b
+               d
+               </reasoning>
+               <answer>
+               \\boxed{d}
+               </answer>
+
+The graph is one cycle through every node, so a chain of fewer than ``nodes``
+hops never revisits a node: each line needs exactly one lookup, and a chain's
+difficulty grows with its length (errors compound, and hop counts past the
+training mix are new to the model).
+
+``sums``: running sums modulo ``modulus``: the question lists the terms, the reasoning
 writes the running sum after each term, one per line, and the answer is the
 last one::
 
@@ -21,7 +43,8 @@ plus one entry of a small addition table: a small model can learn a step, and
 difficulty grows with the number of terms (errors compound), which gives solved
 short chains and whole groups failing on long ones. Problems are split into
 train and held-out sets by a hash of their terms, so the splits are disjoint for
-any seed; generation is deterministic by seed.
+any seed; generation is deterministic by seed. The held-out split holds distinct
+problems (no question twice), so accuracies and intervals count problems, not copies.
 """
 
 from __future__ import annotations
@@ -34,6 +57,8 @@ from igpo_jax.data import Example, format_trace
 
 
 STYLES = ("sums", "steps", "chain")
+TASKS = ("sums", "pointer")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
 def solve(terms: list[int], modulus: int, style: str = "sums") -> tuple[list[str], int]:
@@ -57,8 +82,7 @@ def solve(terms: list[int], modulus: int, style: str = "sums") -> tuple[list[str
 
 
 def is_heldout(terms: list[int], heldout_share: float) -> bool:
-    h = int.from_bytes(hashlib.sha256(" ".join(map(str, terms)).encode()).digest()[:8], "big")
-    return (h % 10_000) < heldout_share * 10_000
+    return _hash_share(" ".join(map(str, terms))) < heldout_share * 10_000
 
 
 def make_example(terms: list[int], modulus: int, width: int = 0, style: str = "sums"
@@ -73,12 +97,19 @@ def make_example(terms: list[int], modulus: int, width: int = 0, style: str = "s
 
 def generate(num: int, split: str, seed: int = 0, modulus: int = 5, min_terms: int = 2,
              max_terms: int = 6, heldout_share: float = 0.2, width: int = 0,
-             weights: tuple[float, ...] | None = None, style: str = "sums") -> list[Example]:
-    """``num`` problems of the ``train`` or ``test`` split with term counts in
-    ``[min_terms, max_terms]`` (uniform, or by ``weights``, one per count).
-    Deterministic by (seed, split)."""
+             weights: tuple[float, ...] | None = None, style: str = "sums", task: str = "sums",
+             nodes: int = 10) -> list[Example]:
+    """``num`` problems of the ``train`` or ``test`` split with lengths (terms of a sum,
+    hops of a pointer chain) in ``[min_terms, max_terms]`` (uniform, or by ``weights``,
+    one per length). Deterministic by (seed, split). The ``test`` split never repeats a
+    problem; the ``train`` split may (it is sampled with replacement)."""
     if split not in ("train", "test"):
         raise ValueError(f"synthetic split={split!r}; expected 'train' or 'test'")
+    if task not in TASKS:
+        raise ValueError(f"synthetic task={task!r}; expected one of {TASKS}")
+    if task == "pointer":
+        return generate_pointer(num, split, seed, nodes, min_terms, max_terms, heldout_share,
+                                weights)
     if not 2 <= modulus <= 10:
         raise ValueError(f"synthetic modulus={modulus} must be in [2, 10] (one digit a term)")
     if not 2 <= min_terms <= max_terms:
@@ -88,27 +119,99 @@ def generate(num: int, split: str, seed: int = 0, modulus: int = 5, min_terms: i
         raise ValueError(f"synthetic heldout_share={heldout_share} must be in (0, 1)")
     if width and width < max_terms:
         raise ValueError(f"synthetic width={width} is smaller than max_terms={max_terms}")
-    probs = None
-    if weights:
-        if len(weights) != max_terms - min_terms + 1 or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"synthetic weights={weights} need one non-negative weight per "
-                             f"term count {min_terms}..{max_terms}")
-        probs = np.asarray(weights, float) / sum(weights)
+    probs = _length_probs(weights, min_terms, max_terms)
+    return _draw(num, split, seed, heldout_share, f"terms {min_terms}..{max_terms} mod {modulus}",
+                 lambda rng: rng.integers(0, modulus, _length(rng, min_terms, max_terms,
+                                                              probs)).tolist(),
+                 lambda terms: " ".join(map(str, terms)),
+                 lambda terms: make_example(terms, modulus, width, style))
+
+
+def _length_probs(weights, lo: int, hi: int):
+    if not weights:
+        return None
+    if len(weights) != hi - lo + 1 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"synthetic weights={tuple(weights)} need one non-negative weight per "
+                         f"length {lo}..{hi}")
+    return np.asarray(weights, float) / sum(weights)
+
+
+def _length(rng, lo: int, hi: int, probs) -> int:
+    counts = np.arange(lo, hi + 1)
+    return int(rng.choice(counts, p=probs)) if probs is not None else int(rng.choice(counts))
+
+
+def _draw(num, split, seed, heldout_share, what, draw, key, make) -> list[Example]:
+    """``num`` examples of ``split``: problems drawn by ``draw(rng)`` until enough fall on
+    the split's side of the hash of ``key(problem)``; held-out problems are distinct."""
     want_heldout = split == "test"
     rng = np.random.default_rng([seed, int(want_heldout)])
     out: list[Example] = []
+    seen: set[str] = set()
     tries = 0
     while len(out) < num:
         tries += 1
         if tries > 100 * num + 1000:
-            raise ValueError(f"could not draw {num} {split} problems with terms "
-                             f"{min_terms}..{max_terms} mod {modulus}; too few distinct ones")
-        counts = np.arange(min_terms, max_terms + 1)
-        n = int(rng.choice(counts, p=probs)) if probs is not None else int(rng.choice(counts))
-        terms = rng.integers(0, modulus, n).tolist()
-        if is_heldout(terms, heldout_share) == want_heldout:
-            out.append(make_example(terms, modulus, width, style))
+            raise ValueError(f"could not draw {num} {'distinct ' * want_heldout}{split} "
+                             f"problems with {what}; too few distinct ones")
+        problem = draw(rng)
+        k = key(problem)
+        if _hash_share(k) < heldout_share * 10_000 and want_heldout:
+            if k not in seen:
+                seen.add(k)
+                out.append(make(problem))
+        elif _hash_share(k) >= heldout_share * 10_000 and not want_heldout:
+            out.append(make(problem))
     return out
+
+
+def _hash_share(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % 10_000
+
+
+def pointer_question(succ: dict[str, str], order: list[str], start: str, hops: int) -> str:
+    return " ".join(f"{a}{succ[a]}" for a in order) + f" |{start}:{hops}"
+
+
+def solve_pointer(succ: dict[str, str], start: str, hops: int) -> list[str]:
+    """The nodes visited after ``start``, one per hop."""
+    out, node = [], start
+    for _ in range(hops):
+        node = succ[node]
+        out.append(node)
+    return out
+
+
+def make_pointer_example(succ: dict[str, str], order: list[str], start: str, hops: int
+                         ) -> Example:
+    lines = solve_pointer(succ, start, hops)
+    return Example(question=pointer_question(succ, order, start, hops), answer=lines[-1],
+                   trace=format_trace("\n".join(lines), lines[-1]), meta=f"hops={hops}")
+
+
+def generate_pointer(num: int, split: str, seed: int = 0, nodes: int = 10, min_hops: int = 1,
+                     max_hops: int = 6, heldout_share: float = 0.2,
+                     weights: tuple[float, ...] | None = None) -> list[Example]:
+    """Pointer-chasing problems over a random cycle of ``nodes`` letters, with hop
+    counts in ``[min_hops, max_hops]`` (uniform, or by ``weights``)."""
+    if not 3 <= nodes <= len(LETTERS):
+        raise ValueError(f"synthetic nodes={nodes} must be in [3, {len(LETTERS)}]")
+    if not 1 <= min_hops <= max_hops <= min(nodes - 1, 9):
+        raise ValueError(f"synthetic pointer hops need 1 <= min_terms <= max_terms <= "
+                         f"{min(nodes - 1, 9)} (nodes - 1, one digit), got {min_hops}, {max_hops}")
+    if not 0 < heldout_share < 1:
+        raise ValueError(f"synthetic heldout_share={heldout_share} must be in (0, 1)")
+    probs = _length_probs(weights, min_hops, max_hops)
+    names = list(LETTERS[:nodes])
+
+    def draw(rng):
+        cycle = [names[i] for i in rng.permutation(nodes)]
+        succ = {a: cycle[(i + 1) % nodes] for i, a in enumerate(cycle)}
+        order = [names[i] for i in rng.permutation(nodes)]
+        return succ, order, names[int(rng.integers(nodes))], _length(rng, min_hops, max_hops,
+                                                                      probs)
+    return _draw(num, split, seed, heldout_share, f"{nodes} nodes, hops {min_hops}..{max_hops}",
+                 draw, lambda p: pointer_question(*p), lambda p: make_pointer_example(*p))
 
 
 def tokenizer_corpus() -> list[str]:

@@ -32,6 +32,51 @@ def test_synthetic_splits_are_disjoint():
         synthetic.generate(10, "train", modulus=11)
 
 
+def test_heldout_problems_are_distinct():
+    """A held-out set counts problems, not copies: 2-term sums mod 5 have 25 problems in
+    all, so a draw of 300 held-out rows must still hold 300 different questions."""
+    test = synthetic.generate(300, "test", modulus=5, min_terms=2, max_terms=5)
+    assert len({e.question for e in test}) == 300
+    with pytest.raises(ValueError, match="distinct"):
+        synthetic.generate(50, "test", modulus=2, min_terms=2, max_terms=2)
+
+
+def _parse_pointer(question):
+    pairs, query = question.split(" |")
+    succ = {p[0]: p[1] for p in pairs.split()}
+    start, hops = query.split(":")
+    return succ, start, int(hops)
+
+
+def test_pointer_task_traces_follow_the_cycle():
+    exs = synthetic.generate(400, "train", seed=2, task="pointer", nodes=8, min_terms=1,
+                             max_terms=7, weights=(1, 1, 1, 1, 1, 1, 1))
+    assert exs == synthetic.generate(400, "train", seed=2, task="pointer", nodes=8,
+                                     min_terms=1, max_terms=7, weights=(1, 1, 1, 1, 1, 1, 1))
+    hops_seen = set()
+    for e in exs:
+        succ, start, hops = _parse_pointer(e.question)
+        assert sorted(succ) == sorted(succ.values()) == list("abcdefgh")
+        # one cycle through every node: 8 steps from any node return to it, fewer never do
+        node, seen = start, []
+        for _ in range(8):
+            node = succ[node]
+            seen.append(node)
+        assert seen[-1] == start and len(set(seen)) == 8
+        lines = e.trace.split("<reasoning>\n")[1].split("\n</reasoning>")[0].split("\n")
+        assert lines == seen[:hops] and e.answer == seen[hops - 1]
+        assert e.meta == f"hops={hops}" and rewards.extract_boxed(e.trace) == e.answer
+        hops_seen.add(hops)
+    assert hops_seen == set(range(1, 8))
+    test = synthetic.generate(300, "test", task="pointer", nodes=8, min_terms=2, max_terms=7)
+    assert len({e.question for e in test}) == 300
+    assert not {e.question for e in test} & {e.question for e in exs}
+    with pytest.raises(ValueError, match="hops"):
+        synthetic.generate(5, "train", task="pointer", nodes=8, min_terms=1, max_terms=8)
+    with pytest.raises(ValueError, match="task"):
+        synthetic.generate(5, "train", task="nope")
+
+
 def test_split_trace():
     t = format_trace("1+2=3\n3+4=2", "2")
     rev, rest = split_trace(t)
