@@ -152,20 +152,27 @@ def main():
         record("rollout exact" if mode == "none" else "rollout dual", sec, flops, "rollout")
         if completions is None:
             completions = np.asarray(out)[:, s.prompt_len:]
-    logprob_fn = trainer.make_logprob_fn(cfg, n_micro)
-    arrays = shd.shard_batch(dict(p=prompt, a=attn, m=np.zeros_like(attn), c=completions), mesh)
-    (old, _), sec = timed(lambda: logprob_fn(params, arrays["p"], arrays["a"], arrays["m"],
-                                             arrays["c"]), a.repeats)
-    record("old log-probs", sec, n * seq * fpt, "logprobs")
+    est = rl.estimator_config(s)
+    logprob_fn = trainer.make_logprob_fn(cfg, n_micro, est)
+    # one token per step in order, as the exact sampler writes at 1 token a step or less
+    order = np.broadcast_to((np.arange(s.gen_length) * s.steps // s.gen_length)
+                            .astype(np.int32), completions.shape)
+    arrays = shd.shard_batch(dict(p=prompt, a=attn, m=np.zeros_like(attn), c=completions,
+                                  o=np.ascontiguousarray(order),
+                                  h=np.zeros(completions.shape, bool)), mesh)
+    est_keys = jax.random.split(jax.random.key(3), n)
+    lp_inputs = (arrays["p"], arrays["a"], arrays["m"], arrays["c"], arrays["o"], arrays["h"],
+                 est_keys)
+    (old, _), sec = timed(lambda: logprob_fn(params, *lp_inputs), a.repeats)
+    record("old log-probs", sec, n * seq * fpt * est.forward_passes, "logprobs")
     base = lora.base(params)
-    (ref, _), sec = timed(lambda: logprob_fn(base, arrays["p"], arrays["a"], arrays["m"],
-                                             arrays["c"]), a.repeats)
-    record("ref log-probs", sec, n * seq * fpt, "logprobs")
-    train_step = trainer.make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
+    (ref, _), sec = timed(lambda: logprob_fn(base, *lp_inputs), a.repeats)
+    record("ref log-probs", sec, n * seq * fpt * est.forward_passes, "logprobs")
+    train_step = trainer.make_train_step(cfg, tx, rl, n_micro, trainable, opt_state, est)
     ones = jnp.ones(completions.shape, bool)
     adv = shd.shard_batch(np.linspace(-1, 1, n).astype(np.float32), mesh)
-    tb = trainer.TrainBatch(arrays["p"], arrays["a"], arrays["m"], arrays["c"], ones, ones,
-                            jnp.zeros_like(ones), adv, old, ref)
+    tb = trainer.TrainBatch(arrays["p"], arrays["a"], arrays["m"], arrays["c"], arrays["o"],
+                            est_keys, ones, ones, arrays["h"], adv, old, ref)
     state = {"t": trainable, "o": opt_state}
 
     def update():
@@ -174,7 +181,7 @@ def main():
         return out["loss"]
     _, sec = timed(update, a.repeats)
     # forward + backward (2x) of every row, plus the recomputed forward under remat
-    flops = (4 if cfg.remat else 3) * n * seq * fpt
+    flops = (4 if cfg.remat else 3) * n * seq * fpt * est.forward_passes
     record("update", sec, flops, "update")
     peak = peak_gib()
     planned = max(p["memory_gib"]["peak"] for p in plan["programs"].values())

@@ -162,6 +162,13 @@ def base_config() -> ml_collections.ConfigDict:
         aggregation="token",  # token | sequence
         advantage="mean",  # mean | std
         loss="clipped_surrogate",  # a name in rl/grpo.py POLICY_LOSSES
+        # how the loss reads log pi(token) (rl/estimators.py): one_step (d1: completion
+        # masked, one pass) | trajectory (the sampler's own contexts, Sample.order) |
+        # block (SPG: earlier blocks clean, the block at a random ratio) | elbo (LLaDA)
+        estimator="one_step",
+        trajectory_passes=0,  # trajectory: forward passes per block (0 = one per step)
+        mc_samples=1,  # block / elbo: mask draws averaged
+        coupled=False,  # block / elbo: complementary mask pairs (every token scored)
         p_mask_prompt=0.0,  # 0.15 = d1 estimator
         train_on_padding=False,  # reference code: every generated position counts
         micro_batch_size=16,  # rows per forward/backward (gradients accumulate)

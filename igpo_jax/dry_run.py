@@ -100,10 +100,14 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
                                          memory_gib=_memory(rollout), flops=_flops(rollout))
 
     # 2. old / reference log-probs of the whole batch
-    logprob = trainer.make_logprob_fn(cfg, n_micro).lower(
+    est = rl.estimator_config(s)
+    keys = _abstract((n,), jax.eval_shape(lambda: jax.random.key(0)).dtype,
+                     shd.batch_sharding(mesh, 1, n))
+    logprob = trainer.make_logprob_fn(cfg, n_micro, est).lower(
         params, batch(n, p, jnp.int32), batch(n, p, jnp.bool_), batch(n, p, jnp.bool_),
-        batch(n, g, jnp.int32)).compile()
-    report["programs"]["logprobs"] = dict(rows=n, micro_batches=n_micro,
+        batch(n, g, jnp.int32), batch(n, g, jnp.int32), batch(n, g, jnp.bool_), keys).compile()
+    report["programs"]["logprobs"] = dict(rows=n, micro_batches=n_micro, estimator=est.name,
+                                          forward_passes=est.forward_passes,
                                           memory_gib=_memory(logprob), flops=_flops(logprob))
 
     # 3. the update step (optimiser state sharded as the trainer's tx.init gives it)
@@ -118,11 +122,12 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     f32 = lambda rows, length: batch(rows, length, jnp.float32)  # noqa: E731
     tb = trainer.TrainBatch(batch(n, p, jnp.int32), batch(n, p, jnp.bool_),
                             batch(n, p, jnp.bool_), batch(n, g, jnp.int32),
+                            batch(n, g, jnp.int32), keys,
                             batch(n, g, jnp.bool_), batch(n, g, jnp.bool_),
                             batch(n, g, jnp.bool_),
                             _abstract((n,), jnp.float32, shd.batch_sharding(mesh, 1, n)),
                             f32(n, g), f32(n, g))
-    update = trainer.make_train_step(cfg, tx, rl, n_micro, trainable, opt_state).lower(
+    update = trainer.make_train_step(cfg, tx, rl, n_micro, trainable, opt_state, est).lower(
         trainable, opt_state, frozen, tb, rng).compile()
     report["programs"]["update"] = dict(rows=n, micro_batches=n_micro,
                                         memory_gib=_memory(update), flops=_flops(update))
@@ -137,8 +142,8 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     fwd = cfg.flops_per_token(seq) * seq
     report["flops_per_step_analytic"] = dict(
         rollout=n * sc.steps * fwd * (2 if rl.algo in ("igpo", "resample") else 1),
-        logprobs=n * fwd * rl.num_iterations * (2 if rl.beta > 0 else 1),
-        update=3 * n * fwd * rl.num_iterations)
+        logprobs=n * fwd * est.forward_passes * rl.num_iterations * (2 if rl.beta > 0 else 1),
+        update=3 * n * fwd * est.forward_passes * rl.num_iterations)
     return report
 
 

@@ -40,6 +40,7 @@ class ScoredBatch:
     prompt_ids: np.ndarray  # int32 [N, P]
     prompt_attn: np.ndarray  # bool [N, P]
     completion_ids: np.ndarray  # int32 [N, C]
+    order: np.ndarray  # int32 [N, C]: the sampler step that wrote each token (-1: hint)
     rewards: np.ndarray  # float32 [N]
     correct: np.ndarray  # bool [N]
     hint_mask: np.ndarray  # bool [N, C]; True at hint tokens of swapped-in completions
@@ -48,7 +49,8 @@ class ScoredBatch:
     stats: dict
 
 
-# (prompt_ids, prompt_attn, key, hint_ids | None, hint_mask | None) -> completions [n, C]
+# (prompt_ids, prompt_attn, key, hint_ids | None, hint_mask | None)
+#   -> (completions [n, C], write order [n, C])
 Sampler = Callable[..., np.ndarray]
 # (completions, golds) -> (rewards, correct, texts)
 Scorer = Callable[[np.ndarray, Sequence[str]], tuple]
@@ -100,7 +102,8 @@ class Resample(Augmentation):
         rows = np.concatenate([np.arange(g * G, (g + 1) * G) for g in groups])
         h_ids, h_mask = self.hints(examples, groups, k_eta, k_hint,
                                    batch.completion_ids.shape[1])
-        h_comp = sample(batch.prompt_ids[rows], batch.prompt_attn[rows], k_gen, h_ids, h_mask)
+        h_comp, h_order = sample(batch.prompt_ids[rows], batch.prompt_attn[rows], k_gen, h_ids,
+                                 h_mask)
         h_mask = np.zeros(h_comp.shape, bool) if h_mask is None else h_mask
         h_rew, h_ok, h_texts = score(h_comp, [batch.golds[r] for r in rows])
         # the plan is drawn on the device: one transfer there, one back
@@ -108,12 +111,14 @@ class Resample(Augmentation):
                                     lam=self.lam))
         b = batch
         mixed = igpo.mix_groups(
-            take, dict(comp=b.completion_ids[rows], rew=b.rewards[rows], ok=b.correct[rows],
-                       hm=b.hint_mask[rows], idx=np.arange(len(rows))),
-            dict(comp=h_comp, rew=h_rew, ok=h_ok, hm=h_mask, idx=np.arange(len(rows))))
+            take, dict(comp=b.completion_ids[rows], order=b.order[rows], rew=b.rewards[rows],
+                       ok=b.correct[rows], hm=b.hint_mask[rows], idx=np.arange(len(rows))),
+            dict(comp=h_comp, order=h_order, rew=h_rew, ok=h_ok, hm=h_mask,
+                 idx=np.arange(len(rows))))
         mixed = {k: np.asarray(v) for k, v in mixed.items()}
-        b.completion_ids[rows], b.rewards[rows], b.correct[rows], b.hint_mask[rows] = (
-            mixed["comp"], mixed["rew"], mixed["ok"], mixed["hm"])
+        (b.completion_ids[rows], b.order[rows], b.rewards[rows], b.correct[rows],
+         b.hint_mask[rows]) = (mixed["comp"], mixed["order"], mixed["rew"], mixed["ok"],
+                               mixed["hm"])
         for j, r in enumerate(rows):
             if mixed["replaced"][j]:
                 b.texts[r] = h_texts[int(mixed["idx"][j])]

@@ -12,6 +12,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from igpo_jax.rl.estimators import ESTIMATORS, EstimatorConfig
 from igpo_jax.sections import Section, check
 
 
@@ -138,8 +139,19 @@ class RLConfig(Section):
     loss_norm: str
     advantage: str
     loss: str
+    estimator: str
+    trajectory_passes: int
+    mc_samples: int
+    coupled: bool
     p_mask_prompt: float
     train_on_padding: bool
+
+    def estimator_config(self, sampler) -> EstimatorConfig:
+        """The estimator's static settings with the sampler's geometry (``sampler``: a
+        :class:`igpo_jax.sampling.SamplerSettings` or ``SamplerConfig``)."""
+        return EstimatorConfig(self.estimator, sampler.gen_length, sampler.block_length,
+                               sampler.steps, self.trajectory_passes, self.mc_samples,
+                               self.coupled)
 
     @property
     def rows(self) -> int:
@@ -163,9 +175,15 @@ class RLConfig(Section):
         for key, names in (("ratio", RATIOS), ("aggregation", AGGREGATIONS),
                            ("ratio_positions", RATIO_POSITIONS), ("loss_norm", LOSS_NORMS),
                            ("advantage", tuple(ADVANTAGE_ESTIMATORS)),
-                           ("loss", tuple(POLICY_LOSSES))):
+                           ("loss", tuple(POLICY_LOSSES)), ("estimator", ESTIMATORS)):
             check(getattr(self, key) in names, f"rl.{key}", getattr(self, key),
                   f"expected one of {names}")
+        check(self.trajectory_passes >= 0, "rl.trajectory_passes", self.trajectory_passes,
+              "must be >= 0 (0 = one forward pass per sampler step)")
+        check(self.mc_samples >= 1, "rl.mc_samples", self.mc_samples, "must be >= 1")
+        check(not self.coupled or self.estimator in ("block", "elbo"), "rl.coupled",
+              self.coupled, f"complementary masks need rl.estimator=block or elbo, not "
+              f"{self.estimator!r}")
         check(0 <= self.p_mask_prompt < 1, "rl.p_mask_prompt", self.p_mask_prompt,
               "must be in [0, 1)")
         check(self.beta >= 0, "rl.beta", self.beta, "must be >= 0")

@@ -53,8 +53,9 @@ class RolloutWorker:
 
     def generate(self, params, prompt_ids: np.ndarray, prompt_attn: np.ndarray, key,
                  hint_ids: np.ndarray | None = None, hint_mask: np.ndarray | None = None
-                 ) -> np.ndarray:
-        """Completions ``[N, gen_length]``, sampled in chunks of ``rc.chunk`` rows."""
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Completions ``[N, gen_length]`` and the sampler step that wrote each position
+        (``Sample.order``, -1 for hints), sampled in chunks of ``rc.chunk`` rows."""
         n, g = prompt_ids.shape[0], self.sc.gen_length
         if hint_ids is None:
             hint_ids = np.zeros((n, g), np.int32)
@@ -71,11 +72,13 @@ class RolloutWorker:
                                            keys[c], attention_mask=a,
                                            hint_ids=hi, hint_mask=hm, mesh=self.mesh)
             outs.append(out)
-        # the tokens and model-call counts of every chunk, back in one transfer
-        host = [(to_host(o.tokens), int(o.nfe)) for o in outs] if jax.process_count() > 1 \
-            else jax.device_get([(o.tokens, o.nfe) for o in outs])
-        self.forward_passes += [int(nfe) for _, nfe in host]
-        return np.concatenate([tok[:, prompt_ids.shape[1]:] for tok, _ in host])[:n]
+        # the tokens, write orders and model-call counts of every chunk, back in one transfer
+        host = [(to_host(o.tokens), to_host(o.order), int(o.nfe)) for o in outs] \
+            if jax.process_count() > 1 else jax.device_get([(o.tokens, o.order, o.nfe)
+                                                            for o in outs])
+        self.forward_passes += [int(nfe) for _, _, nfe in host]
+        return (np.concatenate([tok[:, prompt_ids.shape[1]:] for tok, _, _ in host])[:n],
+                np.concatenate([order for _, order, _ in host])[:n])
 
     def score(self, completions: np.ndarray, golds: Sequence[str]):
         texts = [self.tok.decode_completion(c) for c in completions]
@@ -94,11 +97,11 @@ class RolloutWorker:
                                        self.rc.system_prompt)
         p_ids, p_attn = np.repeat(p_ids, G, 0), np.repeat(p_attn, G, 0)
         golds = [e.answer for e in examples for _ in range(G)]
-        comp = self.generate(params, p_ids, p_attn, k_sample)
+        comp, order = self.generate(params, p_ids, p_attn, k_sample)
         rew, ok, texts = self.score(comp, golds)
         wrong = igpo.all_wrong_groups(ok, G)
-        batch = ScoredBatch(p_ids, p_attn, comp, rew, ok, np.zeros(comp.shape, bool), texts,
-                            golds, dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
+        batch = ScoredBatch(p_ids, p_attn, comp, order, rew, ok, np.zeros(comp.shape, bool),
+                            texts, golds, dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
                                         frac_all_wrong_groups=float(wrong.mean())))
 
         def sample(prompt_ids, prompt_attn, k, hint_ids=None, hint_mask=None):

@@ -28,7 +28,7 @@ from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, Progress
 from igpo_jax.models import llada, lora
-from igpo_jax.rl import augment, grpo, logprobs
+from igpo_jax.rl import augment, estimators, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
 from igpo_jax.sections import require
 
@@ -46,6 +46,8 @@ class TrainBatch:
     prompt_attn: jax.Array  # bool [N, P]
     masked_prompt: jax.Array  # bool [N, P] prompt tokens masked in this inner iteration
     completion_ids: jax.Array  # int32 [N, C]
+    order: jax.Array  # int32 [N, C]: the sampler step that wrote each token (-1: none)
+    est_keys: jax.Array  # PRNG key [N]: the estimator's random masks in this iteration
     loss_mask: jax.Array  # bool [N, C]: completion mask & IGPO entropy filter
     ratio_mask: jax.Array  # bool [N, C]: positions the sequence ratio averages over
     hint_mask: jax.Array  # bool [N, C]: hint tokens of swapped-in completions
@@ -58,32 +60,37 @@ def _micro(x, n):
     return x.reshape((n, x.shape[0] // n) + x.shape[1:])
 
 
-def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int):
-    """jit: (params, prompt, attn, masked_prompt, completion) -> (logp, entropy), by micro-batch."""
-    def fn(params, prompt_ids, prompt_attn, masked_prompt, completion_ids):
+def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int, est: estimators.EstimatorConfig):
+    """jit: (params, prompt, attn, masked_prompt, completion, order, hint_mask, keys) ->
+    (logp, entropy) under estimator ``est``, by micro-batch."""
+    def fn(params, prompt_ids, prompt_attn, masked_prompt, completion_ids, order, hint_mask,
+           keys):
         def one(xs):
-            p, a, comp, m = xs
-            return logprobs.completion_logprobs(params, cfg, p, a, comp, m)
+            p, a, comp, m, o, h, k = xs
+            return estimators.estimate(params, cfg, est, p, a, m, comp, o, h, k)
         xs = tuple(_micro(x, n_micro) for x in (prompt_ids, prompt_attn, completion_ids,
-                                                masked_prompt))
+                                                masked_prompt, order, hint_mask, keys))
         logp, ent = jax.lax.map(one, xs)
         return logp.reshape(completion_ids.shape), ent.reshape(completion_ids.shape)
     return jax.jit(fn)
 
 
 def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
-                    rl: grpo.RLConfig, n_micro: int, trainable, opt_state):
+                    rl: grpo.RLConfig, n_micro: int, trainable, opt_state,
+                    est: estimators.EstimatorConfig | None = None):
     """jit: (trainable, opt_state, frozen, TrainBatch, key) -> (trainable, opt_state, out),
     :func:`optim.make_update_step` with the policy loss; ``key`` drives LoRA dropout."""
     use_ref = rl.beta > 0
+    est = est or estimators.EstimatorConfig()
 
     def make_loss(batch: TrainBatch, key):
         denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation), 1.0)
 
         def loss_fn(params, mb: TrainBatch, dropout_key):
-            logp, _ = logprobs.completion_logprobs(
-                params, cfg, mb.prompt_ids, mb.prompt_attn, mb.completion_ids,
-                mb.masked_prompt, with_entropy=False, dropout_rng=dropout_key)
+            logp, _ = estimators.estimate(
+                params, cfg, est, mb.prompt_ids, mb.prompt_attn, mb.masked_prompt,
+                mb.completion_ids, mb.order, mb.hint_mask, mb.est_keys, with_entropy=False,
+                dropout_rng=dropout_key)
             s, d, stats = grpo.POLICY_LOSSES[rl.loss](
                 logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages,
                 mb.loss_mask, ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high,
@@ -112,8 +119,9 @@ def update_metrics(out: dict) -> dict:
 
 def make_prepare(rl: grpo.RLConfig, eos_id: int):
     """jit: (rewards, completion_ids, prompt_attn, step_key) -> (advantages, completion
-    mask, the masked-prompt pattern and the dropout key of every inner iteration): the
-    device work between the rollout batch and the log-probs, in one program."""
+    mask, the masked-prompt pattern, the dropout key and the estimator's per-row keys of
+    every inner iteration): the device work between the rollout batch and the log-probs,
+    in one program."""
     def prepare(rewards, completion_ids, prompt_attn, step_key):
         adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](rewards, rl.group_size)
         comp_mask = logprobs.completion_mask(completion_ids, eos_id, rl.train_on_padding)
@@ -121,7 +129,9 @@ def make_prepare(rl: grpo.RLConfig, eos_id: int):
                                       prompt_attn, rl.p_mask_prompt)
                  for j in range(rl.num_iterations)]
         keys = [jax.random.fold_in(step_key, 104729 + j) for j in range(rl.num_iterations)]
-        return adv, comp_mask, masks, keys
+        est_keys = [jax.random.split(jax.random.fold_in(step_key, 15485863 + j),
+                                     completion_ids.shape[0]) for j in range(rl.num_iterations)]
+        return adv, comp_mask, masks, keys, est_keys
     return jax.jit(prepare)
 
 
@@ -192,28 +202,34 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
     n = rl.rows
     t_lp = time.time()
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
-                                  c=batch.completion_ids, h=batch.hint_mask,
+                                  c=batch.completion_ids, o=batch.order, h=batch.hint_mask,
                                   r=batch.rewards), r.mesh)
-    adv, comp_mask, masks, keys = r.prepare(arrays["r"], arrays["c"], arrays["a"], step_key)
+    adv, comp_mask, masks, keys, est_keys = r.prepare(arrays["r"], arrays["c"], arrays["a"],
+                                                      step_key)
+    # the same masks, parameters and inputs give the same numbers: reuse iteration 0's
+    reuse = rl.p_mask_prompt == 0 and rl.estimator in ("one_step", "trajectory")
     # old (and reference) log-probs of every inner iteration, before any update
     olds = []
     for j in range(rl.num_iterations):
-        if j > 0 and rl.p_mask_prompt == 0:
-            olds.append(olds[0])  # same mask, same parameters: same numbers
+        if j > 0 and reuse:
+            olds.append(olds[0])
             continue
-        old, ent = r.logprob_fn(params, arrays["p"], arrays["a"], masks[j], arrays["c"])
-        ref = (r.logprob_fn(r.ref_params, arrays["p"], arrays["a"], masks[j], arrays["c"])[0]
-               if r.ref_params is not None else None)
+        inputs = (arrays["p"], arrays["a"], masks[j], arrays["c"], arrays["o"], arrays["h"],
+                  est_keys[j])
+        old, ent = r.logprob_fn(params, *inputs)
+        ref = (r.logprob_fn(r.ref_params, *inputs)[0] if r.ref_params is not None else None)
         if j == 0:
             ent_sums = _entropy_sums(ent, arrays["h"], comp_mask)
-        olds.append((masks[j], old, ref, r.iteration_masks(ent, arrays["h"], comp_mask)))
+        olds.append((masks[j], est_keys[j], old, ref,
+                     r.iteration_masks(ent, arrays["h"], comp_mask)))
     jax.block_until_ready(olds)  # (no transfer) so that the two phases are timed apart
     t_up = time.time()
     logprob_seconds = t_up - t_lp
     outs, counts = [], []
-    for j, (masked, old, ref, (loss_mask, ratio_mask, kept)) in enumerate(olds):
-        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], loss_mask, ratio_mask,
-                        arrays["h"], adv, old, old if ref is None else ref)
+    for j, (masked, ekeys, old, ref, (loss_mask, ratio_mask, kept)) in enumerate(olds):
+        tb = TrainBatch(arrays["p"], arrays["a"], masked, arrays["c"], arrays["o"], ekeys,
+                        loss_mask, ratio_mask, arrays["h"], adv, old,
+                        old if ref is None else ref)
         trainable, opt_state, out = r.train_step(trainable, opt_state, r.frozen, tb, keys[j])
         # copies: the next update donates this state
         counts.append((jnp.copy(opt_state.notfinite_count),
@@ -290,11 +306,12 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
         c.data.system_prompt or None), augmentation, tok,
         reward or rewards_lib.from_config(c.reward), mesh)
     n_micro = n // rl.micro_batch_size
-    train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state)
+    est = rl.estimator_config(s)
+    train_step = make_train_step(cfg, tx, rl, n_micro, trainable, opt_state, est)
     end = rl.num_steps if stop_after is None else min(rl.num_steps, start + stop_after)
     ni = rl.num_iterations  # the records' learning rates, read before the steps run
     lrs = {k + 1: float(schedule(k)) for k in range(start * ni, end * ni)}
-    r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro),
+    r = _Run(c, cfg, mesh, examples, data_iter, worker, make_logprob_fn(cfg, n_micro, est),
              train_step, make_prepare(rl, cfg.eos_token_id),
              make_iteration_masks(augmentation, rl.ratio_positions), frozen, ref_params,
              lrs, writer, jax.random.key(c.seed))

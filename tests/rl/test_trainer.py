@@ -237,8 +237,9 @@ def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch):
     assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
 
 
+@pytest.mark.parametrize("estimator", ["one_step", "trajectory", "block"])
 def test_whole_step_crosses_host_and_device_only_in_counted_explicit_transfers(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, estimator):
     """A whole IGPO step with guards on: no implicit host<->device transfer and no
     device scalar read, anywhere (rollouts, hints, replacement plan, update). Explicit
     transfers per step: the step's key; per sampler call its inputs; the traces of the
@@ -247,6 +248,8 @@ def test_whole_step_crosses_host_and_device_only_in_counted_explicit_transfers(
     plan and the update's results the other way."""
     c = tiny(algo="igpo", num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
     c.sampler.rollout_batch_size = 8  # several sampler calls per round
+    # every estimator: the sampler's write orders travel with the batch, no extra transfer
+    c.rl.update(estimator=estimator, trajectory_passes=2, mc_samples=2)
     seen = _guard_transfers(monkeypatch, "_rl_step")
     trainer.train(typed(c), str(tmp_path / "run"))
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")

@@ -1,0 +1,221 @@
+"""Log-probability estimators: what the policy loss reads as ``log pi(token)``.
+
+A masked diffusion LM has no exact per-token likelihood of a completion; every RL
+objective reads an estimate. Each estimator here maps (parameters, prompt,
+completion, what the sampler recorded, per-row keys) to per-token log-probs
+``[B, C]`` and predictive entropies (IGPO's entropy filter reads the old policy's
+at hint tokens). The old, new and reference log-probs of one inner iteration get
+the same keys, so they see exactly the same masks.
+
+- ``one_step`` (d1): every completion token masked, one forward pass; the prompt
+  optionally masked at ``rl.p_mask_prompt`` (d1: 0.15, IGPO: 0). Token k is scored
+  with every other completion token hidden, although the sampler wrote it with the
+  tokens of earlier steps visible.
+- ``trajectory`` (TraceRL): each token scored under the context the sampler had when
+  it wrote it: the prompt, the hints and every token written at an earlier sampler
+  step (``Sample.order``). ``rl.trajectory_passes`` = 0 is exact (one forward pass
+  per sampler step). k > 0 groups the steps of each block into at most k runs of
+  consecutive steps, one forward pass each: a group's tokens are scored together,
+  with the tokens of earlier groups visible and the rest of their own group hidden
+  (TraceRL's shrinkage; k = 1 scores a block with earlier blocks visible). Hint
+  tokens are context in every pass; they (and early-stop fill, which no step wrote)
+  are scored by one extra pass with the whole completion masked, the one-step
+  context, which also gives the entropies the IGPO filter ranks hints by.
+- ``block`` (SPG): for each generation block b, blocks before it clean, blocks after
+  it masked (hints stay visible everywhere outside block b, as the sampler saw
+  them), block b masked token-wise at a ratio t ~ U[eps, 1] drawn per row, sample
+  and block; a token's value is ``1[masked] log p / t`` (the masked-diffusion ELBO
+  of the block given its prefix), averaged over ``rl.mc_samples`` draws. Summed over
+  tokens it is a lower bound on the sequence log-likelihood under block decoding.
+- ``elbo`` (LLaDA's likelihood): the whole completion masked token-wise at ratio
+  t ~ U[eps, 1]; ``1[masked] log p / t`` averaged over ``rl.mc_samples`` draws.
+
+``rl.coupled`` (coupled-GRPO, for ``block`` and ``elbo``): each draw is a pair of
+complementary masks (the tokens masked at ratio t, then exactly the others at ratio
+1 - t), so every token is scored once per pair; each pass is weighted by the inverse
+of its own ratio. Entropies are averaged over the passes that masked the token (0 if
+none did: such a token has no log-prob estimate either, value 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from igpo_jax.models import family, llada
+from igpo_jax.rl import logprobs
+
+ESTIMATORS = ("one_step", "trajectory", "block", "elbo")
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimatorConfig:
+    """Static settings of an estimator (hashable: part of compiled programs)."""
+
+    name: str = "one_step"
+    gen_length: int = 64
+    block_length: int = 16
+    steps: int = 32  # sampler steps in all (the trajectory's granularity)
+    trajectory_passes: int = 0  # per block; 0 = exact (one pass per sampler step)
+    mc_samples: int = 1  # block / elbo: mask draws averaged
+    coupled: bool = False  # block / elbo: complementary mask pairs
+    eps: float = 1e-3  # block / elbo: smallest masking ratio
+
+    def __post_init__(self):
+        if self.name not in ESTIMATORS:
+            raise ValueError(f"rl.estimator={self.name!r}; expected one of {ESTIMATORS}")
+        if self.gen_length % self.block_length or self.steps % self.num_blocks:
+            raise ValueError(f"estimator geometry gen_length={self.gen_length}, block_length="
+                             f"{self.block_length}, steps={self.steps} does not divide")
+        if self.trajectory_passes < 0 or self.mc_samples < 1:
+            raise ValueError(f"rl.trajectory_passes={self.trajectory_passes} must be >= 0 and "
+                             f"rl.mc_samples={self.mc_samples} >= 1")
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+    @property
+    def passes_per_block(self) -> int:
+        """Trajectory groups per block."""
+        spb = self.steps_per_block
+        return spb if self.trajectory_passes == 0 else min(self.trajectory_passes, spb)
+
+    @property
+    def forward_passes(self) -> int:
+        """Model forward passes per call (per row)."""
+        if self.name == "one_step":
+            return 1
+        if self.name == "trajectory":
+            return self.num_blocks * self.passes_per_block + 1
+        pair = 2 if self.coupled else 1
+        return self.mc_samples * pair * (self.num_blocks if self.name == "block" else 1)
+
+
+def masked_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, completion_ids,
+                    hide, masked_prompt=None, dropout_rng=None):
+    """Per-token log-probs and entropies ``[B, C]`` of the completion tokens from one
+    forward pass in which the completion positions ``hide`` (bool ``[B, C]``) and the
+    prompt positions ``masked_prompt`` are replaced by the mask token. Only the hidden
+    positions' values are predictions (a visible token's are not)."""
+    p = prompt_ids.shape[1]
+    if masked_prompt is not None:
+        prompt_ids = jnp.where(masked_prompt, cfg.mask_token_id, prompt_ids)
+    x = jnp.concatenate([prompt_ids, jnp.where(hide, cfg.mask_token_id, completion_ids)
+                         .astype(jnp.int32)], axis=1)
+    attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
+    fam = family.of(cfg)
+    hidden = fam.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)
+    logits = fam.logits_from_hidden(
+        params, cfg, family.predicting(cfg, hidden, p, completion_ids.shape[1]))
+    logz = jax.nn.logsumexp(logits, axis=-1)
+    logp = jnp.take_along_axis(logits, completion_ids[..., None], axis=-1)[..., 0] - logz
+    probs = jnp.exp(logits - logz[..., None])
+    return logp, logz - jnp.sum(probs * logits, axis=-1)
+
+
+def trajectory_groups(order: jax.Array, est: EstimatorConfig) -> jax.Array:
+    """int32 ``[B, C]``: the forward pass (group) that scores each position, from the
+    sampler step that wrote it; -1 where no step wrote it (hints, early-stop fill)."""
+    spb, k = est.steps_per_block, est.passes_per_block
+    blk = order // spb
+    gid = blk * k + ((order - blk * spb) * k) // spb
+    return jnp.where(order >= 0, gid, -1).astype(jnp.int32)
+
+
+def _fold(rng, i):
+    return None if rng is None else jax.random.fold_in(rng, i)
+
+
+def _trajectory(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
+                order, hint_mask, keys, dropout_rng):
+    gid = trajectory_groups(order, est)
+    full = jnp.ones(completion_ids.shape, bool)
+    logp, ent = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids, full,
+                                masked_prompt, _fold(dropout_rng, 0))
+    n_groups = est.num_blocks * est.passes_per_block
+
+    def one(carry, g):
+        logp, ent = carry
+        visible = hint_mask | ((gid >= 0) & (gid < g))
+        lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
+                                 ~visible, masked_prompt, _fold(dropout_rng, g + 1))
+        sel = gid == g
+        return (jnp.where(sel, lp, logp), jnp.where(sel, en, ent)), None
+
+    (logp, ent), _ = jax.lax.scan(one, (logp, ent), jnp.arange(n_groups))
+    return logp, ent
+
+
+def _draws(keys, est: EstimatorConfig, c: int, n_blocks: int):
+    """Per row: masking ratios ``[B, S, n_blocks]`` in [eps, 1] and token uniforms
+    ``[B, S, C]`` for S = mc_samples draws (the same for old, new and reference)."""
+    def row(k):
+        k_t, k_u = jax.random.split(k)
+        t = jax.random.uniform(k_t, (est.mc_samples, n_blocks))
+        return (1.0 - est.eps) * t + est.eps, jax.random.uniform(k_u, (est.mc_samples, c))
+    return jax.vmap(row)(keys)
+
+
+def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
+                  order, hint_mask, keys, dropout_rng):
+    """``block`` (one region per generation block) and ``elbo`` (the whole completion as
+    one region): token-wise masks at a random ratio in the current region, 1/t weights."""
+    b, c = completion_ids.shape
+    if est.name == "block":
+        n_reg, width = est.num_blocks, est.block_length
+    else:
+        n_reg, width = 1, c
+    region = jnp.arange(c) // width  # [C]
+    t, u = _draws(keys, est, c, n_reg)  # [B, S, R], [B, S, C]
+    pairs = (False, True) if est.coupled else (False,)
+    passes = [(s, r, comp) for s in range(est.mc_samples) for r in range(n_reg)
+              for comp in pairs]
+
+    def one(carry, xs):
+        val, ent_sum, cnt = carry
+        s, r, comp = xs
+        t_r = jax.lax.dynamic_index_in_dim(jax.lax.dynamic_index_in_dim(t, s, 1, False),
+                                           r, 1, False)  # [B]
+        u_s = jax.lax.dynamic_index_in_dim(u, s, 1, False)  # [B, C]
+        drawn = u_s < t_r[:, None]
+        in_reg = (region == r)[None, :]
+        masked = in_reg & jnp.where(comp, ~drawn, drawn)
+        ratio = jnp.where(comp, 1.0 - t_r, t_r)[:, None]
+        later = (region > r)[None, :] & ~hint_mask
+        lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
+                                 masked | later, masked_prompt,
+                                 _fold(dropout_rng, (s * n_reg + r) * 2 + comp))
+        w = masked / jnp.maximum(ratio, est.eps)
+        return (val + w * lp, ent_sum + masked * en, cnt + masked), None
+
+    zeros = jnp.zeros((b, c), jnp.float32)
+    idx = tuple(jnp.asarray([p[i] for p in passes], jnp.int32) for i in range(3))
+    (val, ent_sum, cnt), _ = jax.lax.scan(
+        one, (zeros, zeros, zeros), (idx[0], idx[1], idx[2].astype(bool)))
+    return val / est.mc_samples, jnp.where(cnt > 0, ent_sum / jnp.maximum(cnt, 1.0), 0.0)
+
+
+def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
+             masked_prompt, completion_ids, order, hint_mask, keys, *, with_entropy=True,
+             dropout_rng=None):
+    """``(logp [B, C], entropy [B, C] | None)`` of the completion under estimator ``est``.
+
+    ``order`` int32 ``[B, C]``: the sampler step that wrote each position (-1: none);
+    ``hint_mask`` bool ``[B, C]``: hint tokens; ``keys``: one PRNG key per row (the
+    random masks of ``block`` / ``elbo``); ``masked_prompt``: d1's prompt mask (or None).
+    """
+    if est.name == "one_step":
+        return logprobs.completion_logprobs(params, cfg, prompt_ids, prompt_attn,
+                                            completion_ids, masked_prompt,
+                                            with_entropy=with_entropy, dropout_rng=dropout_rng)
+    fn = _trajectory if est.name == "trajectory" else _random_masks
+    logp, ent = fn(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
+                   order, hint_mask, keys, dropout_rng)
+    return logp, (ent if with_entropy else None)
