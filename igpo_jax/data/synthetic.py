@@ -4,14 +4,15 @@ Two tasks (``task``): ``sums`` and ``pointer``.
 
 ``pointer`` (pointer chasing): the question lists the successor of every node of
 a random cycle over ``nodes`` letters, then a start node and a hop count; each
-reasoning line is the next node (the previous line's successor, looked up by
-content in the question) and the answer is the last one::
+reasoning line copies the node reached so far and writes its successor, found by
+content in the question (the line ``f>b`` stands in the question as it is: the
+step is a copy of what follows ``f>`` there), and the answer is the last node::
 
-    question:  cf ea ... fb |c:3      (c->f, e->a, ...; start c, 3 hops)
+    question:  c>f e>a ... f>b |c:3      (c->f, e->a, ...; start c, 3 hops)
     trace:     <reasoning>
-               f
-               b
-               d
+               c>f
+               f>b
+               b>d
                </reasoning>
                <answer>
                \\boxed{d}
@@ -170,7 +171,7 @@ def _hash_share(text: str) -> int:
 
 
 def pointer_question(succ: dict[str, str], order: list[str], start: str, hops: int) -> str:
-    return " ".join(f"{a}{succ[a]}" for a in order) + f" |{start}:{hops}"
+    return " ".join(f"{a}>{succ[a]}" for a in order) + f" |{start}:{hops}"
 
 
 def solve_pointer(succ: dict[str, str], start: str, hops: int) -> list[str]:
@@ -184,9 +185,10 @@ def solve_pointer(succ: dict[str, str], start: str, hops: int) -> list[str]:
 
 def make_pointer_example(succ: dict[str, str], order: list[str], start: str, hops: int
                          ) -> Example:
-    lines = solve_pointer(succ, start, hops)
-    return Example(question=pointer_question(succ, order, start, hops), answer=lines[-1],
-                   trace=format_trace("\n".join(lines), lines[-1]), meta=f"hops={hops}")
+    nodes = [start] + solve_pointer(succ, start, hops)
+    lines = [f"{a}>{b}" for a, b in zip(nodes, nodes[1:])]
+    return Example(question=pointer_question(succ, order, start, hops), answer=nodes[-1],
+                   trace=format_trace("\n".join(lines), nodes[-1]), meta=f"hops={hops}")
 
 
 def generate_pointer(num: int, split: str, seed: int = 0, nodes: int = 10, min_hops: int = 1,

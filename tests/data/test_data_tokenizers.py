@@ -43,7 +43,7 @@ def test_heldout_problems_are_distinct():
 
 def _parse_pointer(question):
     pairs, query = question.split(" |")
-    succ = {p[0]: p[1] for p in pairs.split()}
+    succ = dict(p.split(">") for p in pairs.split())
     start, hops = query.split(":")
     return succ, start, int(hops)
 
@@ -64,7 +64,8 @@ def test_pointer_task_traces_follow_the_cycle():
             seen.append(node)
         assert seen[-1] == start and len(set(seen)) == 8
         lines = e.trace.split("<reasoning>\n")[1].split("\n</reasoning>")[0].split("\n")
-        assert lines == seen[:hops] and e.answer == seen[hops - 1]
+        assert lines == [f"{a}>{b}" for a, b in zip([start] + seen, seen[:hops])]
+        assert e.answer == seen[hops - 1]
         assert e.meta == f"hops={hops}" and rewards.extract_boxed(e.trace) == e.answer
         hops_seen.add(hops)
     assert hops_seen == set(range(1, 8))
