@@ -77,33 +77,37 @@ def answer_contradicts_last_line(text: str) -> bool | None:
 
 
 def step_probe(params, cfg, tok, c, by, n: int = 100) -> dict:
-    """Can the model do step k given correct steps 1..k-1? For the longest problems, the
+    """Can the model do step k given correct steps 1..k-1? For each problem length, the
     result token of reasoning line k (its last token) and everything after it are
     masked, the rest of the trace is given, and the greedy prediction at that token is
     compared with the truth. A model that learned the step rule scores high on every
-    line; one that only learned shortcuts for the first lines does not."""
+    line at every length; one that only learned shortcuts for the first lines does not.
+    Returns ``{length: {"line_1": acc, ...}}`` (``n`` problems per length)."""
     import jax.numpy as jnp
     from igpo_jax.data.pipeline import encode_prompts
-    from igpo_jax.models import llada
-    longest = by[sorted(by, key=lambda m: int(m.split("=")[-1]) if "=" in m else 0)[-1]][:n]
-    p, a = encode_prompts(tok, longest, c.sampler.prompt_len, c.data.system_prompt or None)
-    comp = np.stack([tok.completion_ids(e.trace, c.sampler.gen_length) for e in longest])
+    from igpo_jax.models import family
     nl = tok.encode("\n")[-1]
     end = tok.encode("</reasoning>")[-1]
-    # result tokens: the token before each newline inside the reasoning (row 0's layout;
-    # the synthetic traces of one length share it)
-    row = list(comp[0])
-    stop = row.index(end) if end in row else len(row)
-    ends = [i - 1 for i in range(2, stop) if row[i] == nl]
-    full = np.concatenate([p, comp], 1)
-    attn = np.concatenate([a, np.ones_like(comp, bool)], 1)
-    fwd = jax.jit(lambda x: llada.forward(params, cfg, x, attention_mask=jnp.asarray(attn)))
+    fwd = jax.jit(lambda x, a: family.token_logits(params, cfg, x, a))
     out = {}
-    for k, pos in enumerate(ends):
-        x = full.copy()
-        x[:, p.shape[1] + pos:] = cfg.mask_token_id
-        pred = np.asarray(fwd(jnp.asarray(x)))[:, p.shape[1] + pos].argmax(-1)
-        out[f"line_{k + 1}"] = float((pred == full[:, p.shape[1] + pos]).mean())
+    for meta in sorted(by, key=lambda m: int(m.split("=")[-1]) if "=" in m else 0):
+        probs = by[meta][:n]
+        p, a = encode_prompts(tok, probs, c.sampler.prompt_len, c.data.system_prompt or None)
+        comp = np.stack([tok.completion_ids(e.trace, c.sampler.gen_length) for e in probs])
+        # result tokens: the token before each newline inside the reasoning (row 0's
+        # layout; the synthetic traces of one length share it)
+        row = list(comp[0])
+        stop = row.index(end) if end in row else len(row)
+        ends = [i - 1 for i in range(2, stop) if row[i] == nl]
+        full = np.concatenate([p, comp], 1)
+        attn = jnp.asarray(np.concatenate([a, np.ones_like(comp, bool)], 1))
+        res = {}
+        for k, pos in enumerate(ends):
+            x = full.copy()
+            x[:, p.shape[1] + pos:] = cfg.mask_token_id
+            pred = np.asarray(fwd(jnp.asarray(x), attn))[:, p.shape[1] + pos].argmax(-1)
+            res[f"line_{k + 1}"] = float((pred == full[:, p.shape[1] + pos]).mean())
+        out[meta] = res
     return out
 
 
@@ -116,6 +120,7 @@ def main():
     ap.add_argument("--split", default="train")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/igpo_diagnose.json")
+    ap.add_argument("--probe_only", action="store_true", help="print the step probe only")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     a = ap.parse_args()
 
@@ -155,6 +160,11 @@ def main():
 
     report = {}
     t0 = time.time()
+    if a.probe_only:
+        report["_step_probe"] = step_probe(params, cfg, tok, c, by, a.problems)
+        for meta, lines in report["_step_probe"].items():
+            print(meta, " ".join(f"{v:.2f}" for v in lines.values()), flush=True)
+        return
     for meta in sorted(by):
         probs = by[meta][:a.problems]
         rows = [e for e in probs for _ in range(G)]

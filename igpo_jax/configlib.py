@@ -161,7 +161,11 @@ def base_config() -> ml_collections.ConfigDict:
         loss_norm="batch",
         aggregation="token",  # token | sequence
         advantage="mean",  # mean | std
-        loss="clipped_surrogate",  # a name in rl/grpo.py POLICY_LOSSES
+        # clipped_surrogate (GRPO) | spg (SPG's sandwiched bound; estimator block or elbo)
+        # | wd1 (weighted likelihood); spg and wd1 have no ratio, clipping or KL
+        loss="clipped_surrogate",
+        eubo_beta=1.5,  # loss=spg: the upper bound's beta
+        eubo_mix=0.5,  # loss=spg: negative advantages use mix * upper + (1 - mix) * lower
         # how the loss reads log pi(token) (rl/estimators.py): one_step (d1: completion
         # masked, one pass) | trajectory (the sampler's own contexts, Sample.order) |
         # block (SPG: earlier blocks clean, the block at a random ratio) | elbo (LLaDA)

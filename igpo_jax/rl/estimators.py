@@ -164,9 +164,11 @@ def _draws(keys, est: EstimatorConfig, c: int, n_blocks: int):
 
 
 def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
-                  order, hint_mask, keys, dropout_rng):
+                  order, hint_mask, keys, dropout_rng, upper_beta: float = 1.0):
     """``block`` (one region per generation block) and ``elbo`` (the whole completion as
-    one region): token-wise masks at a random ratio in the current region, 1/t weights."""
+    one region): token-wise masks at a random ratio in the current region, 1/t weights.
+    Returns (lower, entropy, upper): the 1/t-weighted log-prob (the ELBO's terms) and
+    SPG's upper-bound terms ``log(mean over draws of 1[masked] p^beta / t) / beta``."""
     b, c = completion_ids.shape
     if est.name == "block":
         n_reg, width = est.num_blocks, est.block_length
@@ -179,7 +181,7 @@ def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comp
               for comp in pairs]
 
     def one(carry, xs):
-        val, ent_sum, cnt = carry
+        val, ent_sum, cnt, up = carry
         s, r, comp = xs
         t_r = jax.lax.dynamic_index_in_dim(jax.lax.dynamic_index_in_dim(t, s, 1, False),
                                            r, 1, False)  # [B]
@@ -193,13 +195,16 @@ def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comp
                                  masked | later, masked_prompt,
                                  _fold(dropout_rng, (s * n_reg + r) * 2 + comp))
         w = masked / jnp.maximum(ratio, est.eps)
-        return (val + w * lp, ent_sum + masked * en, cnt + masked), None
+        return (val + w * lp, ent_sum + masked * en, cnt + masked,
+                up + w * jnp.exp(upper_beta * lp)), None
 
     zeros = jnp.zeros((b, c), jnp.float32)
     idx = tuple(jnp.asarray([p[i] for p in passes], jnp.int32) for i in range(3))
-    (val, ent_sum, cnt), _ = jax.lax.scan(
-        one, (zeros, zeros, zeros), (idx[0], idx[1], idx[2].astype(bool)))
-    return val / est.mc_samples, jnp.where(cnt > 0, ent_sum / jnp.maximum(cnt, 1.0), 0.0)
+    (val, ent_sum, cnt, up), _ = jax.lax.scan(
+        one, (zeros, zeros, zeros, zeros), (idx[0], idx[1], idx[2].astype(bool)))
+    upper = jnp.where(up > 0, jnp.log(jnp.where(up > 0, up, 1.0) / est.mc_samples), 0.0)
+    return (val / est.mc_samples, jnp.where(cnt > 0, ent_sum / jnp.maximum(cnt, 1.0), 0.0),
+            upper / upper_beta)
 
 
 def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
@@ -217,5 +222,19 @@ def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, p
                                             with_entropy=with_entropy, dropout_rng=dropout_rng)
     fn = _trajectory if est.name == "trajectory" else _random_masks
     logp, ent = fn(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
-                   order, hint_mask, keys, dropout_rng)
+                   order, hint_mask, keys, dropout_rng)[:2]
     return logp, (ent if with_entropy else None)
+
+
+def bounds(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
+           masked_prompt, completion_ids, order, hint_mask, keys, *, beta: float,
+           dropout_rng=None):
+    """SPG's two per-token estimates from the same masks: ``(lower [B, C], upper [B, C])``,
+    the ELBO terms of :func:`estimate` and the upper-bound terms
+    ``(1/beta) log((1/S) sum_s 1[masked_s] p_s^beta / t_s)`` (0 where no draw masked the
+    token). Needs a random-mask estimator (``block`` or ``elbo``)."""
+    if est.name not in ("block", "elbo"):
+        raise ValueError(f"SPG's bounds need rl.estimator=block or elbo, not {est.name!r}")
+    lower, _, upper = _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt,
+                                    completion_ids, order, hint_mask, keys, dropout_rng, beta)
+    return lower, upper

@@ -40,7 +40,7 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None
                 advantages: jax.Array, loss_mask: jax.Array, *, ratio: str = "sequence",
                 eps_low: float = 0.2, eps_high: float = 0.2, beta: float = 0.0,
                 aggregation: str = "token", ratio_mask: jax.Array | None = None,
-                hint_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array, dict]:
+                hint_mask: jax.Array | None = None, **_) -> tuple[jax.Array, jax.Array, dict]:
     """Clipped surrogate + k3 KL. Returns ``(loss_sum, denominator, stat_sums)``.
 
     Args:
@@ -93,11 +93,58 @@ def policy_loss(logp: jax.Array, old_logp: jax.Array, ref_logp: jax.Array | None
     return loss_sum, denom, stats
 
 
-def loss_denominator(loss_mask: jax.Array, aggregation: str) -> jax.Array:
-    """The denominator of the whole batch, known before the micro-batches run."""
-    if aggregation == "token":
-        return loss_mask.sum().astype(jnp.float32)
-    return (loss_mask.sum(axis=1) > 0).sum().astype(jnp.float32)
+def spg_loss(logp, old_logp, ref_logp, advantages, loss_mask, *, upper=None,
+             eubo_mix: float = 0.5, hint_mask=None, **_) -> tuple[jax.Array, jax.Array, dict]:
+    """SPG's sandwiched policy gradient (facebookresearch/SPG): an advantage-weighted
+    likelihood, no ratio, no clipping, with the lower bound (ELBO terms, ``logp``) for
+    positive advantages and ``eubo_mix * upper + (1 - eubo_mix) * lower`` for the
+    others (``upper``: the EUBO terms of ``estimators.bounds``). Per sequence the bound
+    is the mean over its loss tokens and sequences weigh by their token count, so the
+    loss is ``-sum_i A_i sum_k m_ik b_ik / sum m``: ``(loss_sum, token count, stats)``.
+    Differences from the released code: the terms are 1/t-weighted (SPG averages the
+    plain log-probs of the masked tokens), and the EUBO is averaged over the loss tokens
+    (SPG: over the tokens some draw masked)."""
+    m = loss_mask.astype(jnp.float32)
+    up = logp if upper is None else upper
+    pos = (advantages > 0)[:, None]
+    bound = jnp.where(pos, logp, eubo_mix * up + (1.0 - eubo_mix) * logp)
+    loss_sum = -(advantages[:, None] * bound * m).sum()
+    return loss_sum, m.sum(), _plain_stats(m, hint_mask)
+
+
+def wd1_loss(logp, old_logp, ref_logp, advantages, loss_mask, *, hint_mask=None, **_
+             ) -> tuple[jax.Array, jax.Array, dict]:
+    """wd1's weighted likelihood (xiaohangt/wd1): ``advantages`` here are the group
+    weights ``softmax_group(A) - softmax_group(-A)`` (:func:`wd1_weights`), and the loss
+    is ``-sum_i w_i sum_k m_ik logp_ik`` over sequences (no ratio, no clipping): the
+    returned denominator is the number of sequences. wd1 sums over one group; this mean
+    over sequences is 1/G of it (a learning-rate factor)."""
+    m = loss_mask.astype(jnp.float32)
+    loss_sum = -(advantages * (logp * m).sum(axis=1)).sum()
+    return loss_sum, (m.sum(axis=1) > 0).sum().astype(jnp.float32), _plain_stats(m, hint_mask)
+
+
+def wd1_weights(advantages: jax.Array, group_size: int) -> jax.Array:
+    """``softmax(A) - softmax(-A)`` within each group of ``group_size`` consecutive rows."""
+    a = advantages.reshape(-1, group_size)
+    return (jax.nn.softmax(a, axis=1) - jax.nn.softmax(-a, axis=1)).reshape(-1)
+
+
+def _plain_stats(m, hint_mask) -> dict:
+    """The stats of a ratio-free loss (no clipping; ratio 1; no KL)."""
+    hm = jnp.zeros_like(m) if hint_mask is None else hint_mask.astype(jnp.float32) * m
+    zero = jnp.zeros((), jnp.float32)
+    return {"clip_count": zero, "kl_sum": zero, "token_count": m.sum(), "ratio_sum": m.sum(),
+            "hint_clip_count": zero, "hint_ratio_sum": hm.sum(), "hint_token_count": hm.sum()}
+
+
+def loss_denominator(loss_mask: jax.Array, aggregation: str, loss: str = "clipped_surrogate"
+                     ) -> jax.Array:
+    """The denominator of the whole batch, known before the micro-batches run (the one
+    each policy loss returns, summed over micro-batches)."""
+    if loss == "wd1" or (loss != "spg" and aggregation == "sequence"):
+        return (loss_mask.sum(axis=1) > 0).sum().astype(jnp.float32)
+    return loss_mask.sum().astype(jnp.float32)
 
 
 def normalise(loss_sum: jax.Array, denom: jax.Array, batch_denom: jax.Array, n_micro: int,
@@ -116,7 +163,11 @@ def normalise(loss_sum: jax.Array, denom: jax.Array, batch_denom: jax.Array, n_m
     raise ValueError(f"loss_norm={mode!r}; expected 'batch' or 'micro_batch'")
 
 
-POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss}
+# every policy loss takes (logp, old_logp, ref_logp, advantages, loss_mask, **settings) and
+# returns (loss_sum, denominator, stats); the ones without a ratio ignore old_logp
+POLICY_LOSSES: dict[str, Callable] = {"clipped_surrogate": policy_loss, "spg": spg_loss,
+                                      "wd1": wd1_loss}
+RATIO_FREE = ("spg", "wd1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +194,8 @@ class RLConfig(Section):
     trajectory_passes: int
     mc_samples: int
     coupled: bool
+    eubo_beta: float
+    eubo_mix: float
     p_mask_prompt: float
     train_on_padding: bool
 
@@ -184,6 +237,13 @@ class RLConfig(Section):
         check(not self.coupled or self.estimator in ("block", "elbo"), "rl.coupled",
               self.coupled, f"complementary masks need rl.estimator=block or elbo, not "
               f"{self.estimator!r}")
+        check(self.loss != "spg" or self.estimator in ("block", "elbo"), "rl.loss",
+              self.loss, f"SPG's bounds need rl.estimator=block or elbo, not "
+              f"{self.estimator!r}")
+        check(self.loss not in RATIO_FREE or self.beta == 0, "rl.beta", self.beta,
+              f"rl.loss={self.loss!r} has no KL term: set rl.beta=0")
+        check(self.eubo_beta > 0 and 0 <= self.eubo_mix <= 1, "rl.eubo_beta/eubo_mix",
+              (self.eubo_beta, self.eubo_mix), "need eubo_beta > 0 and eubo_mix in [0, 1]")
         check(0 <= self.p_mask_prompt < 1, "rl.p_mask_prompt", self.p_mask_prompt,
               "must be in [0, 1)")
         check(self.beta >= 0, "rl.beta", self.beta, "must be >= 0")

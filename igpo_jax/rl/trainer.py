@@ -84,18 +84,24 @@ def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
     est = est or estimators.EstimatorConfig()
 
     def make_loss(batch: TrainBatch, key):
-        denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation), 1.0)
+        denom = jnp.maximum(grpo.loss_denominator(batch.loss_mask, rl.aggregation, rl.loss),
+                            1.0)
 
         def loss_fn(params, mb: TrainBatch, dropout_key):
-            logp, _ = estimators.estimate(
-                params, cfg, est, mb.prompt_ids, mb.prompt_attn, mb.masked_prompt,
-                mb.completion_ids, mb.order, mb.hint_mask, mb.est_keys, with_entropy=False,
-                dropout_rng=dropout_key)
+            inputs = (params, cfg, est, mb.prompt_ids, mb.prompt_attn, mb.masked_prompt,
+                      mb.completion_ids, mb.order, mb.hint_mask, mb.est_keys)
+            upper = None
+            if rl.loss == "spg":
+                logp, upper = estimators.bounds(*inputs, beta=rl.eubo_beta,
+                                                dropout_rng=dropout_key)
+            else:
+                logp, _ = estimators.estimate(*inputs, with_entropy=False,
+                                              dropout_rng=dropout_key)
             s, d, stats = grpo.POLICY_LOSSES[rl.loss](
                 logp, mb.old_logp, mb.ref_logp if use_ref else None, mb.advantages,
                 mb.loss_mask, ratio=rl.ratio, eps_low=rl.eps_low, eps_high=rl.eps_high,
                 beta=rl.beta, aggregation=rl.aggregation, ratio_mask=mb.ratio_mask,
-                hint_mask=mb.hint_mask)
+                hint_mask=mb.hint_mask, upper=upper, eubo_mix=rl.eubo_mix)
             return grpo.normalise(s, d, denom, n_micro, rl.loss_norm), stats
         return loss_fn, batch
 
@@ -124,6 +130,8 @@ def make_prepare(rl: grpo.RLConfig, eos_id: int):
     in one program."""
     def prepare(rewards, completion_ids, prompt_attn, step_key):
         adv = grpo.ADVANTAGE_ESTIMATORS[rl.advantage](rewards, rl.group_size)
+        if rl.loss == "wd1":  # its sequence weights in place of the advantages
+            adv = grpo.wd1_weights(adv, rl.group_size)
         comp_mask = logprobs.completion_mask(completion_ids, eos_id, rl.train_on_padding)
         masks = [logprobs.prompt_mask(jax.random.fold_in(jax.random.fold_in(step_key, 7919), j),
                                       prompt_attn, rl.p_mask_prompt)

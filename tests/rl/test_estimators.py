@@ -263,3 +263,29 @@ def test_config_names_a_bad_estimator_setting():
     c.rl.coupled, c.rl.mc_samples = False, 0
     with pytest.raises(configlib.ConfigError, match="rl.mc_samples"):
         configlib.validate(c)
+
+
+def test_spg_upper_bound_terms_match_their_definition(llada_model):
+    c, t, model = llada_model
+    est = estimators.EstimatorConfig("block", mc_samples=2, **GEO)
+    keys = jax.random.split(jax.random.key(5), 2)
+    args = (model.param_dict(), model.config, est, jnp.asarray(PROMPT), jnp.asarray(ATTN), None,
+            jnp.asarray(COMP), jnp.asarray(ORDER), jnp.asarray(HINT), keys)
+    lower, upper = estimators.bounds(*args, beta=1.5)
+    np.testing.assert_array_equal(np.asarray(lower), np.asarray(estimators.estimate(*args)[0]))
+    # numpy: (1/beta) log((1/S) sum_s 1[masked_s] p_s^beta / t_s)
+    B, C = COMP.shape
+    tt, u = (np.asarray(a, np.float64) for a in estimators._draws(keys, est, C, 2))
+    acc = np.zeros((B, C))
+    for s in range(2):
+        for r in range(2):
+            in_reg = (np.arange(C) // 4 == r)[None]
+            masked = in_reg & (u[:, s] < tt[:, s, r][:, None])
+            later = (np.arange(C) // 4 > r)[None] & ~HINT
+            lp, _, _ = _np_scores(c, t, masked | later)
+            acc += masked * np.exp(1.5 * lp) / tt[:, s, r][:, None]
+    want = np.where(acc > 0, np.log(np.where(acc > 0, acc, 1) / 2) / 1.5, 0)
+    np.testing.assert_allclose(np.asarray(upper), want, atol=ref.f32_atol(c, 13, want), rtol=0)
+    with pytest.raises(ValueError, match="block or elbo"):
+        estimators.bounds(model.param_dict(), model.config,
+                          estimators.EstimatorConfig("trajectory", **GEO), *args[3:], beta=1.0)

@@ -185,3 +185,34 @@ def test_reference_switches_match_their_formulas(agg):
         mb_want = np.mean([np.mean([(per_d[i] * mask[i]).sum() / mask[i].sum()
                                     for i in range(a, b)]) for a, b in splits])
     np.testing.assert_allclose(sum(parts), mb_want, rtol=1e-5)
+
+
+def test_spg_loss_matches_a_hand_worked_case():
+    """SPG: positive advantages train the lower bound, negative ones the mix of upper and
+    lower; sequences weigh by their token count; no ratio."""
+    lower = np.array([[-1.0, -2.0, 0.0], [-0.5, -1.5, -3.0]])
+    upper = np.array([[-0.8, -1.0, 0.0], [-0.2, -1.0, -2.0]])
+    mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    adv = np.array([2.0, -1.0])
+    # row 0 (A > 0): -2 * (-1 - 2) = 6; row 1 (A < 0), mix 0.25:
+    # bound = 0.25 * upper + 0.75 * lower = [-0.425, -1.375, -2.75]; -(-1) * sum = -4.55
+    s, d, st = grpo.spg_loss(jnp.asarray(lower), None, None, jnp.asarray(adv),
+                             jnp.asarray(mask), upper=jnp.asarray(upper), eubo_mix=0.25)
+    np.testing.assert_allclose(float(s), 6.0 - 4.55, rtol=1e-6)
+    assert float(d) == 5 and float(st["clip_count"]) == 0
+    assert float(grpo.loss_denominator(jnp.asarray(mask), "sequence", "spg")) == 5
+
+
+def test_wd1_weights_and_loss_match_a_hand_worked_case():
+    adv = jnp.array([1.0, -1.0, 0.0, 0.0])  # two groups of 2
+    w = np.asarray(grpo.wd1_weights(adv, 2))
+    e = np.exp([1.0, -1.0])
+    sp, sn = e / e.sum(), e[::-1] / e.sum()  # softmax(A), softmax(-A) of group 1
+    np.testing.assert_allclose(w[:2], sp - sn, rtol=1e-6)
+    np.testing.assert_allclose(w[2:], 0, atol=1e-7)  # equal advantages: no signal
+    logp = jnp.array([[-1.0, -2.0], [-3.0, -1.0], [-1.0, -1.0], [-2.0, -2.0]])
+    mask = jnp.array([[1, 1], [1, 0], [1, 1], [0, 0]], bool)
+    s, d, _ = grpo.wd1_loss(logp, None, None, jnp.asarray(w), mask)
+    want = -(w[0] * -3.0 + w[1] * -3.0 + w[2] * -2.0)
+    np.testing.assert_allclose(float(s), want, rtol=1e-6)
+    assert float(d) == 3 == float(grpo.loss_denominator(mask, "token", "wd1"))
