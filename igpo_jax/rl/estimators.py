@@ -20,7 +20,10 @@ the same keys, so they see exactly the same masks.
   (TraceRL's shrinkage; k = 1 scores a block with earlier blocks visible). Hint
   tokens are context in every pass; they (and early-stop fill, which no step wrote)
   are scored by one extra pass with the whole completion masked, the one-step
-  context, which also gives the entropies the IGPO filter ranks hints by.
+  context, which also gives the entropies the IGPO filter ranks hints by. A group in
+  which no row of the micro-batch wrote a token (the threshold sampler ends blocks
+  early) is skipped at run time, so the exact estimator costs the sampler's own
+  number of model calls, plus one.
 - ``block`` (SPG): for each generation block b, blocks before it clean, blocks after
   it masked (hints stay visible everywhere outside block b, as the sampler saw
   them), block b masked token-wise at a ratio t ~ U[eps, 1] drawn per row, sample
@@ -142,12 +145,17 @@ def _trajectory(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comple
     n_groups = est.num_blocks * est.passes_per_block
 
     def one(carry, g):
-        logp, ent = carry
-        visible = hint_mask | ((gid >= 0) & (gid < g))
-        lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
-                                 ~visible, masked_prompt, _fold(dropout_rng, g + 1))
         sel = gid == g
-        return (jnp.where(sel, lp, logp), jnp.where(sel, en, ent)), None
+
+        def score(carry):
+            logp, ent = carry
+            visible = hint_mask | ((gid >= 0) & (gid < g))
+            lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
+                                     ~visible, masked_prompt, _fold(dropout_rng, g + 1))
+            return jnp.where(sel, lp, logp), jnp.where(sel, en, ent)
+        # a step no row wrote a token at (the threshold sampler ends blocks early) costs
+        # no forward pass
+        return jax.lax.cond(jnp.any(sel), score, lambda carry: carry, carry), None
 
     (logp, ent), _ = jax.lax.scan(one, (logp, ent), jnp.arange(n_groups))
     return logp, ent
