@@ -132,6 +132,8 @@ def seed_report(results: Mapping[str, dict], workdir: str,
                 row[m] = t_interval(vals)
         out["groups"][g] = row
     for a, b in comparisons:
+        label = f"{a} - {b}"
+        b = _baseline(b, results, groups, workdir)
         if a not in groups or b not in groups:
             continue
         acc = lambda g: {s: r["heldout_accuracy"] for s, r in groups[g].items()  # noqa: E731
@@ -142,8 +144,23 @@ def seed_report(results: Mapping[str, dict], workdir: str,
         pa = {s: v for s, v in pa.items() if v is not None}
         pb = {s: v for s, v in pb.items() if v is not None}
         cmp["bootstrap"] = hierarchical_bootstrap(pa, pb, reps=reps)
-        out["comparisons"][f"{a} - {b}"] = cmp
+        out["comparisons"][label] = cmp
     return out
+
+
+def _baseline(name: str, results: Mapping[str, dict], groups: dict, workdir: str) -> str:
+    """A comparison's second member: a seeded group, or an unseeded member (``sft``,
+    evaluated as ``sft_eval`` on the same held-out problems), which then stands for
+    every seed (the start checkpoint every seed's run began from)."""
+    if name in groups:
+        return name
+    for member in (f"{name}_eval", name):
+        r = results.get(member)
+        if r and r.get("heldout_accuracy") is not None and any(groups.values()):
+            seeds = sorted({s for g in groups.values() for s in g})
+            groups[name] = {s: dict(r, _dir=os.path.join(workdir, member)) for s in seeds}
+            return name
+    return name
 
 
 def _pct(x) -> str:

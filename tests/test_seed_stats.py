@@ -68,7 +68,20 @@ def test_seed_report_from_member_folders(tmp_path):
                                                            num_examples=50),
                                                       dict(step=4, accuracy=float(ok.mean()),
                                                            num_examples=50)])
-    rep = pipeline.report_seeds(results, str(tmp_path), [("igpo", "grpo")])
+    # the unseeded start checkpoint, evaluated on the same problems, as a baseline
+    d = tmp_path / "sft_eval" / "eval"
+    os.makedirs(d)
+    sft_ok = rng.random(50) < 0.3
+    with open(d / "generations.jsonl", "w") as f:
+        for i, o in enumerate(sft_ok):
+            f.write(json.dumps({"index": i, "sample": 0, "correct": bool(o)}) + "\n")
+    results["sft_eval"] = dict(heldout_accuracy=float(sft_ok.mean()))
+    rep = pipeline.report_seeds(results, str(tmp_path), [("igpo", "grpo"), ("grpo", "sft")])
+    g = rep["comparisons"]["grpo - sft"]
+    diffs = [results[f"grpo@{s}"]["heldout_accuracy"] - sft_ok.mean() for s in (1, 2, 3)]
+    assert g["n"] == 3 and g["mean"] == pytest.approx(np.mean(diffs))
+    assert g["bootstrap"]["mean"] == pytest.approx(np.mean(diffs))
+    assert g["lo"] == pytest.approx(seed_stats.t_interval(diffs)["lo"])
     c = rep["comparisons"]["igpo - grpo"]
     want = np.mean([results[f"igpo@{s}"]["heldout_accuracy"] - results[f"grpo@{s}"]
                     ["heldout_accuracy"] for s in (1, 2, 3)])
