@@ -61,12 +61,16 @@ def model_config(c: RunConfig,
                 **overrides)
     if tok is None:
         return cfg
+    # (checked before any parameter is read or computed with; a user error: status 2)
+    where = f"model.hf_dir {m.hf_dir}/config.json" if m.hf_dir else f"model.preset={m.preset}"
     if cfg.vocab_rows < tok.vocab_size:
-        raise ValueError(f"the tokenizer has {tok.vocab_size} tokens but the model only "
-                         f"{cfg.vocab_rows} embedding rows")
+        raise hf_io.CheckpointError(f"the tokenizer has {tok.vocab_size} tokens but the model "
+                                    f"({where}) only {cfg.vocab_rows} embedding rows")
     if (cfg.mask_token_id, cfg.eos_token_id) != (tok.mask_id, tok.eos_id):
-        raise ValueError(f"model mask/eos ids {(cfg.mask_token_id, cfg.eos_token_id)} differ "
-                         f"from the tokenizer's {(tok.mask_id, tok.eos_id)}")
+        raise hf_io.CheckpointError(
+            f"mask/EOS ids {(cfg.mask_token_id, cfg.eos_token_id)} of the model ({where}) "
+            f"differ from the tokenizer's {(tok.mask_id, tok.eos_id)} (tokenizer.path="
+            f"{c.tokenizer.path or 'the shipped synthetic model'})")
     return cfg
 
 

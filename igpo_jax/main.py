@@ -175,8 +175,9 @@ def main(argv):
 def _user_error_types():
     from igpo_jax import checkpoint, configlib
     from igpo_jax.data.sources import DataError
+    from igpo_jax.models.hf_io import CheckpointError
     return (configlib.ConfigError, DataError, checkpoint.CorruptCheckpointError,
-            checkpoint.DiskFullError, FileNotFoundError)
+            checkpoint.DiskFullError, FileNotFoundError, CheckpointError)
 
 
 USER_ERRORS = _user_error_types()

@@ -61,3 +61,26 @@ def test_verbose_shows_the_traceback(tmp_path):
     r = _main("--config", "configs/tiny.py:rl", "--workdir", str(tmp_path),
               "--config.rl.algo=ppo", "--verbose")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_bad_hugging_face_folders_stop_with_one_line_and_status_2(tmp_path):
+    """A NaN in a downloaded tensor, and a config.json whose mask / EOS ids disagree with
+    the tokenizer, are named on one line (status 2) before any training step."""
+    import numpy as np
+
+    from igpo_jax import tokenizers
+    from tests import reference as ref
+    tok = tokenizers.SentencePieceTokenizer()
+    c = ref.hf_config(vocab=128, mask=tok.mask_id, eos=tok.eos_id)
+    t = ref.random_hf_weights(c)
+    t["model.transformer.blocks.0.ff_norm.weight"][3] = np.nan
+    ref.write_hf_checkpoint(tmp_path / "nan", c, t)
+    ref.write_hf_checkpoint(tmp_path / "ids", ref.hf_config(vocab=128, mask=126, eos=125),
+                            ref.random_hf_weights(c))
+    for folder, message in (("nan", "ff_norm.weight' has 1 non-finite values"),
+                            ("ids", "mask/EOS ids (126, 125) of the model")):
+        r = _main("--config", "configs/tiny.py:rl", "--workdir", str(tmp_path / f"w_{folder}"),
+                  f"--config.model.hf_dir={tmp_path / folder}")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / f"w_{folder}" / "metrics.jsonl").exists()

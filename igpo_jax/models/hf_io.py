@@ -194,8 +194,12 @@ def _tensor_files(hf_dir: str) -> dict[str, str]:
                 raise CheckpointError(f"shard {path} listed in {index} does not exist")
         return files
     if storage.exists(single):
-        with safe_open(_local(single), framework="np") as f:
-            return {name: single for name in f.keys()}
+        try:
+            with safe_open(_local(single), framework="np") as f:
+                return {name: single for name in f.keys()}
+        except Exception as e:
+            raise CheckpointError(f"{single}: not a readable safetensors file (a truncated "
+                                  f"or corrupted download?): {e}") from e
     raise FileNotFoundError(f"no {SINGLE_FILE} or {INDEX_FILE} in {hf_dir}")
 
 
@@ -231,6 +235,15 @@ def _save_tensors(tensors: dict[str, np.ndarray], path: str) -> None:
         save_file(tensors, path, metadata={"format": "pt"})
 
 
+def count_nonfinite(t: np.ndarray, chunk: int = 1 << 24) -> int:
+    """NaN / inf entries of a float (or bfloat16) array, checked in chunks (no full-size
+    float32 copy of a large tensor)."""
+    flat = t.reshape(-1)
+    return int(sum(chunk_len - np.count_nonzero(np.isfinite(
+        flat[i:i + chunk].astype(np.float32, copy=False)))
+        for i in range(0, flat.size, chunk) for chunk_len in [min(chunk, flat.size - i)]))
+
+
 class _Reader:
     """Keeps safetensors files open (memory-mapped) and reads one tensor at a time."""
 
@@ -242,9 +255,19 @@ class _Reader:
         if name not in self.files:
             raise CheckpointError(f"tensor {name!r} is missing from the checkpoint")
         path = self.files[name]
-        if path not in self._open:
-            self._open[path] = safe_open(_local(path), framework="np").__enter__()
-        return self._open[path].get_tensor(name)
+        try:
+            if path not in self._open:
+                self._open[path] = safe_open(_local(path), framework="np").__enter__()
+            t = self._open[path].get_tensor(name)
+        except Exception as e:  # safetensors names no file (truncated or not safetensors)
+            raise CheckpointError(f"{path}: cannot read tensor {name!r} (a truncated or "
+                                  f"corrupted download?): {e}") from e
+        if t.dtype.kind == "f" or t.dtype.name == "bfloat16":
+            bad = count_nonfinite(t)
+            if bad:
+                raise CheckpointError(f"{path}: tensor {name!r} has {bad} non-finite values "
+                                      f"(NaN or inf) of {np.size(t)}")
+        return t
 
     def close(self):
         for handle in self._open.values():
@@ -273,6 +296,16 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype,
     return out
 
 
+def _check_special_ids(cfg: llada.LLaDAConfig, where: str) -> None:
+    """The mask / EOS / BOS ids must be tokens of the vocabulary ``config.json`` declares
+    (a smaller ``vocab_size`` than the embedding's rows otherwise loads silently)."""
+    for key in ("mask_token_id", "eos_token_id", "bos_token_id"):
+        value = getattr(cfg, key)
+        if not 0 <= value < cfg.vocab_size:
+            raise CheckpointError(f"{where}: {key}={value} is outside vocab_size="
+                                  f"{cfg.vocab_size} (the embedding has {cfg.vocab_rows} rows)")
+
+
 def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
                        mesh: jax.sharding.Mesh | None = None,
                        compute_dtype: str | None = None, **config_overrides) -> llada.LLaDA:
@@ -291,6 +324,7 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
     lay = layout_of_hf(hf)
     cfg = lay.config_from_hf(hf, param_dtype=dtype, dtype=compute_dtype or dtype,
                              **config_overrides)
+    _check_special_ids(cfg, os.path.join(hf_dir, "config.json"))
     specs = family.of(cfg).param_specs(cfg)
     shardings = shd.tree_shardings(specs, mesh) if mesh is not None else None
     files = _tensor_files(hf_dir)
@@ -431,4 +465,26 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
             for fn in storage.listdir(source_dir):
                 if fn != "config.json" and any(fnmatch.fnmatch(fn, pat) for pat in _COPIED):
                     storage.copy_file(os.path.join(source_dir, fn), os.path.join(out_dir, fn))
+        verify_hf_checkpoint(out_dir)  # what was written reads back whole
     return {"files": names, "tensors": len(weight_map), "bytes": total}
+
+
+def verify_hf_checkpoint(hf_dir: str | os.PathLike) -> int:
+    """Reads every tensor of a Hugging Face folder with the checks of
+    :func:`load_hf_checkpoint` (names, shapes against config.json, finite values,
+    readable files, special ids) without keeping it; returns the number of tensors read.
+    Raises :class:`CheckpointError` naming the file and the tensor."""
+    hf_dir = os.fspath(hf_dir)
+    hf = read_hf_config(hf_dir)
+    lay = layout_of_hf(hf)
+    cfg = lay.config_from_hf(hf)
+    _check_special_ids(cfg, os.path.join(hf_dir, "config.json"))
+    reader = _Reader(_tensor_files(hf_dir))
+    n = 0
+    try:
+        for name, (shape, _) in family.of(cfg).param_specs(cfg).items():
+            _read_param(reader, name, shape, np.float32, lay)
+            n += shape[0] if name.startswith("blocks/") else 1
+    finally:
+        reader.close()
+    return n

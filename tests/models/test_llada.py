@@ -113,3 +113,37 @@ def test_config_validation_and_hf_config(tmp_path):
     big = llada.LLaDAConfig.llada_8b()
     assert (big.d_model, big.n_layers, big.vocab_size, big.mask_token_id) == (4096, 32, 126464, 126336)
     assert 7.5e9 < big.num_params() < 8.5e9
+
+
+def test_bad_downloads_are_named_before_any_compute(tmp_path):
+    """A NaN in one tensor, a config.json whose vocabulary cannot hold the special ids,
+    a truncated shard and a file that is no safetensors each stop the load with an
+    error naming the file and (where one is read) the tensor."""
+    c = ref.hf_config()
+    tensors = ref.random_hf_weights(c)
+    nan = dict(tensors)
+    nan["model.transformer.blocks.0.ff_norm.weight"] = nan[
+        "model.transformer.blocks.0.ff_norm.weight"].copy()
+    nan["model.transformer.blocks.0.ff_norm.weight"][3] = np.nan
+    ref.write_hf_checkpoint(tmp_path / "nan", c, nan, sharded=True)
+    with pytest.raises(CheckpointError, match=r"safetensors: tensor 'model\.transformer\."
+                                              r"blocks\.0\.ff_norm\.weight' has 1 non-finite"):
+        hf_io.load_hf_checkpoint(tmp_path / "nan")
+    small = dict(c, vocab_size=7)  # embedding_size stays 64
+    ref.write_hf_checkpoint(tmp_path / "vocab", small, tensors)
+    with pytest.raises(CheckpointError, match=r"config\.json: mask_token_id=63 is outside "
+                                              r"vocab_size=7"):
+        hf_io.load_hf_checkpoint(tmp_path / "vocab")
+    ref.write_hf_checkpoint(tmp_path / "cut", c, tensors, sharded=True)
+    shards = sorted((tmp_path / "cut").glob("model-*.safetensors"))
+    data = shards[-1].read_bytes()
+    shards[-1].write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match=shards[-1].name + r": cannot read tensor"):
+        hf_io.load_hf_checkpoint(tmp_path / "cut")
+    ref.write_hf_checkpoint(tmp_path / "junk", c, tensors)
+    (tmp_path / "junk" / "model.safetensors").write_bytes(b"<html>not found</html>")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable"):
+        hf_io.load_hf_checkpoint(tmp_path / "junk")
+    # a good folder verifies: every tensor read and checked
+    ref.write_hf_checkpoint(tmp_path / "good", c, tensors, sharded=True)
+    assert hf_io.verify_hf_checkpoint(tmp_path / "good") == len(tensors)
