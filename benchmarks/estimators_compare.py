@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--problems", type=int, default=16, help="training problems (x group)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--micro_batch", type=int, default=16, help="rows per gradient call")
     ap.add_argument("--out", default="benchmarks/results/estimators_compare.json")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     a = ap.parse_args()
@@ -115,10 +116,19 @@ def main():
                                          steps=sc.steps, **kw)
         lp_fn = jax.jit(lambda p, est=est: estimators.estimate(p, cfg, est, *inputs,
                                                                with_entropy=False)[0])
-        grad_fn = jax.jit(jax.grad(lambda p, est=est: jnp.sum(
-            A * (estimators.estimate(p, cfg, est, *inputs, with_entropy=False)[0] * m).sum(1))))
+        chunk = min(a.micro_batch, len(rows))
+
+        def mb_grad(p, sl, est=est):
+            xs = [x if x is None else x[sl] for x in inputs]
+            return jax.grad(lambda p: jnp.sum(A[sl] * (estimators.estimate(
+                p, cfg, est, *xs, with_entropy=False)[0] * m[sl]).sum(1)))(p)
+        grad_fns = [jax.jit(lambda p, sl=slice(i, i + chunk): mb_grad(p, sl))
+                    for i in range(0, len(rows), chunk)]
+
+        def grad_all():  # summed over micro-batches of rows, as the trainer does
+            return jax.tree.map(lambda *g: sum(g), *[f(params) for f in grad_fns])
         logp, lp_sec = _timed(lambda: lp_fn(params), a.repeats)
-        grad, grad_sec = _timed(lambda: grad_fn(params), a.repeats)
+        grad, grad_sec = _timed(grad_all, a.repeats)
         seq = np.asarray((logp * m).sum(1), np.float64)
         flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in
                                jax.tree.leaves(grad)])

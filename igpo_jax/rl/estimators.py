@@ -154,8 +154,10 @@ def _trajectory(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comple
                                      ~visible, masked_prompt, _fold(dropout_rng, g + 1))
             return jnp.where(sel, lp, logp), jnp.where(sel, en, ent)
         # a step no row wrote a token at (the threshold sampler ends blocks early) costs
-        # no forward pass
-        return jax.lax.cond(jnp.any(sel), score, lambda carry: carry, carry), None
+        # no forward pass; each pass is recomputed in the backward pass (remat), so the
+        # gradient holds one pass's activations, not one per sampler step
+        return jax.lax.cond(jnp.any(sel), jax.checkpoint(score), lambda carry: carry,
+                            carry), None
 
     (logp, ent), _ = jax.lax.scan(one, (logp, ent), jnp.arange(n_groups))
     return logp, ent
@@ -188,6 +190,7 @@ def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comp
     passes = [(s, r, comp) for s in range(est.mc_samples) for r in range(n_reg)
               for comp in pairs]
 
+    @jax.checkpoint  # one pass's activations in the gradient, not one per pass
     def one(carry, xs):
         val, ent_sum, cnt, up = carry
         s, r, comp = xs
