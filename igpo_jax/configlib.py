@@ -115,6 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
             task="sums",  # sums: running sums mod `modulus` | pointer: follow a cycle of `nodes`
             modulus=5,  # running sums modulo this (2..10)
             nodes=10,  # task=pointer: letters on the cycle (3..26)
+            shuffle=False,  # task=pointer: list the pairs in random order (else a>, b>, ...)
             min_terms=2,  # fewest terms (sums) or hops (pointer) of a training problem
             max_terms=6,  # most terms (sums) or hops (pointer) of a training problem
             num_train=2000,  # training problems drawn

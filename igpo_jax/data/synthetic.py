@@ -5,10 +5,11 @@ Two tasks (``task``): ``sums`` and ``pointer``.
 ``pointer`` (pointer chasing): the question lists the successor of every node of
 a random cycle over ``nodes`` letters, then a start node and a hop count; each
 reasoning line copies the node reached so far and writes its successor, found by
-content in the question (the line ``f>b`` stands in the question as it is: the
-step is a copy of what follows ``f>`` there), and the answer is the last node::
+content in the question (the question writes each node once in upper case, as the
+source of its pair: the line ``f>b`` reads what follows the one ``F>`` there), and the
+answer is the last node::
 
-    question:  c>f e>a ... f>b |c:3      (c->f, e->a, ...; start c, 3 hops)
+    question:  A>e B>d C>f ... G>b |c:3      (a->e, b->d, ...; start c, 3 hops)
     trace:     <reasoning>
                c>f
                f>b
@@ -99,7 +100,7 @@ def make_example(terms: list[int], modulus: int, width: int = 0, style: str = "s
 def generate(num: int, split: str, seed: int = 0, modulus: int = 5, min_terms: int = 2,
              max_terms: int = 6, heldout_share: float = 0.2, width: int = 0,
              weights: tuple[float, ...] | None = None, style: str = "sums", task: str = "sums",
-             nodes: int = 10) -> list[Example]:
+             nodes: int = 10, shuffle: bool = False) -> list[Example]:
     """``num`` problems of the ``train`` or ``test`` split with lengths (terms of a sum,
     hops of a pointer chain) in ``[min_terms, max_terms]`` (uniform, or by ``weights``,
     one per length). Deterministic by (seed, split). The ``test`` split never repeats a
@@ -110,7 +111,7 @@ def generate(num: int, split: str, seed: int = 0, modulus: int = 5, min_terms: i
         raise ValueError(f"synthetic task={task!r}; expected one of {TASKS}")
     if task == "pointer":
         return generate_pointer(num, split, seed, nodes, min_terms, max_terms, heldout_share,
-                                weights)
+                                weights, shuffle)
     if not 2 <= modulus <= 10:
         raise ValueError(f"synthetic modulus={modulus} must be in [2, 10] (one digit a term)")
     if not 2 <= min_terms <= max_terms:
@@ -171,7 +172,7 @@ def _hash_share(text: str) -> int:
 
 
 def pointer_question(succ: dict[str, str], order: list[str], start: str, hops: int) -> str:
-    return " ".join(f"{a}>{succ[a]}" for a in order) + f" |{start}:{hops}"
+    return " ".join(f"{a.upper()}>{succ[a]}" for a in order) + f" |{start}:{hops}"
 
 
 def solve_pointer(succ: dict[str, str], start: str, hops: int) -> list[str]:
@@ -193,9 +194,12 @@ def make_pointer_example(succ: dict[str, str], order: list[str], start: str, hop
 
 def generate_pointer(num: int, split: str, seed: int = 0, nodes: int = 10, min_hops: int = 1,
                      max_hops: int = 6, heldout_share: float = 0.2,
-                     weights: tuple[float, ...] | None = None) -> list[Example]:
+                     weights: tuple[float, ...] | None = None, shuffle: bool = False
+                     ) -> list[Example]:
     """Pointer-chasing problems over a random cycle of ``nodes`` letters, with hop
-    counts in ``[min_hops, max_hops]`` (uniform, or by ``weights``)."""
+    counts in ``[min_hops, max_hops]`` (uniform, or by ``weights``). The question lists
+    the pairs by their first letter (``a>.. b>.. c>..``), or in a random order with
+    ``shuffle`` (then the step is a lookup by content alone)."""
     if not 3 <= nodes <= len(LETTERS):
         raise ValueError(f"synthetic nodes={nodes} must be in [3, {len(LETTERS)}]")
     if not 1 <= min_hops <= max_hops <= min(nodes - 1, 9):
@@ -209,7 +213,7 @@ def generate_pointer(num: int, split: str, seed: int = 0, nodes: int = 10, min_h
     def draw(rng):
         cycle = [names[i] for i in rng.permutation(nodes)]
         succ = {a: cycle[(i + 1) % nodes] for i, a in enumerate(cycle)}
-        order = [names[i] for i in rng.permutation(nodes)]
+        order = [names[i] for i in rng.permutation(nodes)] if shuffle else list(names)
         return succ, order, names[int(rng.integers(nodes))], _length(rng, min_hops, max_hops,
                                                                       probs)
     return _draw(num, split, seed, heldout_share, f"{nodes} nodes, hops {min_hops}..{max_hops}",

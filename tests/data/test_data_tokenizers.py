@@ -43,7 +43,8 @@ def test_heldout_problems_are_distinct():
 
 def _parse_pointer(question):
     pairs, query = question.split(" |")
-    succ = dict(p.split(">") for p in pairs.split())
+    succ = {a.lower(): b for a, b in (p.split(">") for p in pairs.split())}
+    assert all(p[0].isupper() and p[2].islower() for p in pairs.split())
     start, hops = query.split(":")
     return succ, start, int(hops)
 
@@ -72,6 +73,12 @@ def test_pointer_task_traces_follow_the_cycle():
     test = synthetic.generate(300, "test", task="pointer", nodes=8, min_terms=2, max_terms=7)
     assert len({e.question for e in test}) == 300
     assert not {e.question for e in test} & {e.question for e in exs}
+    # pairs listed a>, b>, ... unless shuffled
+    assert all([p[0] for p in e.question.split(" |")[0].split()] == list("ABCDEFGH")
+               for e in exs)
+    shuffled = synthetic.generate(50, "train", task="pointer", nodes=8, shuffle=True)
+    assert any([p[0] for p in e.question.split(" |")[0].split()] != list("ABCDEFGH")
+               for e in shuffled)
     with pytest.raises(ValueError, match="hops"):
         synthetic.generate(5, "train", task="pointer", nodes=8, min_terms=1, max_terms=8)
     with pytest.raises(ValueError, match="task"):
