@@ -9,8 +9,9 @@ sampling randomness, so members with the same seed are paired. Members are named
 ``GROUP@SEED``; at the end the pipeline reports, per group, the mean and 95%
 t interval over seeds of the held-out accuracy (1,000 problems never trained on,
 greedy, exact sampler) and of the training diagnostics, and the paired differences
-``igpo - grpo`` and ``igpo - resample`` (t interval over seeds, and a bootstrap over
-seeds x problems): ``seed_report.md``, ``seed_report.json``, ``seeds.png``.
+``grpo - sft``, ``igpo - sft``, ``igpo - grpo``, ``igpo - resample`` and
+``resample - grpo`` (t interval over seeds, and a bootstrap over seeds x problems; the
+held-out problems are distinct, so both count problems, not copies): ``seed_report.md``, ``seed_report.json``, ``seeds.png``.
 
 - ``main`` (default): grpo, igpo, resample on the 5 report seeds.
 - ``ablations``: the paper's ablations on the first 3 report seeds: full hints
@@ -52,7 +53,9 @@ def get_config(arg: str = "main"):
     groups = {"grpo": {"rl.algo": "grpo"}, "igpo": {"rl.algo": "igpo"},
               "resample": {"rl.algo": "resample"}}
     seeds = TUNING_SEEDS if arg == "tune" else REPORT_SEEDS
-    compare = (("igpo", "grpo"), ("igpo", "resample"), ("resample", "grpo"))
+    # "sft": the shared start checkpoint, evaluated on the same held-out problems
+    compare = (("grpo", "sft"), ("igpo", "sft"), ("igpo", "grpo"), ("igpo", "resample"),
+               ("resample", "grpo"))
     if arg == "ablations":
         groups = {"igpo": {"rl.algo": "igpo"},
                   "eta=1.0": {"rl.algo": "igpo", "igpo.eta_low": 1.0, "igpo.eta_high": 1.0},
