@@ -230,3 +230,16 @@ def test_encode_traces_revealable():
     assert tok.decode(ids[0, :rev[0]]) == "<reasoning>\n1\n3\n"
     with pytest.raises(ValueError, match="prompt_len=2"):
         pipeline.encode_prompts(tok, [e], 2)
+
+
+def test_the_old_heldout_draw_held_679_distinct_problems():
+    """The README's re-reading of the running-sum sweep rests on this count: its 1,000
+    held-out rows (drawn before held-out sets were made distinct) were 679 problems."""
+    from benchmarks.distinct_reanalysis import old_heldout_rows
+    rows = old_heldout_rows()
+    assert len(rows) == 1000 and len(set(rows)) == 679
+    two = [r for r in rows if len(r) == 2]
+    assert len(two) == 117 and len(set(two)) == 4
+    # the generator now draws distinct held-out problems from the same stream
+    new = synthetic.generate(1000, "test", modulus=5, min_terms=2, max_terms=8)
+    assert len({e.question for e in new}) == 1000
