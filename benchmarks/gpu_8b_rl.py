@@ -44,7 +44,8 @@ def build_config(a):
     c = _llada_config()
     c.mesh.update(data=1, fsdp=-1, tensor=1)
     c.rl.update(prompts_per_step=a.prompts, group_size=a.group, micro_batch_size=a.micro,
-                num_iterations=1, num_steps=1)
+                num_iterations=1, num_steps=1, estimator=a.estimator,
+                trajectory_passes=a.trajectory_passes, mc_samples=a.mc_samples)
     c.sampler.update(prompt_len=a.prompt_len, gen_length=a.gen, block_length=a.block,
                      steps=a.steps, rollout_batch_size=a.prompts * a.group)
     if a.layers:
@@ -85,6 +86,10 @@ def main():
     ap.add_argument("--layers", type=int, default=0, help="0: the model's 32")
     ap.add_argument("--repeats", type=int, default=1, help="timed runs after the compiling one")
     ap.add_argument("--tiny", action="store_true", help="a tiny model on CPU (tests)")
+    ap.add_argument("--estimator", default="one_step", help="rl.estimator of the log-probs")
+    ap.add_argument("--trajectory_passes", type=int, default=1,
+                    help="rl.trajectory_passes (estimator=trajectory; 0 = one per step)")
+    ap.add_argument("--mc_samples", type=int, default=1, help="rl.mc_samples (block, elbo)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     if a.tiny:
@@ -191,7 +196,8 @@ def main():
                       rows=n, prompt_len=s.prompt_len, gen_length=s.gen_length,
                       block_length=s.block_length, steps=s.steps, micro_batch=rl.micro_batch_size,
                       layers=cfg.n_layers, params=cfg.num_params(), lora_rank=c.model.lora.rank,
-                      remat=cfg.remat),
+                      remat=cfg.remat, estimator=est.name,
+                      estimator_forward_passes=est.forward_passes),
                   phases=phases, peak_gib=peak, plan_max_program_peak_gib=planned,
                   peak_vs_plan=None if peak is None else peak / planned,
                   plan=plan["programs"])
