@@ -77,3 +77,23 @@ def test_product_and_overrides(tmp_path):
         pipeline.apply_overrides(_tiny(), {"rl.nope": 1}, str(tmp_path))
     sub = pipeline.apply_overrides(_tiny(), {"model.init_from": "{workdir}/sft"}, "/w")
     assert sub.model.init_from == "/w/sft"
+
+
+def test_shipped_sft_evaluation_is_on_the_demo_heldout_problems():
+    """The demo compares RL stages with the shipped SFT stage's stored evaluation: it must
+    have been made on exactly the held-out problems the demo evaluates RL on (a change
+    of the held-out draw must re-evaluate the shipped stage, or the table mixes sets)."""
+    import importlib.util
+    import json
+
+    from igpo_jax.data.sources import load_examples
+    spec = importlib.util.spec_from_file_location("demo_cfg", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    c = demo.get_config()
+    want = [e.question for e in load_examples(c.data.to_dict(), "test")][:c.eval.num_examples]
+    path = os.path.join(pipeline.ASSETS, "demo_sft", "eval", "generations.jsonl")
+    rows = sorted((json.loads(line) for line in open(path)), key=lambda r: r["index"])
+    assert [r["question"] for r in rows] == want
+    assert len(set(want)) == len(want)  # distinct problems
