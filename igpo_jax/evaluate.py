@@ -87,6 +87,9 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
                              completion=text, extracted=rewards_lib.extract_answer(text),
                              correct=bool(ok), reward=float(r),
                              forward_passes=stats["forward_passes"]))
+        # a batch cut short by an interruption is sampled again whole; the rows of it that
+        # were already written stay as they are, so no generation is written twice
+        rows = [r for r in rows if (r["index"], r["sample"]) not in done]
         if jax.process_index() == 0:
             storage.append_text(gen_path, "".join(json.dumps(r) + "\n" for r in rows))
         done.update({(r["index"], r["sample"]): r for r in rows})

@@ -122,3 +122,40 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
     monkeypatch.setattr(sampling, "generate_params", None)
     assert evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,
                              prompt_len=8, show_progress=False)["accuracy"] == s["accuracy"]
+
+
+def test_evaluation_cut_inside_a_batch_resumes_without_duplicates(tmp_path, monkeypatch):
+    """An evaluation stopped while a batch's rows were being written: the re-run samples
+    only the unfinished batches, keeps every row already written as it is, and writes
+    each generation exactly once."""
+    tok = SentencePieceTokenizer()
+    exs = [Example(f"{i} 1", str(i + 1)) for i in range(5)]
+    gen_len = 16
+    calls = []
+
+    def fake_generate(params, cfg, prompt_ids, sc, key, attention_mask=None, mesh=None):
+        calls.append(len(prompt_ids))
+        rows = [np.concatenate([p, tok.completion_ids(f"\\boxed{{{len(calls)}}}", gen_len)])
+                for p in np.asarray(prompt_ids)]
+        return sampling.Sample(np.stack(rows), np.zeros((len(rows), gen_len), np.int32), 1,
+                               sc.mode)
+
+    monkeypatch.setattr(sampling, "generate_params", fake_generate)
+    sc = sampling.SamplerConfig(gen_len, 16, 4)
+    cfg = llada.LLaDAConfig.tiny()
+    run = lambda: evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,  # noqa
+                                    prompt_len=8, show_progress=False)
+    run()
+    path = tmp_path / "generations.jsonl"
+    lines = path.read_text().splitlines()
+    # cut inside the second batch's write: its first row whole, its second torn
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])
+    kept = [json.loads(x) for x in lines[:3]]
+    calls.clear()
+    s = run()
+    assert calls == [2, 2]  # batches 2 and 3 sampled again; batch 1 not
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    keys = [(r["index"], r["sample"]) for r in rows]
+    assert sorted(keys) == [(i, 0) for i in range(5)]  # each generation once
+    assert rows[:3] == kept  # rows written before the cut stay as they were
+    assert s["num_examples"] == 5
