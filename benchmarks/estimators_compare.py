@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.igpo_diagnose import _load_config  # noqa: E402
+from benchmarks.igpo_diagnose import load_model  # noqa: E402
 from igpo_jax.configlib import typed  # noqa: E402
 
 # (label, estimator settings)
@@ -72,19 +72,13 @@ def main():
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     a = ap.parse_args()
 
-    from igpo_jax import experiment, metrics, pipeline, rewards, sampling
+    from igpo_jax import metrics, rewards, sampling
     from igpo_jax.data.pipeline import encode_prompts
     from igpo_jax.data.sources import load_examples
     from igpo_jax.rl import estimators, grpo, logprobs
 
-    c = _load_config(a.config, a.overrides)
-    init = a.init_from or os.path.join(pipeline.ASSETS, "demo_sft")
-    with c.unlocked():
-        c.model.init_from = init
+    c, init, tok, cfg, params = load_model(a.config, a.init_from, a.overrides)
     tc = typed(c)
-    tok = experiment.build_tokenizer(tc)
-    cfg = experiment.model_config(tc, tok)
-    params = experiment.initial_params(tc, cfg, experiment.build_mesh(tc))
     G = c.rl.group_size
     exs = load_examples(c.data.to_dict(), "train")
     rng = np.random.default_rng(a.seed)

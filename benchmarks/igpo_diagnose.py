@@ -53,6 +53,20 @@ def _load_config(spec: str, overrides: list[str]):
     return c
 
 
+def load_model(config: str, init_from: str = "", overrides=()):
+    """(config, init folder, tokenizer, model config, parameters) of a trained run
+    (default: the shipped demo SFT stage) under the recipe ``config``."""
+    from igpo_jax import experiment, pipeline
+    c = _load_config(config, list(overrides))
+    init = init_from or os.path.join(pipeline.ASSETS, "demo_sft")
+    with c.unlocked():
+        c.model.init_from = init
+    tc = typed(c)
+    tok = experiment.build_tokenizer(tc)
+    cfg = experiment.model_config(tc, tok)
+    return c, init, tok, cfg, experiment.initial_params(tc, cfg, experiment.build_mesh(tc))
+
+
 def first_wrong_line(text: str, trace: str) -> int:
     """Index of the first reasoning line that differs from the trace's (-1: none)."""
     def lines(t):
@@ -124,19 +138,12 @@ def main():
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     a = ap.parse_args()
 
-    from igpo_jax import experiment, pipeline, rewards, sampling
+    from igpo_jax import rewards, sampling
     from igpo_jax.data.pipeline import encode_prompts, encode_traces
     from igpo_jax.data.sources import load_examples
     from igpo_jax.rl import igpo
 
-    c = _load_config(a.config, a.overrides)
-    init = a.init_from or os.path.join(pipeline.ASSETS, "demo_sft")
-    with c.unlocked():
-        c.model.init_from = init
-    tok = experiment.build_tokenizer(typed(c))
-    cfg = experiment.model_config(typed(c), tok)
-    mesh = experiment.build_mesh(typed(c))
-    params = experiment.initial_params(typed(c), cfg, mesh)
+    c, init, tok, cfg, params = load_model(a.config, a.init_from, a.overrides)
     exs = load_examples(c.data.to_dict(), a.split)
     by = collections.defaultdict(list)
     for e in exs:
