@@ -170,6 +170,12 @@ def main(argv):
         raise SystemExit(3) from None
     except USER_ERRORS as e:
         _user_error(str(e))
+    except Exception:
+        stop = preemption.outside_stop()
+        if stop is None:
+            raise
+        logging.warning("%s", stop)  # the stop, whatever exception it surfaced as
+        raise SystemExit(preemption.EXIT_PREEMPTED) from None
 
 
 def _user_error_types():

@@ -43,8 +43,21 @@ def install_outside_loop_handler() -> None:
         return
 
     def handle(signum, frame):
-        raise StoppedOutsideLoop(signal.Signals(signum).name)
+        global _OUTSIDE_STOP
+        _OUTSIDE_STOP = StoppedOutsideLoop(signal.Signals(signum).name)
+        raise _OUTSIDE_STOP
     signal.signal(signal.SIGTERM, handle)
+
+
+_OUTSIDE_STOP: StoppedOutsideLoop | None = None
+
+
+def outside_stop() -> StoppedOutsideLoop | None:
+    """The stop raised by the outside-loop handler, if one was. The exception raised
+    from a signal handler can reach the caller replaced by another one (seen: raised
+    while JAX filters a traceback, it comes back as a TypeError of that filter), so
+    the command line checks this, not only the exception's type."""
+    return _OUTSIDE_STOP
 
 
 class StopRequest:

@@ -368,3 +368,29 @@ def test_disk_full_in_the_background_write_is_named_at_the_wait(tmp_path, monkey
     with pytest.raises(DiskFullError, match=r"while saving checkpoint step 2; the previous "
                                             r"checkpoint \(step 1\) is intact"):
         ck.wait()
+
+
+def test_a_stop_that_surfaces_as_another_exception_still_exits_75(tmp_path):
+    """The exception raised from the SIGTERM handler can come back replaced (seen: raised
+    while JAX filters a traceback, it surfaced as that filter's TypeError, and the run
+    exited 1); the command line still exits 75 with the stop's message."""
+    script = tmp_path / "stop.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from absl import app\n"
+        "from igpo_jax import main, preemption, run\n"
+        "def fake_run(*a, **k):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "    except preemption.StoppedOutsideLoop:\n"
+        "        raise TypeError(\"'NoneType' object cannot be interpreted as an integer\")\n"
+        "run.run = fake_run\n"
+        "sys.argv = ['igpo_jax.main', '--config', 'configs/tiny.py:rl', '--workdir', "
+        f"{str(tmp_path / 'w')!r}]\n"
+        "app.run(main.main, flags_parser=main.parse_flags)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert r.returncode == preemption.EXIT_PREEMPTED, r.stdout[-1000:] + r.stderr[-2000:]
+    assert "re-run the same command to resume" in r.stderr
