@@ -47,7 +47,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.models import family, llada
+from igpo_jax.models import llada
 from igpo_jax.rl import logprobs
 
 ESTIMATORS = ("one_step", "trajectory", "block", "elbo")
@@ -101,28 +101,6 @@ class EstimatorConfig:
         return self.mc_samples * pair * (self.num_blocks if self.name == "block" else 1)
 
 
-def masked_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, completion_ids,
-                    hide, masked_prompt=None, dropout_rng=None):
-    """Per-token log-probs and entropies ``[B, C]`` of the completion tokens from one
-    forward pass in which the completion positions ``hide`` (bool ``[B, C]``) and the
-    prompt positions ``masked_prompt`` are replaced by the mask token. Only the hidden
-    positions' values are predictions (a visible token's are not)."""
-    p = prompt_ids.shape[1]
-    if masked_prompt is not None:
-        prompt_ids = jnp.where(masked_prompt, cfg.mask_token_id, prompt_ids)
-    x = jnp.concatenate([prompt_ids, jnp.where(hide, cfg.mask_token_id, completion_ids)
-                         .astype(jnp.int32)], axis=1)
-    attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
-    fam = family.of(cfg)
-    hidden = fam.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)
-    logits = fam.logits_from_hidden(
-        params, cfg, family.predicting(cfg, hidden, p, completion_ids.shape[1]))
-    logz = jax.nn.logsumexp(logits, axis=-1)
-    logp = jnp.take_along_axis(logits, completion_ids[..., None], axis=-1)[..., 0] - logz
-    probs = jnp.exp(logits - logz[..., None])
-    return logp, logz - jnp.sum(probs * logits, axis=-1)
-
-
 def trajectory_groups(order: jax.Array, est: EstimatorConfig) -> jax.Array:
     """int32 ``[B, C]``: the forward pass (group) that scores each position, from the
     sampler step that wrote it; -1 where no step wrote it (hints, early-stop fill)."""
@@ -139,9 +117,8 @@ def _fold(rng, i):
 def _trajectory(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
                 order, hint_mask, keys, dropout_rng):
     gid = trajectory_groups(order, est)
-    full = jnp.ones(completion_ids.shape, bool)
-    logp, ent = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids, full,
-                                masked_prompt, _fold(dropout_rng, 0))
+    logp, ent = logprobs.masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
+                                         None, masked_prompt, _fold(dropout_rng, 0))
     n_groups = est.num_blocks * est.passes_per_block
 
     def one(carry, g):
@@ -150,8 +127,9 @@ def _trajectory(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comple
         def score(carry):
             logp, ent = carry
             visible = hint_mask | ((gid >= 0) & (gid < g))
-            lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
-                                     ~visible, masked_prompt, _fold(dropout_rng, g + 1))
+            lp, en = logprobs.masked_logprobs(params, cfg, prompt_ids, prompt_attn,
+                                              completion_ids, ~visible, masked_prompt,
+                                              _fold(dropout_rng, g + 1))
             return jnp.where(sel, lp, logp), jnp.where(sel, en, ent)
         # a step no row wrote a token at (the threshold sampler ends blocks early) costs
         # no forward pass; each pass is recomputed in the backward pass (remat), so the
@@ -202,9 +180,9 @@ def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comp
         masked = in_reg & jnp.where(comp, ~drawn, drawn)
         ratio = jnp.where(comp, 1.0 - t_r, t_r)[:, None]
         later = (region > r)[None, :] & ~hint_mask
-        lp, en = masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
-                                 masked | later, masked_prompt,
-                                 _fold(dropout_rng, (s * n_reg + r) * 2 + comp))
+        lp, en = logprobs.masked_logprobs(params, cfg, prompt_ids, prompt_attn,
+                                          completion_ids, masked | later, masked_prompt,
+                                          _fold(dropout_rng, (s * n_reg + r) * 2 + comp))
         w = masked / jnp.maximum(ratio, est.eps)
         return (val + w * lp, ent_sum + masked * en, cnt + masked,
                 up + w * jnp.exp(upper_beta * lp)), None

@@ -27,7 +27,8 @@ def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
                         masked_prompt: jax.Array | None = None,
                         with_entropy: bool = True, dropout_rng: jax.Array | None = None
                         ) -> tuple[jax.Array, jax.Array | None]:
-    """Per-token log-probs (and entropies) of a completion under the masked estimator.
+    """Per-token log-probs (and entropies) of a completion under the masked estimator
+    (every completion token masked): :func:`masked_logprobs` with nothing visible.
 
     Args:
       prompt_ids, prompt_attn: int32 / bool ``[B, P]`` (left-padded prompts).
@@ -37,11 +38,22 @@ def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
     Returns:
       ``logp [B, C]`` float32 and ``entropy [B, C]`` float32 (or None).
     """
+    return masked_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids, None,
+                           masked_prompt, dropout_rng, with_entropy)
+
+
+def masked_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, completion_ids,
+                    hide, masked_prompt=None, dropout_rng=None, with_entropy: bool = True):
+    """Per-token log-probs and entropies ``[B, C]`` of the completion tokens from one
+    forward pass in which the completion positions ``hide`` (bool ``[B, C]``; None: all)
+    and the prompt positions ``masked_prompt`` are replaced by the mask token. Only the
+    hidden positions' values are predictions (a visible token's are not)."""
     p = prompt_ids.shape[1]
     if masked_prompt is not None:
         prompt_ids = jnp.where(masked_prompt, cfg.mask_token_id, prompt_ids)
-    x = jnp.concatenate([prompt_ids, jnp.full(completion_ids.shape, cfg.mask_token_id,
-                                              jnp.int32)], axis=1)
+    comp = (jnp.full(completion_ids.shape, cfg.mask_token_id, jnp.int32) if hide is None
+            else jnp.where(hide, cfg.mask_token_id, completion_ids).astype(jnp.int32))
+    x = jnp.concatenate([prompt_ids, comp], axis=1)
     attn = jnp.concatenate([prompt_attn, jnp.ones(completion_ids.shape, bool)], axis=1)
     fam = family.of(cfg)
     hidden = fam.hidden_states(params, cfg, x, attn, dropout_rng=dropout_rng)
