@@ -48,7 +48,8 @@ def run_modes(params, cfg, prompt, attn, gen, block, steps, threshold, repeats, 
     """Times each mode (after a compile call); returns rows and each mode's output."""
     rows, outs = [], {}
     for name, cache, unmask in modes:
-        sc = sampling.SamplerConfig(gen, block, steps, cache=cache, unmask=unmask,
+        sc = sampling.SamplerConfig(gen_length=gen, block_length=block, steps=steps,
+                                    temperature=0.0, cache=cache, unmask=unmask,
                                     threshold=threshold)
 
         def call():

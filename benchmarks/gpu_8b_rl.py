@@ -144,8 +144,8 @@ def main():
     merged = sampling.merge_adapters(params, cfg)
     completions = None
     for mode in ("none", "dual"):
-        sc = sampling.SamplerConfig(s.gen_length, s.block_length, s.steps,
-                                    temperature=1.2, cache=mode)
+        sc = sampling.SamplerConfig(gen_length=s.gen_length, block_length=s.block_length,
+                                    steps=s.steps, temperature=1.2, cache=mode)
         key = jax.random.key(1)
         out, sec = timed(lambda: sampling.generate_params(
             merged, cfg, prompt, sc, key, attention_mask=attn, mesh=mesh).tokens, a.repeats)

@@ -150,9 +150,7 @@ def main():
         by[e.meta].append(e)
     G = c.rl.group_size
     sc = sampling.SamplerConfig.from_config(c.sampler)
-    hc = igpo.HintConfig(**{k: c.igpo[k] for k in (
-        "min_chunk", "max_chunk", "eta_low", "eta_high", "reserve", "position",
-        "max_gap", "reveal_last_chunk")})
+    hc = typed(c).igpo
     reward = rewards.MathReward.from_config(c.reward)
     key = jax.random.key(a.seed)
 

@@ -91,7 +91,8 @@ def main():
     params = llada.init_params(cfg, seed=0)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, cfg.vocab_size - 8, (args.batch, args.prompt)).astype(np.int32)
-    sc = sampling.SamplerConfig(args.gen, args.block, args.steps)
+    sc = sampling.SamplerConfig(gen_length=args.gen, block_length=args.block, steps=args.steps,
+                                temperature=0.0)
     hw = hardware()
     rows = []
 

@@ -43,7 +43,7 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
     #    (never the answer span, never the last reasoning line).
     trace_ids, trace_len, revealable = data_pipeline.encode_traces(
         tok, examples, sc.gen_length, exclude_last_step=True)
-    hc = igpo.HintConfig(min_chunk=2, max_chunk=4, reserve=4)
+    hc = igpo.IgpoConfig(min_chunk=2, max_chunk=4, reserve=4)
     eta = np.full(len(examples), 0.6, np.float32)  # reveal 60% of the revealable chunks
     hint_ids, hint_mask = igpo.build_hints(jax.random.key(seed), trace_ids, trace_len,
                                            revealable, eta, sc.gen_length, hc)

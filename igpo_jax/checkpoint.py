@@ -18,7 +18,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from igpo_jax import storage
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,16 @@ def _abstract(tree):
 class CheckpointConfig(Section):
     """The config's ``checkpoint`` section."""
 
-    every: int
-    keep: int
-    checksums: bool
-    async_save: bool
+    every: int = field(1, "steps between checkpoints (SIGTERM always writes one)")
+    keep: int = field(3, "checkpoints kept")
+    checksums: bool = field(
+        True,
+        "SHA-256 of every saved file, verified on restore (catches silent corruption; reads the "
+        "step back at ~0.7 GB/s on process 0, in the background with async_save)")
+    async_save: bool = field(
+        True,
+        "write in a background thread while training goes on (the next save, SIGTERM and the end"
+        " of a stage wait for it); False blocks each save until it is committed")
 
     def __post_init__(self):
         check(self.every >= 1 and self.keep >= 1, "checkpoint.every/keep",

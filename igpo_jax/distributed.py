@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from igpo_jax.sections import Section
+from igpo_jax.sections import Section, field
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ def gather_slices(local: np.ndarray) -> np.ndarray:
 class DistributedConfig(Section):
     """The config's ``distributed`` section (read by :func:`initialize`)."""
 
-    mode: str
-    coordinator_address: str
-    num_processes: int
-    process_id: int
-    cpu_collectives: str
+    mode: str = field(
+        "auto", "auto | off | on: start jax.distributed (auto: when a pod/job is detected)")
+    coordinator_address: str = field("", "host:port of process 0 (empty: detected)")
+    num_processes: int = field(0, "processes in the job (0: detected)")
+    process_id: int = field(-1, "this process's index (-1: detected)")
+    cpu_collectives: str = field("gloo", "collectives between CPU processes (tests, CPU clusters)")

@@ -27,7 +27,7 @@ from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import Progress, read_metrics
 from igpo_jax.models import llada
-from igpo_jax.sections import Section, check, require
+from igpo_jax.sections import Section, check, field, require
 from igpo_jax.tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
@@ -181,15 +181,17 @@ def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None
 class EvalConfig(Section):
     """The config's ``eval`` section."""
 
-    num_examples: int
-    k: int
-    temperature: float
-    batch_size: int
-    split: str
-    after_train: bool
-    every: int
-    during_examples: int
-    exact_sampler: bool
+    split: str = field("test", "test | train")
+    num_examples: int = field(0, "0 = all")
+    k: int = field(1, "samples per problem: pass@1 at temperature 0, avg@k above it")
+    temperature: float = field(0.0, "0 = greedy")
+    batch_size: int = field(32, "problems per sampler call")
+    every: int = field(
+        0, "RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)")
+    during_examples: int = field(64, "held-out problems of the periodic evaluations")
+    after_train: bool = field(False, "RL/SFT: evaluate on the held-out split when training ends")
+    exact_sampler: bool = field(
+        False, "evaluate with cache=none, unmask=fixed whatever sampler says")
 
     def __post_init__(self):
         check(self.k >= 1 and self.batch_size >= 1, "eval.k/batch_size",

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 SCHEDULES = ("constant", "linear", "cosine")
 MOMENTS_DTYPES = ("float32", "param")
@@ -75,15 +75,15 @@ class NonFiniteError(RuntimeError):
 class OptimConfig(Section):
     """The config's ``optim`` section."""
 
-    lr: float
-    warmup_steps: int
-    schedule: str
-    b1: float
-    b2: float
-    weight_decay: float
-    grad_clip: float
-    moments_dtype: str
-    max_nonfinite: int
+    lr: float = field(5e-07, "peak learning rate")
+    warmup_steps: int = field(50, "linear warm-up from 0")
+    schedule: str = field("linear", "after warm-up: linear (to 0) | cosine | constant")
+    b1: float = field(0.9, "AdamW beta1")
+    b2: float = field(0.99, "AdamW beta2")
+    weight_decay: float = field(0.1, "AdamW weight decay")
+    grad_clip: float = field(0.2, "global gradient-norm clip")
+    moments_dtype: str = field("float32", "AdamW moments: float32 | param (the parameters' dtype)")
+    max_nonfinite: int = field(5, "stop after this many skipped (non-finite) updates in a row")
 
     def __post_init__(self):
         check(self.lr >= 0 and self.warmup_steps >= 0, "optim.lr/warmup_steps",

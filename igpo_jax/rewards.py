@@ -16,7 +16,7 @@ import re
 import threading
 import time
 
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 log = logging.getLogger(__name__)
 
@@ -351,10 +351,10 @@ REWARDS = {"math": MathReward.from_config}
 class RewardConfig(Section):
     """The config's ``reward`` section (``name`` from :data:`REWARDS`)."""
 
-    name: str
-    correct_weight: float
-    format_weight: float
-    timeout: float
+    name: str = field("math", "a name in rewards.REWARDS")
+    correct_weight: float = field(3.0, "reward of a correct final answer")
+    format_weight: float = field(1.0, "weight of the xmlcount format reward (max 0.75)")
+    timeout: float = field(2.0, "seconds a symbolic equivalence check may take (then it scores 0)")
 
     def __post_init__(self):
         check(self.name in REWARDS, "reward.name", self.name,

@@ -44,79 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from igpo_jax import sharding as shd
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 from igpo_jax.models import family, llada, lora
 
 REMASKING = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
 UNMASK_MODES = ("fixed", "threshold")
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplerConfig:
-    """Static settings of one compiled sampler program."""
-
-    gen_length: int = 256
-    block_length: int = 32
-    steps: int = 128
-    temperature: float = 0.0
-    remasking: str = "low_confidence"
-    cfg_scale: float = 0.0  # classifier-free guidance; 0 = off
-    early_stop: bool = False  # fill with EOS once every row's block is all EOS
-    # Fast-dLLM style acceleration (module docstring); "none" + "fixed" = the exact sampler.
-    cache: str = "none"  # none | prefix | dual
-    unmask: str = "fixed"  # fixed | threshold
-    threshold: float = 0.9  # unmask="threshold": confidence above which a token is kept
-
-    def __post_init__(self):
-        if self.gen_length <= 0 or self.block_length <= 0 or self.steps <= 0:
-            raise ValueError(f"gen_length, block_length and steps must be positive, got "
-                             f"{self.gen_length}, {self.block_length}, {self.steps}")
-        if self.gen_length % self.block_length:
-            raise ValueError(f"gen_length={self.gen_length} is not divisible by block_length="
-                             f"{self.block_length}; choose a block_length that divides it")
-        if self.steps % self.num_blocks:
-            raise ValueError(f"steps={self.steps} is not divisible by the number of blocks "
-                             f"{self.num_blocks} (gen_length / block_length); use a multiple")
-        if self.remasking not in REMASKING:
-            raise ValueError(f"remasking={self.remasking!r}; expected one of {REMASKING}")
-        if self.temperature < 0 or self.cfg_scale < 0:
-            raise ValueError(f"temperature={self.temperature} and cfg_scale={self.cfg_scale} "
-                             f"must be >= 0")
-        if self.cache not in CACHE_MODES:
-            raise ValueError(f"cache={self.cache!r}; expected one of {CACHE_MODES}")
-        if self.unmask not in UNMASK_MODES:
-            raise ValueError(f"unmask={self.unmask!r}; expected one of {UNMASK_MODES}")
-        if self.unmask == "threshold" and self.remasking != "low_confidence":
-            raise ValueError("unmask='threshold' compares model confidences; it needs "
-                             f"remasking='low_confidence', got {self.remasking!r}")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold={self.threshold} must be in [0, 1]")
-
-    @classmethod
-    def from_config(cls, s, temperature: float | None = None) -> "SamplerConfig":
-        """From a config's ``sampler`` section (``temperature`` overrides its own)."""
-        return cls(s.gen_length, s.block_length, s.steps,
-                   float(s.temperature if temperature is None else temperature), s.remasking,
-                   float(s.cfg_scale), bool(s.early_stop), cache=s.cache,
-                   unmask=s.unmask,
-                   threshold=float(s.threshold))
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
-
-    @property
-    def mode(self) -> str:
-        """A short name of the decoding mode, recorded in metrics and results."""
-        if self.cache == "none" and self.unmask == "fixed":
-            return "exact"
-        unmask = f"threshold{self.threshold:g}" if self.unmask == "threshold" else "fixed"
-        return f"cache={self.cache},unmask={unmask}"
 
 
 def num_transfer_tokens(num_masked: jax.Array, steps: int) -> jax.Array:
@@ -154,22 +87,26 @@ def _select_top(confidence: jax.Array, k: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplerSettings(Section):
-    """The config's ``sampler`` section: a :class:`SamplerConfig` plus the prompt length
-    and the rows per sampler call of the rollouts."""
+class SamplerConfig(Section):
+    """The config's ``sampler`` section, and the static settings of one compiled sampler
+    program (``prompt_len`` and ``rollout_batch_size`` are the rollouts' input shape)."""
 
-    prompt_len: int
-    gen_length: int
-    block_length: int
-    steps: int
-    temperature: float
-    remasking: str
-    cfg_scale: float
-    early_stop: bool
-    cache: str
-    unmask: str
-    threshold: float
-    rollout_batch_size: int
+    prompt_len: int = field(16, "prompt tokens (left-padded); longer prompts stop at load time")
+    gen_length: int = field(64, "generated tokens per completion")
+    block_length: int = field(16, "semi-autoregressive block size (divides gen_length)")
+    steps: int = field(32, "denoising steps in all (a multiple of the number of blocks)")
+    temperature: float = field(
+        1.2, "rollout sampling temperature (eval.temperature for evaluation)")
+    remasking: str = field("low_confidence", "low_confidence | random: which positions to unmask")
+    cfg_scale: float = field(0.0, "classifier-free guidance scale (0 = off)")
+    early_stop: bool = field(False, "fill with EOS once every row's current block is all EOS")
+    rollout_batch_size: int = field(32, "rows per sampler call (rollouts are chunked to this)")
+    cache: str = field(
+        "none",
+        "none (exact) | prefix | dual: reuse keys/values within a block (fast decoding: README "
+        "\"Fast rollouts\")")
+    unmask: str = field("fixed", "fixed (steps schedule) | threshold (confidence > threshold)")
+    threshold: float = field(0.9, 'unmask="threshold" only')
 
     def __post_init__(self):
         for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
@@ -182,6 +119,7 @@ class SamplerSettings(Section):
         check(self.remasking in REMASKING, "sampler.remasking", self.remasking,
               f"expected {REMASKING}")
         check(self.temperature >= 0, "sampler.temperature", self.temperature, "must be >= 0")
+        check(self.cfg_scale >= 0, "sampler.cfg_scale", self.cfg_scale, "must be >= 0")
         check(self.cache in CACHE_MODES, "sampler.cache", self.cache,
               f"expected one of {CACHE_MODES}")
         check(self.unmask in UNMASK_MODES, "sampler.unmask", self.unmask,
@@ -191,6 +129,28 @@ class SamplerSettings(Section):
         check(self.unmask == "fixed" or self.remasking == "low_confidence", "sampler.unmask",
               self.unmask,
               "threshold unmasking compares confidences: it needs remasking=low_confidence")
+
+    @classmethod
+    def from_config(cls, s, temperature: float | None = None) -> "SamplerConfig":
+        """From a config's ``sampler`` section (``temperature`` overrides its own)."""
+        sc = super().from_config(s)
+        return sc if temperature is None else sc.replace(temperature=float(temperature))
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+    @property
+    def mode(self) -> str:
+        """A short name of the decoding mode, recorded in metrics and results."""
+        if self.cache == "none" and self.unmask == "fixed":
+            return "exact"
+        unmask = f"threshold{self.threshold:g}" if self.unmask == "threshold" else "fixed"
+        return f"cache={self.cache},unmask={unmask}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,8 +475,10 @@ def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length
       a :class:`Sample`: ``tokens`` int32 ``[B, P + gen_length]`` (the prompt followed
       by the completion), ``order``, ``forward_passes`` and ``mode``.
     """
-    sc = SamplerConfig(gen_length, block_length, steps, float(temperature), remasking,
-                       float(cfg_scale), bool(early_stop), cache, unmask, float(threshold))
+    sc = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=steps,
+                       temperature=float(temperature), remasking=remasking,
+                       cfg_scale=float(cfg_scale), early_stop=bool(early_stop), cache=cache,
+                       unmask=unmask, threshold=float(threshold))
     rng = jax.random.key(0) if rng is None else rng
     return generate_params(model.param_dict(), model.config, prompt_ids, sc, rng,
                            mask_id=mask_id, eos_id=eos_id, attention_mask=attention_mask,

@@ -34,7 +34,7 @@ from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import Progress
 from igpo_jax.models import family, llada
-from igpo_jax.sections import Section, check, require
+from igpo_jax.sections import Section, check, field, require
 from igpo_jax.tokenizers import Tokenizer
 
 if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
@@ -73,14 +73,18 @@ OVERLONG = ("drop", "truncate")
 class SFTConfig(Section):
     """The config's ``sft`` section."""
 
-    num_steps: int
-    batch_size: int
-    micro_batch_size: int
-    eps: float
-    t_sampling: str
-    mask: str
-    overlong: str
-    rewritten_path: str
+    num_steps: int = field(100, "optimiser steps")
+    batch_size: int = field(32, "examples per step")
+    micro_batch_size: int = field(32, "examples per forward/backward (divides batch_size)")
+    eps: float = field(0.001, "masking probability p = (1 - eps) t + eps")
+    t_sampling: str = field("uniform", "uniform | stratified (t in equal strata across the batch)")
+    mask: str = field(
+        "iid",
+        "which response tokens are masked: iid (LLaDA) | block (as the block sampler sees them: "
+        "earlier blocks clean, later ones masked) | mixed (half of each)")
+    overlong: str = field("drop", "traces longer than gen_length: drop | truncate")
+    rewritten_path: str = field(
+        "", "JSONL {\"question\", \"trace\"}: length-aligned traces to train on")
 
     def __post_init__(self):
         check(self.num_steps >= 0 and self.batch_size >= 1, "sft.num_steps/batch_size",

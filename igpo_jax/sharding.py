@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from igpo_jax.sections import Section
+from igpo_jax.sections import Section, field
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -164,6 +164,6 @@ class MeshConfig(Section):
     """The config's ``mesh`` section (axis sizes; -1: the remaining devices). Whether it
     fits the devices is checked with them (``configlib.check_devices``)."""
 
-    data: int
-    fsdp: int
-    tensor: int
+    data: int = field(1, "data-parallel axis size")
+    fsdp: int = field(-1, "parameter-sharding axis size (-1: all remaining devices)")
+    tensor: int = field(1, "tensor-parallel axis size")

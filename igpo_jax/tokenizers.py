@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from igpo_jax import storage
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 MASK_TOKEN = "<|mdm_mask|>"
 EOT_TOKEN = "<|eot_id|>"
@@ -181,8 +181,9 @@ KINDS = ("sentencepiece", "hf")
 class TokenizerConfig(Section):
     """The config's ``tokenizer`` section."""
 
-    kind: str
-    path: str
+    kind: str = field("sentencepiece", "sentencepiece | hf (LLaDA's tokenizer.json)")
+    path: str = field(
+        "", "model / tokenizer.json folder (empty: the shipped synthetic-task model)")
 
     def __post_init__(self):
         check(self.kind in KINDS, "tokenizer.kind", self.kind, f"expected one of {KINDS}")

@@ -20,7 +20,7 @@ def _tiny():
 
 def test_validate_returns_frozen_sections_owned_by_their_modules():
     rc = configlib.validate(_tiny(), check_paths=False)
-    owners = {"sampler": sampling.SamplerSettings, "igpo": igpo.IgpoConfig,
+    owners = {"sampler": sampling.SamplerConfig, "igpo": igpo.IgpoConfig,
               "rl": grpo.RLConfig, "sft": sft.SFTConfig, "optim": optim.OptimConfig,
               "data": sources.DataConfig, "reward": rewards.RewardConfig,
               "eval": evaluate.EvalConfig, "mesh": sharding.MeshConfig,
@@ -37,9 +37,7 @@ def test_validate_returns_frozen_sections_owned_by_their_modules():
     c = _tiny()
     assert rc.rl.group_size == c.rl.group_size and rc.igpo["tau"] == c.igpo.tau
     assert rc.data.to_dict()["tfds"] == c.data.tfds.to_dict()
-    assert rc.igpo.hints() == igpo.HintConfig(
-        c.igpo.min_chunk, c.igpo.max_chunk, c.igpo.eta_low, c.igpo.eta_high, c.igpo.reserve,
-        c.igpo.position, max_gap=c.igpo.max_gap, reveal_last_chunk=c.igpo.reveal_last_chunk)
+    assert rc.igpo == igpo.IgpoConfig(**c.igpo.to_dict())
 
 
 @pytest.mark.parametrize("key,value,match", [
@@ -84,3 +82,32 @@ def test_library_entry_points_refuse_the_raw_dict(tmp_path):
     with pytest.raises(TypeError, match="typed config"):
         experiment.model_config(c)
     assert configlib.typed(configlib.typed(c)) == configlib.typed(c)  # idempotent
+
+
+def _fields(cls, prefix=""):
+    for f in dataclasses.fields(cls):
+        yield prefix + f.name, f
+        if f.metadata.get("section") is not None:
+            yield from _fields(f.metadata["section"], prefix + f.name + ".")
+
+
+def test_the_schema_is_declared_once_in_the_typed_sections():
+    # every key of every section has its default and a doc where it is declared ...
+    for key, f in _fields(configlib.RunConfig):
+        assert f.metadata.get("doc"), f"{key} has no doc"
+        assert (f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING), f"{key} has no default"
+    # ... and base_config() is generated from them: the same keys, the same defaults
+    c = configlib.base_config()
+    declared = {k for k, _ in _fields(configlib.RunConfig)}
+    assert set(configlib.known_keys()) == declared
+    assert configlib.typed(c) == configlib.RunConfig()
+    assert c.rl.group_size == grpo.RLConfig().group_size == 8
+    assert isinstance(c.model.lora.alpha, float)  # the declared type kept (64.0)
+    assert configlib.key_docs()["rl.beta"] == dict(
+        (f.name, f.metadata["doc"]) for f in dataclasses.fields(grpo.RLConfig))["beta"]
+    # a changed default in a section reaches the ConfigDict (nothing is written twice)
+    rl_fields = {f.name: f for f in dataclasses.fields(grpo.RLConfig)}
+    assert c.rl.micro_batch_size == rl_fields["micro_batch_size"].default
+    # the synthetic task's keys are a typed section too
+    assert type(configlib.typed(c).data.synthetic).__name__ == "SyntheticConfig"

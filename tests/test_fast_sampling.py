@@ -189,7 +189,7 @@ def test_bad_fast_settings():
         sampling.SamplerConfig(cache="kv")
     with pytest.raises(ValueError, match="unmask="):
         sampling.SamplerConfig(unmask="all")
-    with pytest.raises(ValueError, match="needs remasking='low_confidence'"):
+    with pytest.raises(ValueError, match="it needs remasking=low_confidence"):
         sampling.SamplerConfig(unmask="threshold", remasking="random")
     with pytest.raises(ValueError, match="threshold=1.5"):
         sampling.SamplerConfig(threshold=1.5)

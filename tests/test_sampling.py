@@ -25,7 +25,7 @@ def test_transfer_schedule_hand_worked():
 def test_indivisible_lengths_are_rejected():
     with pytest.raises(ValueError, match="block_length"):
         sampling.SamplerConfig(gen_length=30, block_length=8, steps=8)
-    with pytest.raises(ValueError, match="steps=6 is not divisible"):
+    with pytest.raises(ValueError, match="sampler.steps=6: must be a multiple of the number of blocks"):
         sampling.SamplerConfig(gen_length=32, block_length=8, steps=6)
     with pytest.raises(ValueError, match="remasking"):
         sampling.SamplerConfig(gen_length=32, block_length=8, steps=8, remasking="top")
@@ -172,7 +172,7 @@ def test_sampler_call_moves_host_inputs_once_and_keeps_results_on_device(hf_mode
     count stay on the device until read."""
     c, t, model = hf_model
     params = model.param_dict()
-    sc = sampling.SamplerConfig(16, 8, 8)
+    sc = sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0)
     prompt = np.random.default_rng(5).integers(0, 60, (2, 5)).astype(np.int32)
     hint_ids = np.zeros((2, 16), np.int32) + 7
     hint_mask = np.zeros((2, 16), bool)

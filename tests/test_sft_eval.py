@@ -106,7 +106,8 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
                                sc.mode)
 
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
-    sc = sampling.SamplerConfig(gen_len, 16, 12, cache="dual", unmask="threshold")
+    sc = sampling.SamplerConfig(gen_length=gen_len, block_length=16, steps=12, temperature=0.0,
+                                cache="dual", unmask="threshold")
     cfg = llada.LLaDAConfig.tiny()
     s = evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2, prompt_len=8,
                           show_progress=False)
@@ -141,7 +142,8 @@ def test_evaluation_cut_inside_a_batch_resumes_without_duplicates(tmp_path, monk
                                sc.mode)
 
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
-    sc = sampling.SamplerConfig(gen_len, 16, 4)
+    sc = sampling.SamplerConfig(gen_length=gen_len, block_length=16, steps=4,
+                                temperature=0.0)
     cfg = llada.LLaDAConfig.tiny()
     run = lambda: evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,  # noqa
                                     prompt_len=8, show_progress=False)

@@ -21,8 +21,9 @@ from typing import Any, Callable, Mapping
 import dataclasses
 
 from igpo_jax import rewards, storage
-from igpo_jax.sections import Section, check, sub
+from igpo_jax.sections import Section, check, field, sub
 from igpo_jax.data import Example, format_trace, synthetic
+from igpo_jax.data.synthetic import SyntheticConfig
 
 log = logging.getLogger(__name__)
 
@@ -199,11 +200,11 @@ SOURCES = ("synthetic",) + tuple(FILE_SOURCES) + ("tfds",)
 class TfdsConfig(Section):
     """``data.tfds``: a prepared tensorflow-datasets dataset."""
 
-    name: str
-    data_dir: str
-    train_split: str
-    test_split: str
-    format: str
+    name: str = field("", "dataset name (e.g. gsm8k or my_math:1.0.0)")
+    data_dir: str = field("", "where it was prepared (empty: the tfds default)")
+    train_split: str = field("train", "tfds split for training (slicing allowed)")
+    test_split: str = field("test", "tfds split for evaluation")
+    format: str = field("gsm8k", "row format: gsm8k|math|...")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,18 +212,22 @@ class DataConfig(Section):
     """The config's ``data`` section (``source`` from :data:`SOURCES`; ``synthetic`` is
     passed to ``data/synthetic.py`` as it is)."""
 
-    source: str
-    train_path: str
-    test_path: str
-    seed: int
-    skip_bad_rows: bool
-    system_prompt: str
-    question_field: str
-    answer_field: str
-    trace_field: str
-    metamath_types: tuple
-    synthetic: dict
-    tfds: TfdsConfig = sub(TfdsConfig)
+    source: str = field("synthetic", "synthetic | gsm8k | metamath | math | amc | jsonl | tfds")
+    seed: int = field(0, "data generation (synthetic); the run's shuffling uses config.seed")
+    train_path: str = field("", "training file (JSONL / JSON / parquet) of a file source")
+    test_path: str = field("", "held-out file of a file source")
+    skip_bad_rows: bool = field(
+        False, "drop (and count) malformed or too-long rows instead of stopping")
+    system_prompt: str = field("", "system turn of every prompt (empty: none)")
+    question_field: str = field("question", "source=jsonl: the question's field")
+    answer_field: str = field("answer", "source=jsonl: the graded answer's field")
+    trace_field: str = field("", "source=jsonl: the reference solution's field (hints, SFT)")
+    metamath_types: tuple = field(('GSM_AnsAug', 'MATH_AnsAug'), "source=metamath: row types kept")
+    tfds: TfdsConfig = sub(
+        TfdsConfig,
+        "source=\"tfds\": a prepared tensorflow-datasets dataset (array_record, no TensorFlow)")
+    synthetic: SyntheticConfig = sub(
+        SyntheticConfig, "source=synthetic: the offline task (data/synthetic.py)")
 
     def __post_init__(self):
         check(self.source in SOURCES, "data.source", self.source, f"expected one of {SOURCES}")

@@ -51,16 +51,42 @@ problems (no question twice), so accuracies and intervals count problems, not co
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 
 from igpo_jax.data import Example, format_trace
+from igpo_jax.sections import Section, field
 
 
 STYLES = ("sums", "steps", "chain")
 TASKS = ("sums", "pointer")
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig(Section):
+    """The config's ``data.synthetic`` section: the keyword arguments of :func:`generate`
+    (``num_train`` / ``num_test`` and the held-out length range are read by
+    ``data.sources.load_examples``); :func:`generate` checks the values."""
+
+    task: str = field(
+        "sums", "sums: running sums mod `modulus` | pointer: follow a cycle of `nodes`")
+    modulus: int = field(5, "running sums modulo this (2..10)")
+    nodes: int = field(10, "task=pointer: letters on the cycle (3..26)")
+    shuffle: bool = field(False, "task=pointer: list the pairs in random order (else a>, b>, ...)")
+    min_terms: int = field(2, "fewest terms (sums) or hops (pointer) of a training problem")
+    max_terms: int = field(6, "most terms (sums) or hops (pointer) of a training problem")
+    num_train: int = field(2000, "training problems drawn")
+    num_test: int = field(200, "held-out problems drawn")
+    heldout_share: float = field(0.2, "share of all problems reserved for held-out (by hash)")
+    test_min_terms: int = field(2, "fewest terms / hops of a held-out problem")
+    test_max_terms: int = field(6, "most terms / hops of a held-out problem")
+    width: int = field(0, ">0: pad questions to this many slots (fixed term positions)")
+    style: str = field(
+        "sums", "sums: running sums per line | steps: \"a+t=c\" | chain: \"+t=c\" per line")
+    weights: tuple = field((), "training mix over term counts min..max (empty = uniform)")
 
 
 def solve(terms: list[int], modulus: int, style: str = "sums") -> tuple[list[str], int]:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from igpo_jax.models import llada
 from igpo_jax.models.lora import LoraSettings
-from igpo_jax.sections import Section, check, sub
+from igpo_jax.sections import Section, check, field, sub
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +92,11 @@ def token_logits(params, cfg: llada.LLaDAConfig, input_ids: jax.Array,
 class ModelOverrides(Section):
     """``model.overrides``: sizes over the preset's (0 = the preset's)."""
 
-    d_model: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    mlp_hidden_size: int
+    d_model: int = field(0, "hidden size")
+    n_layers: int = field(0, "transformer blocks")
+    n_heads: int = field(0, "query heads")
+    n_kv_heads: int = field(0, "key/value heads (GQA when fewer than n_heads)")
+    mlp_hidden_size: int = field(0, "SwiGLU hidden size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,15 +104,28 @@ class ModelSettings(Section):
     """The config's ``model`` section (family and preset names from :data:`FAMILIES`
     and ``llada.PRESETS``)."""
 
-    family: str
-    preset: str
-    hf_dir: str
-    init_from: str
-    param_dtype: str
-    dtype: str
-    remat: bool
-    overrides: ModelOverrides = sub(ModelOverrides)
-    lora: LoraSettings = sub(LoraSettings)
+    family: str = field(
+        "llada",
+        "llada | dream: the model family (models/family.py): architecture switches, Hugging Face"
+        " layout, special tokens and chat template (an hf_dir's config.json decides)")
+    preset: str = field(
+        "tiny",
+        "tiny | small (random init, sized by the tokenizer, in the family's shape) | llada_8b | "
+        "dream_7b (random init at full size) ... unless hf_dir / init_from")
+    hf_dir: str = field(
+        "", "Hugging Face folder (config.json + safetensors) of a LLaDA or Dream model")
+    init_from: str = field(
+        "", "a workdir (or its checkpoints/ folder) of an earlier run, e.g. SFT")
+    param_dtype: str = field("float32", "parameter storage dtype: float32 | bfloat16")
+    dtype: str = field("float32", "compute dtype of the matmuls: float32 | bfloat16")
+    remat: bool = field(
+        False, "recompute each layer in the backward pass (less memory, more FLOPs)")
+    overrides: ModelOverrides = sub(
+        ModelOverrides, "model size over the preset (0 = the preset's value)")
+    lora: LoraSettings = sub(
+        LoraSettings,
+        "LoRA (models/lora.py): rank 0 = train every parameter. With rank > 0 only the adapters "
+        "are trained and checkpointed; the reference policy is the base model.")
 
     def __post_init__(self):
         check(self.preset in llada.PRESETS or self.hf_dir, "model.preset", self.preset,

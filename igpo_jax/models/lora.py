@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.sections import ConfigError, Section, check
+from igpo_jax.sections import ConfigError, Section, check, field
 
 LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 SUFFIX_A, SUFFIX_B = "_lora_a", "_lora_b"
@@ -155,12 +155,17 @@ class LoraSettings(Section):
     """The config's ``model.lora`` section; :meth:`config` is the :class:`LoraConfig`
     (None at rank 0: no adapters)."""
 
-    rank: int
-    alpha: float
-    dropout: float
-    targets: Any
-    param_dtype: str
-    sample_merged: bool
+    rank: int = field(0, "adapter rank (0 = no LoRA: full-parameter training)")
+    alpha: float = field(64.0, "scale alpha / rank")
+    dropout: float = field(0.0, "on the adapters' input, training forward only")
+    targets: Any = field(
+        "q_proj,k_proj,v_proj,up_proj",
+        "comma-separated subset of q_proj,k_proj,v_proj,attn_out,ff_proj,up_proj,ff_out")
+    param_dtype: str = field("float32", "the adapters' dtype (and so their AdamW moments')")
+    sample_merged: bool = field(
+        True, "sample from base + adapters folded together and cast to the base dtype (fast; with "
+        "bfloat16 weights small adapter updates round away) | False: unmerged, exactly the "
+        "policy the log-probs use")
 
     def __post_init__(self):
         check(self.rank >= 0, "model.lora.rank", self.rank, "must be >= 0 (0 = no LoRA)")

@@ -140,7 +140,7 @@ class Inpaint(Resample):
 
     name = "igpo"
 
-    def __init__(self, group_size: int, lam: float = 0.5, *, hints: igpo.HintConfig,
+    def __init__(self, group_size: int, lam: float = 0.5, *, hints: igpo.IgpoConfig,
                  tau: float, tokenizer, exclude_last_step: bool = False, **_):
         super().__init__(group_size, lam)
         self.hint_cfg, self.tau, self.tok = hints, tau, tokenizer

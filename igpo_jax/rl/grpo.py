@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from igpo_jax.rl.estimators import ESTIMATORS, EstimatorConfig
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 
 def advantages_mean(rewards: jax.Array, group_size: int) -> jax.Array:
@@ -175,33 +175,49 @@ class RLConfig(Section):
     """The config's ``rl`` section (names from the registries above and
     ``rl.augment.ALGORITHMS``)."""
 
-    algo: str
-    num_steps: int
-    prompts_per_step: int
-    group_size: int
-    num_iterations: int
-    micro_batch_size: int
-    beta: float
-    eps_low: float
-    eps_high: float
-    ratio: str
-    aggregation: str
-    ratio_positions: str
-    loss_norm: str
-    advantage: str
-    loss: str
-    estimator: str
-    trajectory_passes: int
-    mc_samples: int
-    coupled: bool
-    eubo_beta: float
-    eubo_mix: float
-    p_mask_prompt: float
-    train_on_padding: bool
+    algo: str = field(
+        "igpo", "grpo | igpo | resample (IGPO's extra samples without hints: control)")
+    num_steps: int = field(10, "rollout batches (each followed by num_iterations updates)")
+    prompts_per_step: int = field(4, "prompts per rollout batch")
+    group_size: int = field(8, "completions per prompt (G)")
+    num_iterations: int = field(1, "mu: optimiser steps per batch of rollouts")
+    beta: float = field(0.0, "KL weight to the reference (start) policy (0 = no reference model)")
+    eps_low: float = field(0.2, "ratio clip below 1 - eps_low")
+    eps_high: float = field(0.2, "ratio clip above 1 + eps_high")
+    ratio: str = field("sequence", "token | sequence (GSPO)")
+    ratio_positions: str = field(
+        "loss_mask",
+        "sequence ratio averages the log-ratio over: loss_mask (the tokens trained on) | "
+        "completion (every generated position, filtered hints and EOS padding included: the "
+        "reference code)")
+    loss_norm: str = field(
+        "batch",
+        "loss normalisation: batch (every token of the optimiser step's batch counts the same) |"
+        " micro_batch (reference code: each micro-batch by its own token count)")
+    aggregation: str = field("token", "token | sequence")
+    advantage: str = field("mean", "mean | std")
+    loss: str = field(
+        "clipped_surrogate",
+        "clipped_surrogate (GRPO) | spg (SPG's sandwiched bound; estimator block or elbo) | wd1 "
+        "(weighted likelihood); spg and wd1 have no ratio, clipping or KL")
+    eubo_beta: float = field(1.5, "loss=spg: the upper bound's beta")
+    eubo_mix: float = field(
+        0.5, "loss=spg: negative advantages use mix * upper + (1 - mix) * lower")
+    estimator: str = field(
+        "one_step",
+        "how the loss reads log pi(token) (rl/estimators.py): one_step (d1: completion masked, "
+        "one pass) | trajectory (the sampler's own contexts, Sample.order) | block (SPG: earlier"
+        " blocks clean, the block at a random ratio) | elbo (LLaDA)")
+    trajectory_passes: int = field(0, "trajectory: forward passes per block (0 = one per step)")
+    mc_samples: int = field(1, "block / elbo: mask draws averaged")
+    coupled: bool = field(False, "block / elbo: complementary mask pairs (every token scored)")
+    p_mask_prompt: float = field(0.0, "0.15 = d1 estimator")
+    train_on_padding: bool = field(False, "reference code: every generated position counts")
+    micro_batch_size: int = field(16, "rows per forward/backward (gradients accumulate)")
 
     def estimator_config(self, sampler) -> EstimatorConfig:
         """The estimator's static settings with the sampler's geometry (``sampler``: a
-        :class:`igpo_jax.sampling.SamplerSettings` or ``SamplerConfig``)."""
+        :class:`igpo_jax.sampling.SamplerConfig`)."""
         return EstimatorConfig(self.estimator, sampler.gen_length, sampler.block_length,
                                sampler.steps, self.trajectory_passes, self.mc_samples,
                                self.coupled)

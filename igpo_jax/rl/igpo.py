@@ -19,52 +19,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from igpo_jax.sections import Section, check
+from igpo_jax.sections import Section, check, field
 
 POSITIONS = ("as_is", "stretch")
 
 
 @dataclasses.dataclass(frozen=True)
-class HintConfig:
-    min_chunk: int = 5
-    max_chunk: int = 10
-    eta_low: float = 0.2
-    eta_high: float = 0.6
-    reserve: int = 30  # free positions at the end of the generation, never hinted
-    position: str = "as_is"  # "as_is" (paper, Eq. 4) or "stretch" (reference code)
-    max_stretch: float = 1.5
-    max_gap: int = 100  # stretch mode: a gap between revealed chunks grows to at most this
-    reveal_last_chunk: bool = False  # reference code: always reveal the last chunk
-
-    def __post_init__(self):
-        if not 1 <= self.min_chunk <= self.max_chunk:
-            raise ValueError(f"hints need 1 <= min_chunk <= max_chunk, got {self.min_chunk}, "
-                             f"{self.max_chunk}")
-        if not 0.0 <= self.eta_low <= self.eta_high <= 1.0:
-            raise ValueError(f"hints need 0 <= eta_low <= eta_high <= 1, got {self.eta_low}, "
-                             f"{self.eta_high}")
-        if self.position not in POSITIONS:
-            raise ValueError(f"hint position={self.position!r}; expected one of {POSITIONS}")
-        if self.reserve < 0 or self.max_stretch < 1.0:
-            raise ValueError("hints need reserve >= 0 and max_stretch >= 1")
-
-
-@dataclasses.dataclass(frozen=True)
 class IgpoConfig(Section):
-    """The config's ``igpo`` section: the hints (:meth:`hints`), the replacement cap
-    ``lam`` and the entropy filter's ``tau``."""
+    """The config's ``igpo`` section: how hints are built (:func:`build_hints` reads the
+    chunk, eta, reserve and position fields), the replacement cap ``lam`` and the entropy
+    filter's ``tau``."""
 
-    min_chunk: int
-    max_chunk: int
-    eta_low: float
-    eta_high: float
-    reserve: int
-    position: str
-    max_gap: int
-    reveal_last_chunk: bool
-    exclude_last_step: bool
-    lam: float
-    tau: float
+    min_chunk: int = field(5, "smallest hint chunk in tokens (a shorter last piece is dropped)")
+    max_chunk: int = field(10, "largest hint chunk in tokens")
+    eta_low: float = field(
+        0.2, "each hinted sample reveals a share eta ~ U[eta_low, eta_high] ...")
+    eta_high: float = field(0.6, "... of the revealable chunks (1, 1: full hints)")
+    reserve: int = field(30, "free positions at the end of the generation, never hinted")
+    position: str = field("as_is", "as_is (paper) | stretch (reference code: gaps scaled, capped)")
+    max_gap: int = field(100, "stretch: a gap between revealed chunks grows to at most this")
+    max_stretch: float = field(
+        1.5, "stretch: gaps scale by s = budget / trace length, clipped to [1, max_stretch]")
+    reveal_last_chunk: bool = field(
+        False, "reference code: always reveal the last chunk (can leak)")
+    exclude_last_step: bool = field(
+        False, "never reveal the last reasoning line (it states the answer)")
+    lam: float = field(0.5, "at most floor(lam G) members of a group are replaced")
+    tau: float = field(0.2, "keep the top tau share of hint tokens by entropy (1 = no filter)")
 
     def __post_init__(self):
         check(0 <= self.eta_low <= self.eta_high <= 1, "igpo.eta_low/eta_high",
@@ -78,11 +59,7 @@ class IgpoConfig(Section):
         check(self.position in POSITIONS, "igpo.position", self.position,
               f"expected {POSITIONS}")
         check(self.max_gap >= 0, "igpo.max_gap", self.max_gap, "must be >= 0")
-
-    def hints(self) -> HintConfig:
-        return HintConfig(self.min_chunk, self.max_chunk, self.eta_low, self.eta_high,
-                          self.reserve, self.position, max_gap=self.max_gap,
-                          reveal_last_chunk=self.reveal_last_chunk)
+        check(self.max_stretch >= 1, "igpo.max_stretch", self.max_stretch, "must be >= 1")
 
 
 def all_wrong_groups(correct: jax.Array, group_size: int) -> jax.Array:
@@ -106,7 +83,7 @@ def _rank(values: jax.Array) -> jax.Array:
 
 def build_hints(key: jax.Array, trace_ids: jax.Array, trace_len: jax.Array,
                 revealable_len: jax.Array, eta: jax.Array, gen_length: int,
-                hc: HintConfig) -> tuple[jax.Array, jax.Array]:
+                hc: IgpoConfig) -> tuple[jax.Array, jax.Array]:
     """Hints over the generation positions from ground-truth traces.
 
     Args:
@@ -164,7 +141,7 @@ def build_hints(key: jax.Array, trace_ids: jax.Array, trace_len: jax.Array,
     return hint_ids, hint_mask
 
 
-def _stretch_shift(starts, ends, revealed, length, budget: int, hc: HintConfig) -> jax.Array:
+def _stretch_shift(starts, ends, revealed, length, budget: int, hc: IgpoConfig) -> jax.Array:
     """Per chunk, how far the reference code's stretched placement moves it right.
 
     With s = clip(budget / |y*|, 1, max_stretch): the first revealed chunk starts at

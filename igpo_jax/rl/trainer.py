@@ -306,7 +306,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
 
     sc = sampling.SamplerConfig.from_config(s)
     augmentation = augment.make(rl.algo, group_size=rl.group_size, lam=c.igpo.lam,
-                                hints=c.igpo.hints(),
+                                hints=c.igpo,
                                 tau=c.igpo.tau, tokenizer=tok,
                                 exclude_last_step=c.igpo.exclude_last_step)
     worker = RolloutWorker(cfg, sc, RolloutConfig(

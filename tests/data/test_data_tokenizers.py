@@ -105,7 +105,7 @@ def test_hints_never_reveal_answer_markers_in_math_style_traces():
     assert rev == "<reasoning>\nLet $a = 2$. Then $a^2 = " and rest.startswith("\\boxed{4}")
     tok = tokenizers.SentencePieceTokenizer()
     ids, lens, revl = pipeline.encode_traces(tok, [Example("q", "7", t)] * 4, 128)
-    hc = igpo.HintConfig(min_chunk=1, max_chunk=3, reserve=0)
+    hc = igpo.IgpoConfig(min_chunk=1, max_chunk=3, reserve=0)
     for position in igpo.POSITIONS:
         h_ids, h_mask = igpo.build_hints(jax.random.key(0), jnp.asarray(ids), jnp.asarray(lens),
                                          jnp.asarray(revl), jnp.ones(4), 128,

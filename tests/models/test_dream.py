@@ -105,7 +105,8 @@ def test_sampler_matches_numpy_reference_with_shift(dream_model, cache):
     # and the shift is what makes it match: the unshifted model decodes differently
     unshifted = sampling.generate_params(
         model.param_dict(), model.config.replace(logits_shift=0), prompt,
-        sampling.SamplerConfig(16, 8, 8, cache=cache), jax.random.key(0),
+        sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0,
+                               cache=cache), jax.random.key(0),
         hint_ids=hint_ids, hint_mask=hint_mask).tokens
     assert not np.array_equal(np.asarray(unshifted), want)
 

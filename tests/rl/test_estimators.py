@@ -206,7 +206,7 @@ def test_exact_trajectory_context_is_the_samplers(llada_model):
     hint_ids = np.zeros((2, 8), np.int32)
     hint_ids[1, [1, 5]] = [30, 31]
     hint_mask = hint_ids > 0
-    sc = sampling.SamplerConfig(8, 4, 4, temperature=0.0)
+    sc = sampling.SamplerConfig(gen_length=8, block_length=4, steps=4, temperature=0.0)
     out = sampling.generate_params(model.param_dict(), model.config, PROMPT, sc,
                                    jax.random.key(0), attention_mask=ATTN, hint_ids=hint_ids,
                                    hint_mask=hint_mask)

@@ -22,7 +22,7 @@ def _hints(trace_len, revealable, eta, hc, seed=0, T=80):
 
 
 def test_fixed_chunks_reveal_count_and_alignment():
-    hc = igpo.HintConfig(min_chunk=5, max_chunk=5, reserve=10)
+    hc = igpo.IgpoConfig(min_chunk=5, max_chunk=5, reserve=10)
     # 40 revealable tokens -> 8 chunks; eta 0.5 hides int(8 * 0.5) = 4, reveals 4
     etas = [0.0, 0.25, 0.5, 0.6, 1.0]
     trace, ids, mask = _hints([50] * 5, [40] * 5, etas, hc)
@@ -36,7 +36,7 @@ def test_fixed_chunks_reveal_count_and_alignment():
 
 
 def test_eta_one_reveals_everything_revealable():
-    hc = igpo.HintConfig(min_chunk=3, max_chunk=7, reserve=10)
+    hc = igpo.IgpoConfig(min_chunk=3, max_chunk=7, reserve=10)
     trace, ids, mask = _hints([50, 50], [37, 20], [1.0, 1.0], hc, seed=3)
     for row, r in enumerate([37, 20]):
         e = mask[row].sum()
@@ -44,7 +44,7 @@ def test_eta_one_reveals_everything_revealable():
 
 
 def test_budget_reserve_short_and_long_traces():
-    hc = igpo.HintConfig(min_chunk=5, max_chunk=10, reserve=30, eta_low=1.0, eta_high=1.0)
+    hc = igpo.IgpoConfig(min_chunk=5, max_chunk=10, reserve=30, eta_low=1.0, eta_high=1.0)
     # budget = 34: a 80-token trace is cut there; a 4-token trace has no full chunk
     trace, ids, mask = _hints([80, 4, 0], [80, 4, 0], [1.0, 1.0, 1.0], hc, seed=1)
     assert not mask[:, 34:].any()
@@ -53,14 +53,14 @@ def test_budget_reserve_short_and_long_traces():
 
 
 def test_reveal_last_chunk_mode():
-    hc = igpo.HintConfig(min_chunk=5, max_chunk=5, reserve=10, reveal_last_chunk=True)
+    hc = igpo.IgpoConfig(min_chunk=5, max_chunk=5, reserve=10, reveal_last_chunk=True)
     trace, ids, mask = _hints([30, 33], [0, 0], [0.0, 0.0], hc)
     np.testing.assert_array_equal(np.where(mask[0])[0], np.arange(25, 30))
     np.testing.assert_array_equal(np.where(mask[1])[0], np.arange(25, 30))  # 3 left over: dropped
 
 
 def test_stretch_positions_keep_order_and_stay_in_budget():
-    hc = igpo.HintConfig(min_chunk=4, max_chunk=6, reserve=8, position="stretch", max_gap=5)
+    hc = igpo.IgpoConfig(min_chunk=4, max_chunk=6, reserve=8, position="stretch", max_gap=5)
     trace, ids, mask = _hints([30, 56], [30, 56], [1.0, 1.0], hc, seed=2)
     for row in range(2):
         assert not mask[row, G - 8:].any()
@@ -95,7 +95,7 @@ def test_stretch_hand_worked():
     ends = starts + 4
     revealed = jnp.array([[False, True, True, False, True]])
     for gap_cap, want in ((100, [0, 2, 2, 0, 4]), (5, [0, 2, 2, 0, 3])):
-        hc = igpo.HintConfig(position="stretch", max_gap=gap_cap)
+        hc = igpo.IgpoConfig(position="stretch", max_gap=gap_cap)
         shift = igpo._stretch_shift(starts, ends, revealed, jnp.array([20]), 30, hc)
         np.testing.assert_array_equal(np.asarray(shift), [want])
 
@@ -108,7 +108,7 @@ def test_stretch_matches_reference_loop(sizes, bits, budget, max_gap):
     starts = ends - np.asarray(sizes)
     revealed = np.array([(bits >> i) & 1 for i in range(len(sizes))], bool)
     length = int(ends[-1])
-    hc = igpo.HintConfig(position="stretch", max_gap=max_gap)
+    hc = igpo.IgpoConfig(position="stretch", max_gap=max_gap)
     shift = np.asarray(igpo._stretch_shift(jnp.asarray(starts[None]), jnp.asarray(ends[None]),
                                            jnp.asarray(revealed[None]), jnp.array([length]),
                                            budget, hc))[0]
@@ -123,7 +123,7 @@ def test_stretch_matches_reference_loop(sizes, bits, budget, max_gap):
        st.integers(0, 6), st.integers(0, 40), st.sampled_from(igpo.POSITIONS),
        st.booleans(), st.integers(0, 1000))
 def test_hint_properties(tlen, rlen, eta, min_c, extra, reserve, position, last, seed):
-    hc = igpo.HintConfig(min_chunk=min_c, max_chunk=min_c + extra, reserve=reserve,
+    hc = igpo.IgpoConfig(min_chunk=min_c, max_chunk=min_c + extra, reserve=reserve,
                          position=position, reveal_last_chunk=last)
     trace, ids, mask = _hints([tlen], [min(rlen, tlen)], [eta], hc, seed=seed)
     assert not mask[0, G - reserve:].any()
