@@ -80,7 +80,7 @@ def first_wrong_line(text: str, trace: str) -> int:
 
 
 def answer_contradicts_last_line(text: str) -> bool | None:
-    from igpo_jax.rewards import extract_answer
+    from igpo_jax.data.answers import extract_answer
     body = text.split("<reasoning>\n", 1)[-1].split("</reasoning>", 1)[0]
     lines = [x for x in body.split("\n") if x]
     ans = extract_answer(text)

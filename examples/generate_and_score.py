@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from igpo_jax import configlib, experiment, pipeline, rewards, sampling
-from igpo_jax.data import pipeline as data_pipeline
+from igpo_jax.data import answers, pipeline as data_pipeline
 from igpo_jax.data.sources import load_examples
 from igpo_jax.rl import igpo
 
@@ -62,8 +62,8 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
         result["plain"].append(rp)
         result["hinted"].append(rh)
         print(f"question {e.question!r}  answer {e.answer}")
-        print(f"  plain  -> {rewards.extract_answer(p)!r:6} reward {rp[0]:.2f}")
-        print(f"  hinted -> {rewards.extract_answer(h)!r:6} reward {rh[0]:.2f}  "
+        print(f"  plain  -> {answers.extract_answer(p)!r:6} reward {rp[0]:.2f}")
+        print(f"  hinted -> {answers.extract_answer(h)!r:6} reward {rh[0]:.2f}  "
               f"({int(m.sum())} hint tokens)")
     return result
 

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from igpo_jax import experiment, rewards as rewards_lib, sampling
+from igpo_jax.data import answers
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.data.sources import load_examples
@@ -84,7 +85,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
             r, ok = reward(text, examples[i].answer)
             rows.append(dict(index=i, sample=j, question=examples[i].question,
                              answer=examples[i].answer, meta=examples[i].meta,
-                             completion=text, extracted=rewards_lib.extract_answer(text),
+                             completion=text, extracted=answers.extract_answer(text),
                              correct=bool(ok), reward=float(r),
                              forward_passes=stats["forward_passes"]))
         # a batch cut short by an interruption is sampled again whole; the rows of it that

@@ -17,6 +17,7 @@ def test_generate_and_score_example():
     assert m.any(axis=1).all()
     np.testing.assert_array_equal(out["hinted_tokens"][m], out["hint_ids"][m])
     from igpo_jax import rewards
+    from igpo_jax.data import answers
     for text, ans, (r, ok) in zip(out["plain_texts"], out["answers"], out["plain"]):
-        assert ok == rewards.is_equiv(rewards.extract_answer(text), ans)
+        assert ok == rewards.is_equiv(answers.extract_answer(text), ans)
         assert r == 3.0 * ok + rewards.format_reward(text)

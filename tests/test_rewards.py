@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from igpo_jax import rewards
+from igpo_jax.data import answers
 
 EQUIV = [
     ("72", "72"), ("72.0", "72"), ("72.00", "72"), ("1,000", "1000"), ("1,234,567", "1234567"),
@@ -46,14 +47,14 @@ def test_table_size():
     ("\\fbox{1} then \\boxed{2}", "1"), ("\\boxed{2} then \\fbox{1}", "2"),
 ])
 def test_extract_boxed(text, want):
-    assert rewards.extract_boxed(text) == want
+    assert answers.extract_boxed(text) == want
 
 
 def test_ground_truth_parsers():
-    assert rewards.gsm8k_answer("Natalia sold ... 72 clips.\n#### 1,072") == "1072"
-    assert rewards.metamath_answer("... so 3 + 4 = 7.\nThe answer is: 7") == "7"
+    assert answers.gsm8k_answer("Natalia sold ... 72 clips.\n#### 1,072") == "1072"
+    assert answers.metamath_answer("... so 3 + 4 = 7.\nThe answer is: 7") == "7"
     with pytest.raises(ValueError, match="####"):
-        rewards.gsm8k_answer("no marker")
+        answers.gsm8k_answer("no marker")
 
 
 def test_format_reward_xmlcount():
@@ -136,7 +137,7 @@ def test_thread_safe():
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=200))
 def test_extract_never_raises(text):
-    out = rewards.extract_boxed(text)
+    out = answers.extract_boxed(text)
     assert out is None or isinstance(out, str)
     assert rewards.format_reward(text) <= 0.75
 
@@ -156,11 +157,11 @@ MATH_STYLE = ("<reasoning>\nFirst $x = \\boxed{3}$, then $y = \\boxed{4}$.\n</re
     ("nothing", None), (None, None),
 ])
 def test_extract_answer_reads_the_final_answer(text, want):
-    assert rewards.extract_answer(text) == want
+    assert answers.extract_answer(text) == want
 
 
 def test_reward_grades_the_answer_span_not_boxes_in_the_reasoning():
     r = rewards.MathReward(symbolic=False)
     assert r(MATH_STYLE, "7")[1]
     assert not r(MATH_STYLE, "3")[1]  # the first box is an intermediate result
-    assert rewards.extract_boxed(MATH_STYLE, "last") == "7"
+    assert answers.extract_boxed(MATH_STYLE, "last") == "7"

@@ -36,7 +36,7 @@ def split_trace(trace: str, exclude_last_step: bool = False) -> tuple[str, str]:
     is not revealable either (it usually states the answer value). A trace without
     any marker is revealable up to its end.
     """
-    from igpo_jax.rewards import ANSWER_MARKERS
+    from igpo_jax.data.answers import ANSWER_MARKERS
     cuts = [i for i in (trace.find(m) for m in ANSWER_MARKERS) if i >= 0]
     cut = min(cuts) if cuts else len(trace)
     if exclude_last_step:

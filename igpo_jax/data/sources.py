@@ -20,9 +20,9 @@ from typing import Any, Callable, Mapping
 
 import dataclasses
 
-from igpo_jax import rewards, storage
+from igpo_jax import storage
 from igpo_jax.sections import Section, check, field, sub
-from igpo_jax.data import Example, format_trace, synthetic
+from igpo_jax.data import Example, answers, format_trace, synthetic
 from igpo_jax.data.synthetic import SyntheticConfig
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _marked_solution(question: str, solution: str, parse, marker: str, where: st
 
 def _gsm8k(row, where, cfg) -> Example:
     return _marked_solution(_field(row, "question", where), _field(row, "answer", where),
-                            rewards.gsm8k_answer, "####", where)
+                            answers.gsm8k_answer, "####", where)
 
 
 def _metamath(row, where, cfg) -> Example | None:
@@ -87,12 +87,12 @@ def _metamath(row, where, cfg) -> Example | None:
     if cfg.get("metamath_types") and kind not in cfg["metamath_types"]:
         return None
     return _marked_solution(_field(row, "query", where), _field(row, "response", where),
-                            rewards.metamath_answer, "The answer is:", where)
+                            answers.metamath_answer, "The answer is:", where)
 
 
 def _math(row, where, cfg) -> Example:
     q, sol = _field(row, "problem", where), str(row.get("solution") or "")
-    ans = row.get("answer") or rewards.extract_boxed(sol, "last")
+    ans = row.get("answer") or answers.extract_boxed(sol, "last")
     if not ans:
         raise DataError(f"{where}: no 'answer' field and no \\boxed answer in the solution")
     return Example(q, str(ans), format_trace(sol, str(ans)) if sol else "", where)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import rewards, tokenizers
+from igpo_jax.data import answers
 from igpo_jax.data import Example, format_trace, pipeline, sources, split_trace, synthetic
 
 
@@ -20,7 +21,7 @@ def test_synthetic_traces_are_correct_and_deterministic():
         lines = e.trace.split("<reasoning>\n")[1].split("\n</reasoning>")[0].split("\n")
         assert [int(x) for x in lines] == [sum(terms[:k + 1]) % 7 for k in range(len(terms))]
         assert e.answer == str(sum(terms) % 7)
-        assert rewards.extract_boxed(e.trace) == e.answer
+        assert answers.extract_boxed(e.trace) == e.answer
         assert rewards.format_reward(e.trace) == 0.75
 
 
@@ -67,7 +68,7 @@ def test_pointer_task_traces_follow_the_cycle():
         lines = e.trace.split("<reasoning>\n")[1].split("\n</reasoning>")[0].split("\n")
         assert lines == [f"{a}>{b}" for a, b in zip([start] + seen, seen[:hops])]
         assert e.answer == seen[hops - 1]
-        assert e.meta == f"hops={hops}" and rewards.extract_boxed(e.trace) == e.answer
+        assert e.meta == f"hops={hops}" and answers.extract_boxed(e.trace) == e.answer
         hops_seen.add(hops)
     assert hops_seen == set(range(1, 8))
     test = synthetic.generate(300, "test", task="pointer", nodes=8, min_terms=2, max_terms=7)
@@ -181,7 +182,7 @@ def test_file_sources(tmp_path):
     j = _write(tmp_path / "gen.jsonl", [{"q": "Q", "a": "7", "why": "because"}])
     (x,) = sources.load_file("jsonl", j, {"question_field": "q", "answer_field": "a",
                                           "trace_field": "why"})
-    assert x.answer == "7" and rewards.extract_boxed(x.trace) == "7"
+    assert x.answer == "7" and answers.extract_boxed(x.trace) == "7"
     lst = tmp_path / "list.json"
     lst.write_text(json.dumps([{"question": "Q", "answer": "#### 3"}]))
     assert sources.load_file("gsm8k", str(lst))[0].answer == "3"
