@@ -26,7 +26,7 @@ from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.data.sources import load_examples
 from igpo_jax import storage
 from igpo_jax.distributed import to_host
-from igpo_jax.metrics import Progress, read_metrics
+from igpo_jax.metrics import PipelinePosition, Progress, read_metrics
 from igpo_jax.models import llada
 from igpo_jax.sections import Section, check, field, require
 from igpo_jax.tokenizers import Tokenizer
@@ -55,7 +55,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
              batch_size: int = 32, prompt_len: int, seed: int = 0,
              system_prompt: str | None = None, mesh=None,
              reward: rewards_lib.MathReward | None = None, show_progress: bool = True,
-             label: str = "") -> dict:
+             label: str = "", position: PipelinePosition | None = None) -> dict:
     """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
     reward = reward or rewards_lib.MathReward()
     params = sampling.merge_adapters(params, cfg)  # once for every batch
@@ -69,7 +69,8 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
     prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt)
     key = jax.random.fold_in(jax.random.key(seed), 424242)
     label = label or os.path.basename(os.path.dirname(out_dir.rstrip("/")))
-    progress = Progress(len(batches), f"eval[{label}]", unit="batch") if show_progress else None
+    progress = (Progress(len(batches), f"eval[{label}]", unit="batch", position=position)
+                if show_progress else None)
     for b, batch in enumerate(batches):
         if all(p in done for p in batch):
             continue
@@ -149,18 +150,20 @@ def eval_examples(c: RunConfig, limit: int | None = None,
 
 def evaluate_config(c: RunConfig, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
                     examples: Sequence[Example], out_dir: str, mesh, k: int,
-                    show_progress: bool, reward=None) -> dict:
+                    show_progress: bool, reward=None,
+                    position: PipelinePosition | None = None) -> dict:
     """:func:`evaluate` with the sampler, prompt, seed and reward settings of config ``c``."""
     return evaluate(params, cfg, tok, examples, sampler_for_eval(c), out_dir, k=k,
                     batch_size=c.eval.batch_size, prompt_len=c.sampler.prompt_len, seed=c.seed,
                     system_prompt=c.data.system_prompt or None, mesh=mesh,
                     reward=reward or rewards_lib.from_config(c.reward),
-                    show_progress=show_progress)
+                    show_progress=show_progress, position=position)
 
 
 def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
              limit: int | None = None, show_progress: bool = True, *, tokenizer=None,
-             reward=None, examples=None) -> dict:
+             reward=None, examples=None,
+             position: PipelinePosition | None = None) -> dict:
     """The ``eval`` mode: the config's model on its held-out split, into ``workdir/name``.
     ``params``, ``tokenizer``, ``reward`` and ``examples`` replace what the config
     would build."""
@@ -172,7 +175,7 @@ def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None
         params = experiment.initial_params(c, cfg, mesh)
     summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit, tok),
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress,
-                              reward)
+                              reward, position=position)
     if show_progress and jax.process_index() == 0:
         print(format_table({os.path.basename(storage.absolute(workdir)): summary}))
     return summary

@@ -97,14 +97,16 @@ def _unknown_override(argv) -> str | None:
     return None
 
 
+def _command_line_keys(argv) -> set[str]:
+    """Dotted keys set by ``--config.KEY=VALUE`` (they win over a pipeline stage's own)."""
+    return {m.group(1) for m in (re.match(r"--config\.([\w.]+)=", a) for a in argv[1:]) if m}
+
+
 def parse_flags(argv):
     """absl flag parsing with one-line errors for what a user typed wrong."""
     if any(a in ("--help", "-h", "--helpshort") for a in argv[1:]):
         print(_usage() + flags.FLAGS.main_module_help())
         raise SystemExit(0)
-    from igpo_jax import pipeline
-    pipeline.COMMAND_LINE_KEYS.update(
-        m.group(1) for m in (re.match(r"--config\.([\w.]+)=", a) for a in argv[1:]) if m)
     try:
         return flags.FLAGS(argv)
     except flags.IllegalFlagValueError as e:
@@ -150,7 +152,7 @@ def main(argv):
             export.export(rc, _WORKDIR.value, _EXPORT_HF.value, _EXPORT_STEP.value,
                           _EXPORT_DTYPE.value, _EXPORT_SHARD_GB.value)
             return
-        run.run(_CONFIG.value, _WORKDIR.value)
+        run.run(_CONFIG.value, _WORKDIR.value, command_line_keys=_command_line_keys(sys.argv))
     except preemption.Preempted as e:
         logging.warning("%s", e)
         raise SystemExit(preemption.EXIT_PREEMPTED) from None

@@ -4,6 +4,7 @@ Only process 0 writes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -136,30 +137,31 @@ def describe_machine(m: dict) -> str:
             f"float32 matmul {m['matmul_gflops_f32']:.0f} GFLOP/s")
 
 
-# Where a pipeline stands (set by igpo_jax.pipeline): progress lines then carry the stage's
-# place in the pipeline and an ETA for the whole pipeline (the mean time of the stages
-# run so far, times the stages left, plus the current stage's own ETA).
-PIPELINE: dict[str, Any] = {}
+@dataclasses.dataclass(frozen=True)
+class PipelinePosition:
+    """Where a stage stands in a pipeline (handed to the stage by igpo_jax.pipeline):
+    its progress lines then carry the stage's place and an ETA for the whole pipeline
+    (the mean time of the stages run so far, times the stages left, plus the current
+    stage's own ETA)."""
 
+    index: int  # this stage, from 1
+    total: int  # stages this call runs
+    durations: tuple[float, ...] = ()  # seconds of the stages run before it
 
-def pipeline_eta(stage_eta: float) -> str:
-    p = PIPELINE
-    if not p:
-        return ""
-    done = p.get("durations", [])
-    left = p["total"] - p["index"]  # stages after the current one
-    if done:
-        eta = stage_eta + left * (sum(done) / len(done))
-        return f" | pipeline {p['index']}/{p['total']} ETA {eta:.0f}s"
-    return f" | pipeline {p['index']}/{p['total']}"
+    def suffix(self, stage_eta: float) -> str:
+        left = self.total - self.index  # stages after the current one
+        if self.durations:
+            eta = stage_eta + left * (sum(self.durations) / len(self.durations))
+            return f" | pipeline {self.index}/{self.total} ETA {eta:.0f}s"
+        return f" | pipeline {self.index}/{self.total}"
 
 
 class Progress:
     """Progress lines ``desc [k/n] 12.3% rate ETA`` plus chosen metrics."""
 
     def __init__(self, total: int, desc: str, start: int = 0, unit: str = "step",
-                 stream=None):
-        self.total, self.desc, self.unit = total, desc, unit
+                 stream=None, position: PipelinePosition | None = None):
+        self.total, self.desc, self.unit, self.position = total, desc, unit, position
         self.start_count = self.count = start
         self.t0 = time.time()
         self.stream = stream or sys.stdout
@@ -176,7 +178,8 @@ class Progress:
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in metrics.items())
         eta_s = f"{eta:.0f}s" if math.isfinite(eta) else "?"
-        tail = pipeline_eta(eta) if math.isfinite(eta) else ""
+        tail = (self.position.suffix(eta) if self.position is not None and math.isfinite(eta)
+                else "")
         print(f"{self.desc} [{count}/{self.total}] {100 * count / max(self.total, 1):.0f}% "
               f"{rate:.2f} {self.unit}/s ETA {eta_s} {extra}{tail}", file=self.stream,
               flush=True)

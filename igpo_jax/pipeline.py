@@ -48,18 +48,18 @@ def product(base: Mapping[str, Any] | None = None, **axes: Iterable[Any]
     return out
 
 
-# dotted keys set on the command line (``--config.KEY=VALUE``; set by igpo_jax.main): they
-# win over a stage's own value for that key, in every stage, and a line says so
-COMMAND_LINE_KEYS: set[str] = set()
-
-
 def apply_overrides(c: ml_collections.ConfigDict, overrides: Mapping[str, Any],
-                    workdir: str, stage: str = "") -> ml_collections.ConfigDict:
+                    workdir: str, stage: str = "",
+                    command_line_keys: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """The config of one stage: ``c`` with the stage's ``overrides`` (``{workdir}`` in a
+    string value becomes ``workdir``). Keys in ``command_line_keys`` (set by
+    ``--config.KEY=VALUE``) win over the stage's own value, in every stage, and a line
+    says so."""
     sub = copy.deepcopy(c)
     with sub.unlocked():
         sub.pipeline.stages = ()
     for key, value in overrides.items():
-        if key in COMMAND_LINE_KEYS:
+        if key in command_line_keys:
             print(f"[pipeline] {stage or 'stage'}: --config.{key} from the command line replaces "
                   f"the stage's own {key}={value!r}", flush=True)
             continue
@@ -296,10 +296,13 @@ def install_shipped(c: ml_collections.ConfigDict, workdir: str) -> list[str]:
 SHIPPED_MARKER = "SHIPPED.json"  # in a stage folder installed from igpo_jax/assets
 
 
-def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
-    """Runs the stages in order with ``run_stage(config, stage_dir) -> summary`` (the
-    caller's stage runner: ``igpo_jax.run.run``; passed in so that imports go one way,
-    run -> pipeline)."""
+def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage,
+                 command_line_keys: Iterable[str] = ()) -> dict:
+    """Runs the stages in order with ``run_stage(config, stage_dir, position=...) ->
+    summary`` (the caller's stage runner: ``igpo_jax.run.run``; passed in so that imports
+    go one way, run -> pipeline). ``command_line_keys``: keys set by ``--config.key=value``,
+    which win over the stages' own overrides."""
+    command_line_keys = frozenset(command_line_keys)
     stages = list(c.pipeline.stages)
     if not stages:
         raise configlib.ConfigError("config.pipeline.stages is empty: nothing to run")
@@ -308,7 +311,8 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
         raise configlib.ConfigError(f"config.pipeline.stages has duplicate names: {names}")
     if c.pipeline.only and c.pipeline.only not in names:
         raise configlib.ConfigError(f"config.pipeline.only={c.pipeline.only!r}; members: {names}")
-    subs = {name: apply_overrides(c, ov, workdir, name) for name, ov in stages}
+    subs = {name: apply_overrides(c, ov, workdir, name, command_line_keys)
+            for name, ov in stages}
     for sub in subs.values():
         configlib.validate(sub, check_paths=False)
     if c.pipeline.print_commands:
@@ -319,6 +323,7 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
     from igpo_jax import metrics
     machine = metrics.machine_info()
     t_start = time.time()
+    durations: list[float] = []  # of the stages this call ran
     print(f"[pipeline] machine: {metrics.describe_machine(machine)}", flush=True)
     for name in names:
         if c.pipeline.only and name != c.pipeline.only:
@@ -336,13 +341,13 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage) -> dict:
             continue
         todo = [n for n in names if (not c.pipeline.only or n == c.pipeline.only)
                 and not storage.exists(os.path.join(workdir, n, "DONE.json"))]
-        metrics.PIPELINE.update(index=len(metrics.PIPELINE.get("durations", [])) + 1,
-                                total=len(metrics.PIPELINE.get("durations", [])) + len(todo))
-        print(f"[pipeline] {name}: running in {stage_dir} (stage {metrics.PIPELINE['index']} "
-              f"of the {metrics.PIPELINE['total']} this call runs)", flush=True)
+        position = metrics.PipelinePosition(len(durations) + 1, len(durations) + len(todo),
+                                            tuple(durations))
+        print(f"[pipeline] {name}: running in {stage_dir} (stage {position.index} "
+              f"of the {position.total} this call runs)", flush=True)
         t_stage = time.time()
-        summary = run_stage(subs[name], stage_dir)
-        metrics.PIPELINE.setdefault("durations", []).append(time.time() - t_stage)
+        summary = run_stage(subs[name], stage_dir, position=position)
+        durations.append(time.time() - t_stage)
         if jax.process_index() == 0:
             storage.write_text(done, json.dumps(
                 strict(json.loads(json.dumps(summary, default=str))), indent=2, allow_nan=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Iterable
 
 import jax
 import ml_collections
@@ -36,31 +37,35 @@ def prepare_workdir(c: ml_collections.ConfigDict, workdir: str | None) -> str:
     return workdir
 
 
-def run(c: ml_collections.ConfigDict, workdir: str | None) -> dict:
+def run(c: ml_collections.ConfigDict, workdir: str | None, *,
+        command_line_keys: Iterable[str] = (), position=None) -> dict:
     """The entry point: checks ``c`` and converts it to typed sections once
     (:func:`configlib.validate`), then runs its mode. A pipeline splits the raw config
-    into its stages first, each of which comes back here."""
+    into its stages first, each of which comes back here (with its ``position``, a
+    ``metrics.PipelinePosition``, for the progress lines). ``command_line_keys``: the
+    keys the command line set (they win over a pipeline stage's own values)."""
     from igpo_jax import workdir_lock
     rc = configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
     try:
         if rc.mode == "pipeline":
             from igpo_jax import pipeline
-            return pipeline.run_pipeline(c, workdir, run_stage=run)
-        return _run_stage(rc, workdir)
+            return pipeline.run_pipeline(c, workdir, run_stage=run,
+                                         command_line_keys=command_line_keys)
+        return _run_stage(rc, workdir, position)
     finally:
         workdir_lock.release(workdir)
 
 
-def _run_stage(c: "configlib.RunConfig", workdir: str) -> dict:
+def _run_stage(c: "configlib.RunConfig", workdir: str, position=None) -> dict:
     if c.mode == "eval":
         from igpo_jax import evaluate
-        return evaluate.run_eval(c, workdir)
+        return evaluate.run_eval(c, workdir, position=position)
     if c.mode == "rl":
         from igpo_jax.rl.trainer import train
     else:
         from igpo_jax.sft import train
-    out = train(c, workdir)
+    out = train(c, workdir, position=position)
     if c.eval.after_train:
         from igpo_jax import evaluate
         out["eval"] = evaluate.run_eval(c, workdir, params=out["params"])

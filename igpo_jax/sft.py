@@ -32,7 +32,7 @@ from igpo_jax import sharding as shd
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
-from igpo_jax.metrics import Progress
+from igpo_jax.metrics import PipelinePosition, Progress
 from igpo_jax.models import family, llada
 from igpo_jax.sections import Section, check, field, require
 from igpo_jax.tokenizers import Tokenizer
@@ -190,7 +190,8 @@ def make_step(cfg, tx, n_micro: int, eps: float, t_sampling: str, trainable, opt
     return optim.make_update_step(make_loss, tx, n_micro, trainable, opt_state)
 
 
-def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None) -> dict:
+def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None,
+          *, position: PipelinePosition | None = None) -> dict:
     """Runs (or resumes) SFT of config ``c`` in ``workdir``."""
     c = require(c, "sft.train")
     sft, s = c.sft, c.sampler
@@ -223,7 +224,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
                         sft.t_sampling, trainable, opt_state, sft.mask, s.block_length)
     key = jax.random.fold_in(jax.random.key(c.seed), 12345)
     end = sft.num_steps if stop_after is None else min(sft.num_steps, start + stop_after)
-    progress = Progress(sft.num_steps, "sft", start)
+    progress = Progress(sft.num_steps, "sft", start, position=position)
     m = {}
     t0 = time.time()
     with preemption.StopRequest() as stop:

@@ -97,3 +97,20 @@ def test_shipped_sft_evaluation_is_on_the_demo_heldout_problems():
     rows = sorted((json.loads(line) for line in open(path)), key=lambda r: r["index"])
     assert [r["question"] for r in rows] == want
     assert len(set(want)) == len(want)  # distinct problems
+
+
+def test_stage_position_and_command_line_keys_are_passed_not_global(tmp_path, capsys):
+    from igpo_jax import metrics
+    # the position a stage's progress lines carry: its place and the pipeline's ETA
+    # (mean of the stages done, times the stages left, plus this stage's own ETA)
+    pos = metrics.PipelinePosition(2, 3, (10.0, 30.0))
+    assert pos.suffix(5.0) == " | pipeline 2/3 ETA 25s"
+    assert metrics.PipelinePosition(1, 2).suffix(5.0) == " | pipeline 1/2"
+    assert not hasattr(metrics, "PIPELINE")
+    # keys set on the command line win over a stage's own value (and a line says so)
+    sub = pipeline.apply_overrides(_tiny(), {"rl.num_steps": 7}, str(tmp_path), "grpo",
+                                   command_line_keys={"rl.num_steps"})
+    assert sub.rl.num_steps == _tiny().rl.num_steps
+    assert "--config.rl.num_steps from the command line replaces" in capsys.readouterr().out
+    assert pipeline.apply_overrides(_tiny(), {"rl.num_steps": 7}, str(tmp_path)).rl.num_steps == 7
+    assert not hasattr(pipeline, "COMMAND_LINE_KEYS")

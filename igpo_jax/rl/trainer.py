@@ -26,7 +26,7 @@ from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
-from igpo_jax.metrics import MetricsWriter, Progress
+from igpo_jax.metrics import MetricsWriter, PipelinePosition, Progress
 from igpo_jax.models import llada, lora
 from igpo_jax.rl import augment, estimators, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
@@ -263,7 +263,8 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
 
 
 def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None, *,
-          tokenizer=None, reward=None, examples=None, params=None) -> dict:
+          tokenizer=None, reward=None, examples=None, params=None,
+          position: PipelinePosition | None = None) -> dict:
     """Runs (or resumes) the RL stage of config ``c`` in ``workdir``.
 
     Built parts can be passed instead of built from the config (the rest still is):
@@ -326,7 +327,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     heldout = evaluate.PeriodicEval(c, workdir, cfg, tok, mesh)
     if start == 0:
         heldout.maybe(0, {**frozen, **trainable}, rollouts=0)
-    progress = Progress(rl.num_steps, rl.algo, start)
+    progress = Progress(rl.num_steps, rl.algo, start, position=position)
     last = {}
     with preemption.StopRequest() as stop:
         try:
