@@ -188,6 +188,12 @@ def main():
             hrows = [e for e in gw for _ in range(G)]
             t_ids, t_len, t_rev = encode_traces(tok, hrows, sc.gen_length,
                                                 c.igpo.exclude_last_step)
+            # the control: G more plain samples of the same all-wrong groups (what the
+            # resampling member draws), so hinted success has its baseline
+            key, k5 = jax.random.split(key)
+            _, pok = sample(hrows, k5)
+            r["plain_success"] = float(pok.mean())
+            r["rescued[plain]"] = float(pok.reshape(-1, G).any(1).mean())
             for label, lo, hi, kk in (("eta", hc.eta_low, hc.eta_high, k2),
                                       ("eta=1", 1.0, 1.0, k3)):
                 eta = igpo.sample_etas(kk, len(gw), G, lo, hi)

@@ -29,7 +29,8 @@ _spec = importlib.util.spec_from_file_location(
 demo = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(demo)
 
-SFT_STEPS = 5000
+SFT_STEPS = 6000
+SFT_LONG_STEPS = 200
 
 
 def get_config():
@@ -46,13 +47,24 @@ def get_config():
     # traces are 4 tokens a hop: small chunks; never reveal the last line (the answer)
     c.igpo.update(min_chunk=3, max_chunk=6)
     c.checkpoint.update(every=250)
-    # RL stages: every length 2-6, uniformly (the demo's RL overrides otherwise)
+    # stage 2 of SFT ("sft_long"): from the 1-4 hop model, a short constant-lr run on
+    # 1-6 hops with the long chains rare (weights 3,3,3,3,1,1): it learns the step at
+    # 5-6 hops (step probe 89-100% on every line) while whole 5-6 hop chains still fail
+    # often at the rollout temperature (the all-wrong groups IGPO works on)
+    sft_long = {"mode": "sft", "model.init_from": "{workdir}/sft", "sft.num_steps": SFT_LONG_STEPS,
+                "optim.lr": 2e-4, "optim.schedule": "constant", "optim.warmup_steps": 0,
+                "data.synthetic.max_terms": 6, "data.synthetic.weights": (3, 3, 3, 3, 1, 1),
+                "eval.after_train": True, "eval.every": 0, "checkpoint.every": 25}
+    # RL stages: from sft_long, every length 2-6, uniformly (the demo's RL overrides
+    # otherwise)
     stages = []
     for name, ov in c.pipeline.stages:
         if ov["mode"] == "rl":
             ov = {**ov, "checkpoint.every": 10, "data.synthetic.min_terms": 2,
-                  "data.synthetic.max_terms": 6}
+                  "data.synthetic.max_terms": 6, "model.init_from": "{workdir}/sft_long"}
         stages.append((name, ov))
+        if name == "sft":
+            stages.append(("sft_long", sft_long))
     c.pipeline.stages = tuple(stages)
     c.pipeline.shipped = {}  # no checkpoint of this recipe ships yet: SFT runs live
     return c
