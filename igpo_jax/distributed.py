@@ -73,6 +73,8 @@ def initialize(d) -> bool:
         raise ValueError(f"distributed.mode={d.mode!r}; expected one of {MODES}")
     if d.mode == "off":
         return False
+    if d.heartbeat_timeout_s < 1:
+        raise ValueError(f"distributed.heartbeat_timeout_s={d.heartbeat_timeout_s} must be >= 1")
     kw = settings(d)
     cluster = detected_cluster()
     if d.mode == "auto" and not kw and cluster is None:
@@ -85,10 +87,41 @@ def initialize(d) -> bool:
     if d.cpu_collectives:
         jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
     log.info("jax.distributed.initialize(%s)%s", kw, f" on {cluster}" if cluster else "")
-    jax.distributed.initialize(**kw)
+    jax.distributed.initialize(**kw, heartbeat_timeout_seconds=int(d.heartbeat_timeout_s))
     log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
+
+
+EXIT_LOST_PROCESS = 76  # another process of the run was lost: rerun all of them to resume
+
+
+def lost_processes() -> list[int] | None:
+    """The processes of this multi-process run that the coordination service no
+    longer counts as alive (stopped sending heartbeats, or disconnected), ``[0]`` when
+    the coordinator itself (process 0) does not answer, ``None`` when it cannot be
+    told (single process, no client). Blocks at most about the heartbeat timeout."""
+    n = jax.process_count()
+    if n == 1:
+        return None
+    from jax._src import distributed as jax_distributed  # the runtime's client
+    client = getattr(jax_distributed.global_state, "client", None)
+    if client is None or not hasattr(client, "get_live_nodes"):
+        return None
+    try:
+        live = client.get_live_nodes(list(range(n)))
+    except Exception:  # noqa: BLE001 - the coordinator is gone
+        return [0] if jax.process_index() != 0 else None
+    return sorted(set(range(n)) - set(int(k) for k in live))
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` is true on any process (the same answer on every process; one
+    small all-gather, so every process must call it at the same point)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))
 
 
 def to_host(x) -> np.ndarray:
@@ -117,3 +150,6 @@ class DistributedConfig(Section):
     num_processes: int = field(0, "processes in the job (0: detected)")
     process_id: int = field(-1, "this process's index (-1: detected)")
     cpu_collectives: str = field("gloo", "collectives between CPU processes (tests, CPU clusters)")
+    heartbeat_timeout_s: int = field(
+        100, "seconds without a heartbeat after which a process counts as lost (killed, "
+        "preempted, partitioned): the others then stop with exit code 76 instead of hanging")

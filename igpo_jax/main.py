@@ -164,6 +164,19 @@ def main(argv):
     except Exception:
         stop = preemption.outside_stop()
         if stop is None:
+            lost = distributed.lost_processes()
+            if lost:
+                import jax
+                logging.error(
+                    "process %d of %d: lost contact with process(es) %s (stopped answering: "
+                    "killed, preempted or cut off); stopping. Re-run every process with the "
+                    "same command to resume from the last checkpoint in %s",
+                    jax.process_index(), jax.process_count(), lost, _WORKDIR.value)
+                # no clean shutdown: jax.distributed's exit barrier waits for the lost
+                # process and then aborts; every record is already flushed
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(distributed.EXIT_LOST_PROCESS)
             raise
         logging.warning("%s", stop)  # the stop, whatever exception it surfaced as
         raise SystemExit(preemption.EXIT_PREEMPTED) from None

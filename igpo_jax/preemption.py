@@ -11,6 +11,8 @@ import logging
 import signal
 import threading
 
+from igpo_jax import distributed
+
 log = logging.getLogger(__name__)
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again (resume) later
@@ -91,9 +93,12 @@ class StopRequest:
         return False
 
     def check(self, ckpt_manager, step: int) -> str | None:
-        """The reason to stop after ``step``, if any (signal or JAX preemption notice)."""
-        if self.reason:
-            return self.reason
+        """The reason to stop after ``step``, if any (signal or JAX preemption notice).
+        In a multi-process run a signal delivered to one process stops every process
+        after the same step (one small all-gather per step), so that all of them take
+        part in the same checkpoint."""
+        if distributed.any_process(self.reason is not None):
+            return self.reason or "a stop signal on another process"
         try:
             if ckpt_manager.reached_preemption(step):
                 return "preemption notice"

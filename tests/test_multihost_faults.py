@@ -1,0 +1,151 @@
+"""What a lost process does to a two-process run (jax.distributed on localhost, the
+command line as users run it): SIGKILL of one process, SIGTERM of one process only,
+then a re-run of both that resumes and ends with the record of an uninterrupted run."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from igpo_jax import distributed, preemption
+from igpo_jax.checkpoint import Checkpointer
+from igpo_jax.metrics import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HEARTBEAT_S = 5
+STEPS = 6
+TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(workdir, port):
+    """The two processes of one run (process 0 first)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    procs = []
+    for pid in (0, 1):
+        cmd = [sys.executable, "-m", "igpo_jax.main", "--config", "configs/tiny.py:rl",
+               "--workdir", str(workdir), f"--config.rl.num_steps={STEPS}",
+               "--config.eval.every=0", "--config.checkpoint.every=2",
+               "--config.distributed.mode=on",
+               f"--config.distributed.coordinator_address=127.0.0.1:{port}",
+               "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
+               f"--config.distributed.heartbeat_timeout_s={HEARTBEAT_S}"]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    return procs
+
+
+def _finish(procs, timeout=300):
+    """(exit codes, outputs); no process is left behind."""
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=timeout)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [p.returncode for p in procs], outs
+
+
+def _steps_written(workdir) -> int:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return 0
+    return sum(1 for line in open(path) if '"step"' in line)
+
+
+def _wait_for_steps(procs, workdir, n, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if _steps_written(workdir) >= n:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the run did not reach step {n}: "
+                         f"{[p.poll() for p in procs]}, {_finish(procs, 5)[1]}")
+
+
+def _record(workdir):
+    return [{k: v for k, v in r.items() if k not in TIMING}
+            for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def test_single_process_answers_without_collectives():
+    assert distributed.any_process(True) is True and distributed.any_process(False) is False
+    assert distributed.lost_processes() is None
+
+
+def test_a_heartbeat_timeout_below_one_second_is_refused_before_start():
+    d = distributed.DistributedConfig(mode="on", coordinator_address="127.0.0.1:1",
+                                      num_processes=2, process_id=0, heartbeat_timeout_s=0)
+    with pytest.raises(ValueError, match="heartbeat_timeout_s=0"):
+        distributed.initialize(d)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The record of the same run, never interrupted."""
+    workdir = tmp_path_factory.mktemp("straight")
+    codes, outs = _finish(_start(workdir, _free_port()))
+    assert codes == [0, 0], outs[0][-3000:]
+    return _record(workdir)
+
+
+@pytest.mark.slow
+def test_sigkill_of_one_process_ends_the_survivor_within_the_heartbeat_bound_then_resumes(
+        tmp_path, straight):
+    workdir = tmp_path / "run"
+    procs = _start(workdir, _free_port())
+    _wait_for_steps(procs, workdir, 3)
+    procs[1].kill()  # SIGKILL: no handler runs, no checkpoint
+    killed_at = time.time()
+    procs[0].wait(timeout=HEARTBEAT_S + 60)  # a hang fails here
+    took = time.time() - killed_at
+    codes, outs = _finish(procs)
+    assert codes[1] == -signal.SIGKILL
+    assert codes[0] != 0, outs[0][-3000:]
+    # the survivor names the lost process: ours (exit 76) or, when the runtime's
+    # heartbeat check fires first, JAX's own fatal message
+    ours = "lost contact with process(es) [1]" in outs[0]
+    jaxs = "stopped sending heartbeats" in outs[0] and "Terminating process" in outs[0]
+    assert ours or jaxs, outs[0][-3000:]
+    if ours:
+        assert codes[0] == distributed.EXIT_LOST_PROCESS
+    print(f"survivor exited {took:.1f} s after the SIGKILL (heartbeat {HEARTBEAT_S} s), "
+          f"code {codes[0]}")
+    # the checkpoint of step 2 (or later) survives; both processes re-run: resumed, and
+    # the record is the uninterrupted run's
+    print("latest checkpoint after the kill:",
+          Checkpointer(str(workdir / "checkpoints")).latest_step())
+    codes, outs = _finish(_start(workdir, _free_port()))
+    assert codes == [0, 0], outs[0][-3000:]
+    assert "resum" in outs[0].lower()
+    assert _record(workdir) == straight
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint_then_resumes(
+        tmp_path, straight):
+    workdir = tmp_path / "run"
+    procs = _start(workdir, _free_port())
+    _wait_for_steps(procs, workdir, 1)
+    procs[1].send_signal(signal.SIGTERM)  # process 1 only
+    codes, outs = _finish(procs)
+    assert codes == [preemption.EXIT_PREEMPTED] * 2, (codes, outs[0][-2000:], outs[1][-2000:])
+    assert "a stop signal on another process" in outs[0]
+    stopped = Checkpointer(str(workdir / "checkpoints")).latest_step()
+    assert stopped is not None and 1 <= stopped < STEPS  # saved although not due
+    codes, outs = _finish(_start(workdir, _free_port()))
+    assert codes == [0, 0], outs[0][-3000:]
+    assert _record(workdir) == straight
