@@ -182,7 +182,9 @@ def validate(c, check_paths: bool = True, need_weights: bool = True) -> "RunConf
            f"must be smaller than sampler.gen_length={s.gen_length}")
     check(c.sft.mask == "iid" or s.gen_length % s.block_length == 0, "sft.mask", c.sft.mask,
            "block masking needs sampler.block_length to divide sampler.gen_length")
-    if d.source not in ("synthetic", "tfds") and need_weights:  # a file source: its files
+    from igpo_jax.data.sources import GENERATED
+    generated = d.source in GENERATED and not d.train_path and not d.test_path
+    if d.source not in ("synthetic", "tfds") and not generated and need_weights:  # its files
         check(c.mode == "eval" or d.train_path, "data.train_path", d.train_path,
                f"data.source={d.source!r} reads files: set --config.data.train_path=FILE")
         check(d.test_path or (c.mode != "eval" and not c.eval.after_train and not c.eval.every),

@@ -217,19 +217,52 @@ class MathReward:
         return [r for r, _, _ in out], [c for _, c, _ in out], sum(f for _, _, f in out)
 
 
+@dataclasses.dataclass(frozen=True)
+class CountdownReward(MathReward):
+    """d1's Countdown: ``correct_weight`` when the expression uses every given number
+    once and equals the target (``data/planning.py``), plus the format reward. The
+    gold answer is ``a,b,c=target``."""
+
+    def score(self, completion: str, gold: str) -> tuple[float, bool, bool]:
+        from igpo_jax.data import planning
+        numbers, target = planning.parse_countdown_gold(gold)
+        ok = planning.countdown_correct(planning.countdown_expression(completion), numbers,
+                                        target)
+        return self.correct_weight * ok + self.format_weight * format_reward(completion), ok, \
+            False
+
+
+@dataclasses.dataclass(frozen=True)
+class SudokuReward(MathReward):
+    """d1's 4x4 Sudoku: ``correct_weight`` x the fraction of blanks filled with the
+    solution's digit (d1's cell accuracy), plus the format reward; *correct* when the
+    whole grid is a solution that keeps the clues. The gold answer is
+    ``PUZZLE:SOLUTION``."""
+
+    def score(self, completion: str, gold: str) -> tuple[float, bool, bool]:
+        from igpo_jax.data import planning
+        puzzle, solution = planning.parse_sudoku_gold(gold)
+        grid = planning.sudoku_grid(completion)
+        right, blanks = planning.sudoku_cells(grid, puzzle, solution)
+        ok = planning.sudoku_valid(grid, puzzle)
+        return (self.correct_weight * right / max(blanks, 1) +
+                self.format_weight * format_reward(completion), ok, False)
+
+
 # Rewards by name (``reward.name``). A reward is an object with ``score(completion,
 # gold) -> (reward, correct, failed)``, ``__call__(completion, gold) -> (reward,
 # correct)`` and ``batch(completions, golds) -> (rewards, correct, failures)``;
 # subclassing MathReward gives the last two. ``correct`` is what IGPO's trigger
 # and the accuracy metrics use. Each entry builds one from the ``reward`` section.
-REWARDS = {"math": MathReward.from_config}
+REWARDS = {"math": MathReward.from_config, "countdown": CountdownReward.from_config,
+           "sudoku": SudokuReward.from_config}
 
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig(Section):
     """The config's ``reward`` section (``name`` from :data:`REWARDS`)."""
 
-    name: str = field("math", "a name in rewards.REWARDS")
+    name: str = field("math", "math | countdown | sudoku (a name in rewards.REWARDS)")
     correct_weight: float = field(3.0, "reward of a correct final answer")
     format_weight: float = field(1.0, "weight of the xmlcount format reward (max 0.75)")
     timeout: float = field(2.0, "seconds a symbolic equivalence check may take (then it scores 0)")

@@ -22,7 +22,8 @@ import dataclasses
 
 from igpo_jax import storage
 from igpo_jax.sections import Section, check, field, sub
-from igpo_jax.data import Example, answers, format_trace, synthetic
+from igpo_jax.data import Example, answers, format_trace, planning, synthetic
+from igpo_jax.data.planning import PlanningConfig
 from igpo_jax.data.synthetic import SyntheticConfig
 
 log = logging.getLogger(__name__)
@@ -116,13 +117,34 @@ def _generic(row, where, cfg) -> Example:
     return Example(q, a, trace, where)
 
 
+def _planning(parse):
+    def read(row, where, cfg) -> Example:
+        try:
+            return parse(row, where)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+    return read
+
+
 FILE_SOURCES: dict[str, Callable] = {"gsm8k": _gsm8k, "metamath": _metamath, "math": _math,
-                                     "amc": _amc, "jsonl": _generic}
+                                     "amc": _amc, "jsonl": _generic,
+                                     "countdown": _planning(planning.countdown_row),
+                                     "sudoku": _planning(planning.sudoku_row)}
+# sources generated offline when their file paths are empty (d1's planning tasks)
+GENERATED = {"countdown", "sudoku"}
 
 
 def load_file(kind: str, path: str, cfg: Mapping[str, Any] | None = None) -> list[Example]:
-    return _parse_rows(kind, ((f"{path}:{line}", row) for line, row in read_json_rows(path)),
-                       dict(cfg or {}), path)
+    """Examples of a JSONL / JSON file (or, for CSV files such as d1's Sudoku sets, a
+    CSV with a header row) in the row format ``kind``."""
+    if path.endswith(".csv"):
+        if not storage.exists(path):
+            raise FileNotFoundError(f"data file {path} does not exist")
+        rows = planning.read_csv_rows(storage.read_text(path))
+    else:
+        rows = read_json_rows(path)
+    return _parse_rows(kind, ((f"{path}:{line}", row) for line, row in rows), dict(cfg or {}),
+                       path)
 
 
 def _parse_rows(kind: str, rows, cfg: dict, label: str) -> list[Example]:
@@ -212,7 +234,8 @@ class DataConfig(Section):
     """The config's ``data`` section (``source`` from :data:`SOURCES`; ``synthetic`` is
     passed to ``data/synthetic.py`` as it is)."""
 
-    source: str = field("synthetic", "synthetic | gsm8k | metamath | math | amc | jsonl | tfds")
+    source: str = field("synthetic", "synthetic | gsm8k | metamath | math | amc | countdown | "
+                        "sudoku | jsonl | tfds (countdown / sudoku without paths: generated)")
     seed: int = field(0, "data generation (synthetic); the run's shuffling uses config.seed")
     train_path: str = field("", "training file (JSONL / JSON / parquet) of a file source")
     test_path: str = field("", "held-out file of a file source")
@@ -228,6 +251,9 @@ class DataConfig(Section):
         "source=\"tfds\": a prepared tensorflow-datasets dataset (array_record, no TensorFlow)")
     synthetic: SyntheticConfig = sub(
         SyntheticConfig, "source=synthetic: the offline task (data/synthetic.py)")
+    planning: PlanningConfig = sub(
+        PlanningConfig, "source=countdown / sudoku without file paths: the generated problems "
+        "(data/planning.py)")
 
     def __post_init__(self):
         check(self.source in SOURCES, "data.source", self.source, f"expected one of {SOURCES}")
@@ -256,6 +282,13 @@ def load_examples(data_cfg: Mapping[str, Any], split: str) -> list[Example]:
     if source == "tfds":
         return load_tfds(cfg, split)
     path = cfg.get(f"{split}_path")
+    if source in GENERATED and not path:
+        p = PlanningConfig(**dict(cfg.get("planning") or {}))
+        num = p.num_train if split == "train" else p.num_test
+        if source == "countdown":
+            return planning.generate_countdown(num, split, cfg.get("seed", 0),
+                                               p.countdown_numbers, 1, p.countdown_max)
+        return planning.generate_sudoku(num, split, cfg.get("seed", 0), p.sudoku_blanks)
     if not path:
         raise ValueError(f"data.source={source!r} needs data.{split}_path")
     return load_file(source, path, cfg)
