@@ -89,13 +89,15 @@ def _rms(x, w, eps):
     return w * x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
 
 
-def _rope(x, theta):
-    # x [B, L, H, D]; NeoX: rotate_half(x) = cat(-x2, x1)
-    L, D = x.shape[1], x.shape[3]
+def _rope(x, theta, positions=None):
+    # x [B, L, H, D]; NeoX: rotate_half(x) = cat(-x2, x1); positions [B, L] (default
+    # 0..L-1 in every row)
+    B, L, D = x.shape[0], x.shape[1], x.shape[3]
     inv = 1.0 / theta ** (np.arange(0, D, 2) / D)
-    ang = np.arange(L)[:, None] * inv[None]
+    pos = np.broadcast_to(np.arange(L), (B, L)) if positions is None else positions
+    ang = pos[..., None].astype(np.float64) * inv
     emb = np.concatenate([ang, ang], -1)
-    sin, cos = np.sin(emb)[None, :, None], np.cos(emb)[None, :, None]
+    sin, cos = np.sin(emb)[:, :, None], np.cos(emb)[:, :, None]
     x1, x2 = x[..., : D // 2], x[..., D // 2:]
     return x * cos + np.concatenate([-x2, x1], -1) * sin
 
@@ -284,6 +286,12 @@ def dream_numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None,
     eps = c["rms_norm_eps"]
     x = t["model.embed_tokens.weight"][ids].astype(np.float64)
     bias = np.zeros((B, L)) if attention_mask is None else np.where(attention_mask, 0.0, -1e30)
+    # Dream's generation code: a padded row's positions count its real tokens
+    # (tok_idx = attention_mask.cumsum(-1) - 1), padding gets position 1
+    pos = None
+    if attention_mask is not None:
+        real = np.asarray(attention_mask, bool)
+        pos = np.where(real, np.cumsum(real, axis=-1) - 1, 1)
     for i in range(c["num_hidden_layers"]):
         g = lambda n: t[f"model.layers.{i}.{n}"].astype(np.float64)  # noqa: E731
 
@@ -291,8 +299,8 @@ def dream_numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None,
             y = x @ g(n + ".weight").T
             return y + g(n + ".bias") if with_bias else y
         h = _rms(x, g("input_layernorm.weight"), eps)
-        q = _rope(lin(h, "self_attn.q_proj", True).reshape(B, L, H, D), c["rope_theta"])
-        k = _rope(lin(h, "self_attn.k_proj", True).reshape(B, L, K, D), c["rope_theta"])
+        q = _rope(lin(h, "self_attn.q_proj", True).reshape(B, L, H, D), c["rope_theta"], pos)
+        k = _rope(lin(h, "self_attn.k_proj", True).reshape(B, L, K, D), c["rope_theta"], pos)
         v = lin(h, "self_attn.v_proj", True).reshape(B, L, K, D)
         a = _attention(q, k, v, bias, stale_kv[i] if stale is not None else None,
                        outside if stale is not None else None, record)

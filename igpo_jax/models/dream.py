@@ -65,14 +65,22 @@ def config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
     if hf.get("rope_scaling"):
         raise ValueError(f"Dream config.json has rope_scaling={hf['rope_scaling']}; only "
                          f"plain rotary embeddings are implemented")
+    act = hf.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"Dream config.json has hidden_act={act!r}; only 'silu' (SwiGLU, "
+                         f"Dream-7B's) is implemented")
     eos = hf.get("eos_token_id", 151643)
+    # a key the file omits takes the default of Dream's configuration code
+    # (configuration_dream.DreamConfig): 32 KV heads, 32768 positions, rope_theta 1e4;
+    # num_key_value_heads written as null means one KV head per query head there
+    kv = hf.get("num_key_value_heads", 32)
     kw = dict(
         vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
         n_layers=hf["num_hidden_layers"], n_heads=hf["num_attention_heads"],
-        n_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
+        n_kv_heads=kv if kv is not None else hf["num_attention_heads"],
         mlp_hidden_size=hf["intermediate_size"],
-        max_sequence_length=hf.get("max_position_embeddings", 131072),
-        rope_theta=float(hf.get("rope_theta", 1000000.0)),
+        max_sequence_length=hf.get("max_position_embeddings", 32768),
+        rope_theta=float(hf.get("rope_theta", 10000.0)),
         rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         mask_token_id=hf.get("mask_token_id", 151666), eos_token_id=eos,
         bos_token_id=hf.get("bos_token_id") if hf.get("bos_token_id") is not None else eos,

@@ -14,20 +14,34 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     return weight.astype(x.dtype) * x32.astype(x.dtype)
 
 
-def rotary_tables(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
-    """sin, cos of shape [L, head_dim] (NeoX half layout, absolute positions, float32)."""
+def rotary_tables(seq_len: int, head_dim: int, theta: float,
+                  positions: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """sin, cos of shape [L, head_dim] at absolute positions 0..L-1, or [B, L, head_dim]
+    at per-row ``positions`` [B, L] (NeoX half layout, float32)."""
     inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    freqs = jnp.arange(seq_len, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    pos = jnp.arange(seq_len, dtype=jnp.float32) if positions is None else \
+        positions.astype(jnp.float32)
+    freqs = pos[..., None] * inv_freq
     emb = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.sin(emb), jnp.cos(emb)
 
 
+def mask_positions(attention_mask: jax.Array) -> jax.Array:
+    """Dream's positions of a padded row: the count of real tokens before each real
+    token (so a left-padded prompt starts at 0), and 1 at padding."""
+    real = attention_mask.astype(bool)
+    return jnp.where(real, jnp.cumsum(real.astype(jnp.int32), axis=-1) - 1, 1)
+
+
 def apply_rotary(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
-    """x [B, L, H, D]; NeoX rotate_half = cat(-x2, x1); computed in float32."""
+    """x [B, L, H, D]; sin / cos [L, D] or per row [B, L, D]; NeoX rotate_half =
+    cat(-x2, x1); computed in float32."""
     x32 = x.astype(jnp.float32)
     x1, x2 = jnp.split(x32, 2, axis=-1)
     rotated = jnp.concatenate([-x2, x1], axis=-1)
-    out = x32 * cos[None, :, None, :] + rotated * sin[None, :, None, :]
+    if cos.ndim == 2:
+        cos, sin = cos[None], sin[None]
+    out = x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]
     return out.astype(x.dtype)
 
 

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from igpo_jax.models import lora as lora_lib
-from igpo_jax.models.layers import (apply_rotary, attention, rms_norm,  # noqa: F401
-                                    rotary_tables)
+from igpo_jax.models.layers import (apply_rotary, attention, mask_positions,  # noqa: F401
+                                    rms_norm, rotary_tables)
 
 Params = dict[str, Any]
 
@@ -37,7 +37,8 @@ def _dtype(name: str):
 
 # The architecture switches of each model family (models/family.py selects them by name)
 FAMILY_SWITCHES = {"llada": dict(family="llada"),
-                   "dream": dict(family="dream", qkv_bias=True, logits_shift=1)}
+                   "dream": dict(family="dream", qkv_bias=True, logits_shift=1,
+                                 padded_positions=True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,9 @@ class LLaDAConfig:
     # 1: the logits that predict token i come from position i-1 (Dream, trained from an
     # autoregressive model); 0: from position i (LLaDA)
     logits_shift: int = 0
+    # True: a padded row's positions count its real tokens (Dream's generation code);
+    # False: positions are absolute, padding included (LLaDA's)
+    padded_positions: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "mlp_hidden_size",
@@ -298,6 +302,15 @@ def _stacked_layers(params: Params) -> Params:
     return {k.split("/", 1)[1]: v for k, v in params.items() if k.startswith("blocks/")}
 
 
+def _rotary(cfg: LLaDAConfig, seq_len: int, attention_mask: jax.Array | None):
+    """The rotary tables: absolute positions, or per row from the padding
+    (``cfg.padded_positions``)."""
+    if cfg.padded_positions and attention_mask is not None:
+        return rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta,
+                             mask_positions(attention_mask))
+    return rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+
+
 def _check_length(cfg: LLaDAConfig, seq_len: int) -> None:
     if seq_len > cfg.max_sequence_length:
         raise ValueError(f"sequence of {seq_len} tokens exceeds max_sequence_length="
@@ -319,7 +332,7 @@ def hidden_states(params: Params, cfg: LLaDAConfig, input_ids: jax.Array,
     seq_len = input_ids.shape[1]
     _check_length(cfg, seq_len)
     x = _embed(params, cfg, input_ids)
-    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
+    sin, cos = _rotary(cfg, seq_len, attention_mask)
     bias = attention_bias(attention_mask)
 
     def body(x, xs):
@@ -357,9 +370,9 @@ def hidden_states_window(params: Params, cfg: LLaDAConfig, window_ids: jax.Array
     keys, values = kv_cache
     seq_len, w = keys.shape[2], window_ids.shape[1]
     x = _embed(params, cfg, window_ids)
-    sin, cos = rotary_tables(seq_len, cfg.head_dim, cfg.rope_theta)
-    sin = jax.lax.dynamic_slice_in_dim(sin, start, w, axis=0)
-    cos = jax.lax.dynamic_slice_in_dim(cos, start, w, axis=0)
+    sin, cos = _rotary(cfg, seq_len, attention_mask)
+    sin = jax.lax.dynamic_slice_in_dim(sin, start, w, axis=sin.ndim - 2)
+    cos = jax.lax.dynamic_slice_in_dim(cos, start, w, axis=cos.ndim - 2)
     bias = attention_bias(attention_mask)
 
     def body(x, xs):

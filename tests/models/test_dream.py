@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling, tokenizers
-from igpo_jax.models import family, hf_io, llada, lora
+from igpo_jax.models import dream, family, hf_io, llada, lora
 from igpo_jax.rl import logprobs
 from igpo_jax.sft import masked_sft_loss
 from tests import reference as ref
@@ -55,16 +55,45 @@ def test_dream_checkpoint_logits_match_numpy(tmp_path, kv_heads, sharded):
     assert np.abs(np.asarray(llada.forward(no_bias, cfg, jnp.asarray(ids))) - want).max() > 1e-2
 
 
-def test_padding_is_hidden_from_real_positions(dream_model):
+def test_padded_rows_give_dreams_logits(dream_model):
+    """Padding anywhere in a row (left, middle, none): hidden from the keys, and the
+    real tokens numbered as Dream's generation code numbers them (the count of real
+    tokens before each), so every real position gets Dream's logits."""
     c, t, model = dream_model
-    ids = np.random.default_rng(1).integers(0, 60, (2, 9)).astype(np.int32)
-    attn = np.ones((2, 9), bool)
-    attn[0, :3] = False
+    ids = np.random.default_rng(1).integers(0, 60, (3, 9)).astype(np.int32)
+    attn = np.ones((3, 9), bool)
+    attn[0, :3] = False  # left padding
+    attn[1, 4:6] = False  # padding in the middle
     want = ref.dream_numpy_forward(t, c, ids, attention_mask=attn)
-    got = np.asarray(llada.forward(model.param_dict(), model.config, jnp.asarray(ids),
-                                   jnp.asarray(attn)))
-    np.testing.assert_allclose(got[attn], want[attn],
-                               atol=ref.f32_atol(ref.dream_path_config(c), 9, want), rtol=0)
+    params, cfg = model.param_dict(), model.config
+    got = np.asarray(llada.forward(params, cfg, jnp.asarray(ids), jnp.asarray(attn)))
+    tol = ref.f32_atol(ref.dream_path_config(c), 9, want)
+    np.testing.assert_allclose(got[attn], want[attn], atol=tol, rtol=0)
+    # absolute positions (LLaDA's numbering): rotary scores depend on distances only,
+    # so a row padded on the left (all real tokens shifted alike) or not at all gets the
+    # same logits; padding in the middle changes distances and the logits
+    absolute = np.asarray(llada.forward(params, cfg.replace(padded_positions=False),
+                                        jnp.asarray(ids), jnp.asarray(attn)))
+    for row in (0, 2):
+        np.testing.assert_allclose(absolute[row][attn[row]], want[row][attn[row]], atol=tol,
+                                   rtol=0)
+    assert np.abs(absolute[1][attn[1]] - want[1][attn[1]]).max() > 100 * tol
+    # the cached window forward (sampler cache modes) numbers the window the same way
+    hid, kv = llada.hidden_states_and_kv(params, cfg, jnp.asarray(ids), jnp.asarray(attn))
+    win = llada.hidden_states_window(params, cfg, jnp.asarray(ids[:, 4:8]), 4, kv,
+                                     jnp.asarray(attn))
+    np.testing.assert_allclose(np.asarray(win), np.asarray(hid)[:, 4:8], atol=1e-5, rtol=0)
+
+
+def test_config_defaults_follow_dreams_configuration_code():
+    hf = ref.dream_hf_config(d=64, heads=32)  # 32 query heads: a multiple of the 32 KV heads
+    for key in ("num_key_value_heads", "rope_theta", "max_position_embeddings"):
+        hf.pop(key, None)
+    cfg = dream.config_from_hf(hf)
+    assert (cfg.kv_heads, cfg.rope_theta, cfg.max_sequence_length) == (32, 10000.0, 32768)
+    assert dream.config_from_hf({**hf, "num_key_value_heads": None}).kv_heads == cfg.n_heads
+    with pytest.raises(ValueError, match="hidden_act='gelu'"):
+        dream.config_from_hf({**hf, "hidden_act": "gelu"})
 
 
 def test_export_writes_dreams_names_shapes_and_config(dream_model, tmp_path):
