@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from igpo_jax import pipeline, seed_stats
+from igpo_jax import reporting, seed_stats
 
 
 def test_t_interval_hand_worked():
@@ -76,7 +76,7 @@ def test_seed_report_from_member_folders(tmp_path):
         for i, o in enumerate(sft_ok):
             f.write(json.dumps({"index": i, "sample": 0, "correct": bool(o)}) + "\n")
     results["sft_eval"] = dict(heldout_accuracy=float(sft_ok.mean()))
-    rep = pipeline.report_seeds(results, str(tmp_path), [("igpo", "grpo"), ("grpo", "sft")])
+    rep = reporting.report_seeds(results, str(tmp_path), [("igpo", "grpo"), ("grpo", "sft")])
     g = rep["comparisons"]["grpo - sft"]
     diffs = [results[f"grpo@{s}"]["heldout_accuracy"] - sft_ok.mean() for s in (1, 2, 3)]
     assert g["n"] == 3 and g["mean"] == pytest.approx(np.mean(diffs))
