@@ -141,7 +141,7 @@ def main():
               f"{phases[name]['peak_gib_so_far'] or float('nan'):.2f} GiB (plan of the "
               f"{program} program: {planned:.2f} GiB)", flush=True)
 
-    merged = sampling.merge_adapters(params, cfg)
+    merged = lora.merge_for_sampling(params, cfg.lora)
     completions = None
     for mode in ("none", "dual"):
         sc = sampling.SamplerConfig(gen_length=s.gen_length, block_length=s.block_length,

@@ -27,7 +27,7 @@ from igpo_jax.data.sources import load_examples
 from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import PipelinePosition, Progress, read_metrics
-from igpo_jax.models import llada
+from igpo_jax.models import llada, lora
 from igpo_jax.sections import Section, check, field, require
 from igpo_jax.tokenizers import Tokenizer
 
@@ -58,7 +58,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
              label: str = "", position: PipelinePosition | None = None) -> dict:
     """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
     reward = reward or rewards_lib.MathReward()
-    params = sampling.merge_adapters(params, cfg)  # once for every batch
+    params = lora.merge_for_sampling(params, cfg.lora)  # once for every batch
     storage.makedirs(out_dir)
     gen_path = os.path.join(out_dir, "generations.jsonl")
     done = _done_rows(gen_path)

@@ -360,17 +360,6 @@ def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: 
 _generate_jit = jax.jit(_generate, static_argnames=("st",))
 
 
-def merge_adapters(params: dict[str, Any], model_cfg: llada.LLaDAConfig) -> dict[str, Any]:
-    """Parameters for sampling: LoRA adapters folded into their base weights (a transient
-    copy of the adapted weights), as sampling has no dropout and no gradients; unchanged
-    without adapters. :func:`generate_params` does this itself; callers that sample
-    many batches from the same parameters (rollouts, evaluation) merge once up front."""
-    if model_cfg.lora is None or not any(lora.is_adapter(k) for k in params) or \
-            not model_cfg.lora.sample_merged:
-        return params
-    return lora.merge_jit(params, model_cfg.lora)
-
-
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """What one sampler call returns."""
@@ -430,7 +419,7 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
         raise ValueError("a hint position holds the mask token; hints must be real tokens")
     args = (prompt_ids, attn, hint_ids, hint_mask)
     if model_cfg.lora is not None and model_cfg.lora.sample_merged:
-        params = merge_adapters(params, model_cfg)
+        params = lora.merge_for_sampling(params, model_cfg.lora)
         model_cfg = model_cfg.replace(lora=None)
         st = dataclasses.replace(st, model=model_cfg)
     if mesh is not None:

@@ -143,6 +143,17 @@ def merge(params: Mapping[str, Any], lc: LoraConfig | None) -> dict:
 merge_jit = jax.jit(merge, static_argnums=1)
 
 
+def merge_for_sampling(params: Mapping[str, Any], lc: LoraConfig | None):
+    """Parameters for sampling: LoRA adapters folded into their base weights (a transient
+    copy of the adapted weights), as sampling has no dropout and no gradients; the
+    same object without adapters or with ``lc.sample_merged`` off. The sampler does this
+    itself; callers that sample many batches from the same parameters (rollouts,
+    evaluation) merge once up front."""
+    if lc is None or not lc.sample_merged or not any(is_adapter(k) for k in params):
+        return params
+    return merge_jit(params, lc)
+
+
 def count(params: Mapping[str, Any]) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable, _ = split(params)

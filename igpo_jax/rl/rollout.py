@@ -20,7 +20,7 @@ from igpo_jax import sampling
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.distributed import to_host
-from igpo_jax.models import llada
+from igpo_jax.models import llada, lora
 from igpo_jax.rl import igpo
 from igpo_jax.rl.augment import Augmentation, ScoredBatch
 from igpo_jax.tokenizers import Tokenizer
@@ -88,7 +88,7 @@ class RolloutWorker:
 
     def __call__(self, params, examples: Sequence[Example], key) -> ScoredBatch:
         t0 = time.time()
-        params = sampling.merge_adapters(params, self.model_cfg)  # once for every chunk
+        params = lora.merge_for_sampling(params, self.model_cfg.lora)  # once for every chunk
         self.reward_failures = 0
         self.forward_passes = []
         G = self.rc.group_size

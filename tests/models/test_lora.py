@@ -179,6 +179,6 @@ def test_sampler_with_adapters_equals_numpy_generation_on_merged_weights(hf_mode
     # sample_merged=False: the sampler runs the unmerged adapters (the log-prob policy)
     # and gives the same greedy tokens as the float64 merged reference
     unmerged_cfg = model.config.replace(lora=dataclasses.replace(lc, sample_merged=False))
-    assert sampling.merge_adapters(params, unmerged_cfg) is params
+    assert lora.merge_for_sampling(params, unmerged_cfg.lora) is params
     got_u = sampling.generate_params(params, unmerged_cfg, prompt, sc, jax.random.key(0)).tokens
     np.testing.assert_array_equal(np.asarray(got_u), want)
