@@ -205,6 +205,38 @@ def test_export_cli_bfloat16_with_source_files(rl_runs, tmp_path):
     assert json.load(open(out2 / "config.json"))["custom_key"] == 7
 
 
+def test_a_lora_run_evaluates_from_its_workdir_as_from_its_exported_folder(rl_runs, tmp_path):
+    """The adapters-only workdir (its base rebuilt, adapters merged) and the Hugging Face
+    folder exported from it give the same generations and the same score."""
+    from igpo_jax import evaluate
+    c = rl_runs["c"].copy_and_resolve_references()
+    export.export(typed(c), str(rl_runs["root"] / "full"), str(tmp_path / "hf"), shard_gib=0)
+    runs = {}
+    for name, where in (("workdir", {"model.init_from": str(rl_runs["root"] / "full")}),
+                        ("hf", {"model.hf_dir": str(tmp_path / "hf")})):
+        e = c.copy_and_resolve_references()
+        e.mode = "eval"
+        e.model.lora.rank = 0  # evaluate the merged model
+        for key, value in where.items():
+            section, field = key.split(".")
+            e[section][field] = value
+        summary = evaluate.run_eval(typed(e), str(tmp_path / name), show_progress=False)
+        rows = [json.loads(line) for line in
+                (tmp_path / name / "eval" / "generations.jsonl").read_text().splitlines()]
+        runs[name] = (summary["accuracy"], [r["completion"] for r in rows])
+    assert len(runs["workdir"][1]) == 8
+    assert runs["workdir"] == runs["hf"]
+    # and the adapters are in what was evaluated: the merged weights are not the base's
+    e = c.copy_and_resolve_references()
+    e.mode, e.model.lora.rank, e.model.init_from = "eval", 0, str(rl_runs["root"] / "full")
+    merged = _np(experiment.initial_params(typed(e), experiment.model_config(typed(e)),
+                                           experiment.build_mesh(typed(e))))
+    base = {k: v for k, v in rl_runs["initial"].items() if not lora.is_adapter(k)}
+    assert set(merged) == set(base)
+    assert not np.array_equal(merged["blocks/q_proj"], base["blocks/q_proj"])
+    np.testing.assert_array_equal(merged["blocks/attn_out"], base["blocks/attn_out"])  # no adapter
+
+
 def test_sft_lora_then_rl_from_it_merges_the_adapters(tmp_path):
     c = tiny_lora("sft")
     c.sft.num_steps = 2
