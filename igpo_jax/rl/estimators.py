@@ -50,7 +50,11 @@ import jax.numpy as jnp
 from igpo_jax.models import llada
 from igpo_jax.rl import logprobs
 
-ESTIMATORS = ("one_step", "trajectory", "block", "elbo")
+# the estimators by name (``rl.estimator``); each maps (params, model config, settings,
+# prompt ids / attention, d1's prompt mask or None, completion ids, the sampler's
+# order, the hint mask, per-row keys) to ``(logp [B, C], entropy [B, C] | None)``;
+# filled in below, after the functions
+ESTIMATORS: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +72,7 @@ class EstimatorConfig:
 
     def __post_init__(self):
         if self.name not in ESTIMATORS:
-            raise ValueError(f"rl.estimator={self.name!r}; expected one of {ESTIMATORS}")
+            raise ValueError(f"rl.estimator={self.name!r}; expected one of {tuple(ESTIMATORS)}")
         if self.gen_length % self.block_length or self.steps % self.num_blocks:
             raise ValueError(f"estimator geometry gen_length={self.gen_length}, block_length="
                              f"{self.block_length}, steps={self.steps} does not divide")
@@ -196,23 +200,40 @@ def _random_masks(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, comp
             upper / upper_beta)
 
 
+def _one_step(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids, order,
+              hint_mask, keys, *, with_entropy=True, dropout_rng=None):
+    return logprobs.completion_logprobs(params, cfg, prompt_ids, prompt_attn, completion_ids,
+                                        masked_prompt, with_entropy=with_entropy,
+                                        dropout_rng=dropout_rng)
+
+
+def _ordered(fn):
+    """An estimator from a pass-building function that also returns its entropies."""
+    def estimator(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
+                  order, hint_mask, keys, *, with_entropy=True, dropout_rng=None):
+        logp, ent = fn(params, cfg, est, prompt_ids, prompt_attn, masked_prompt,
+                       completion_ids, order, hint_mask, keys, dropout_rng)[:2]
+        return logp, (ent if with_entropy else None)
+    return estimator
+
+
+ESTIMATORS.update({"one_step": _one_step, "trajectory": _ordered(_trajectory),
+                   "block": _ordered(_random_masks), "elbo": _ordered(_random_masks)})
+
+
 def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
              masked_prompt, completion_ids, order, hint_mask, keys, *, with_entropy=True,
              dropout_rng=None):
-    """``(logp [B, C], entropy [B, C] | None)`` of the completion under estimator ``est``.
+    """``(logp [B, C], entropy [B, C] | None)`` of the completion under estimator ``est``
+    (:data:`ESTIMATORS`).
 
     ``order`` int32 ``[B, C]``: the sampler step that wrote each position (-1: none);
     ``hint_mask`` bool ``[B, C]``: hint tokens; ``keys``: one PRNG key per row (the
     random masks of ``block`` / ``elbo``); ``masked_prompt``: d1's prompt mask (or None).
     """
-    if est.name == "one_step":
-        return logprobs.completion_logprobs(params, cfg, prompt_ids, prompt_attn,
-                                            completion_ids, masked_prompt,
-                                            with_entropy=with_entropy, dropout_rng=dropout_rng)
-    fn = _trajectory if est.name == "trajectory" else _random_masks
-    logp, ent = fn(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
-                   order, hint_mask, keys, dropout_rng)[:2]
-    return logp, (ent if with_entropy else None)
+    return ESTIMATORS[est.name](params, cfg, est, prompt_ids, prompt_attn, masked_prompt,
+                                completion_ids, order, hint_mask, keys,
+                                with_entropy=with_entropy, dropout_rng=dropout_rng)
 
 
 def bounds(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,

@@ -244,7 +244,7 @@ class RLConfig(Section):
         for key, names in (("ratio", RATIOS), ("aggregation", AGGREGATIONS),
                            ("ratio_positions", RATIO_POSITIONS), ("loss_norm", LOSS_NORMS),
                            ("advantage", tuple(ADVANTAGE_ESTIMATORS)),
-                           ("loss", tuple(POLICY_LOSSES)), ("estimator", ESTIMATORS)):
+                           ("loss", tuple(POLICY_LOSSES)), ("estimator", tuple(ESTIMATORS))):
             check(getattr(self, key) in names, f"rl.{key}", getattr(self, key),
                   f"expected one of {names}")
         check(self.trajectory_passes >= 0, "rl.trajectory_passes", self.trajectory_passes,
