@@ -37,11 +37,12 @@ the exact sampler.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from igpo_jax import sharding as shd
 from igpo_jax.sections import Section, check, field
@@ -208,34 +209,24 @@ def _window_logits(params, st: _Static, x, attn, cache, start, width, prompt_len
     return _head(params, st, h[:, :st.sampler.block_length], x.shape[0])
 
 
-class _Tokens(NamedTuple):
-    """The step loop's carry: the sequence, the step that wrote each generated
-    position (-1: not written by a step), and the sampling key."""
+@struct.dataclass
+class DenoiseState:
+    """The denoising loop's one carry, from the first block to the last (a
+    ``flax.struct`` pytree): the sequence, the step that wrote each generated
+    position (-1: not written by a step), the sampling key, the model calls so far,
+    the next block, the next step of the current block (threshold decoding) and
+    whether early stop was reached."""
 
     x: jax.Array  # int32 [B, P + G]
     order: jax.Array  # int32 [B, G]
     rng: jax.Array
-
-
-class _State(NamedTuple):
-    """The block loop's state: the tokens and the model calls made so far."""
-
-    tokens: _Tokens
     forward_passes: jax.Array  # int32 scalar
+    block: jax.Array  # int32 scalar
+    step: jax.Array  # int32 scalar
+    done: jax.Array  # bool scalar
 
 
-class _BlockCarry(NamedTuple):
-    state: _State
-    blk: jax.Array  # int32: the next block
-    done: jax.Array  # bool: early stop reached
-
-
-class _ThresholdCarry(NamedTuple):
-    step: jax.Array  # int32: the next step of the block
-    tokens: _Tokens
-
-
-def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _State:
+def _run_block(params, st: _Static, s: DenoiseState, blk, attn, hint_mask, p) -> DenoiseState:
     """Denoises block ``blk`` (a Python int under cache="prefix", else traced).
 
     Every mode takes the same random draws per step, so modes differ only through the
@@ -243,10 +234,10 @@ def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _
     """
     sc = st.sampler
     bl, spb = sc.block_length, sc.steps_per_block
-    (x, order, rng), nfe = state
+    nfe = s.forward_passes
     start = p + blk * bl
     hint_b = jax.lax.dynamic_slice_in_dim(hint_mask, blk * bl, bl, axis=1)
-    xb0 = jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1)
+    xb0 = jax.lax.dynamic_slice_in_dim(s.x, start, bl, axis=1)
     n_masked = jnp.sum((xb0 == st.mask_id) & ~hint_b, axis=1)
     schedule = num_transfer_tokens(n_masked, spb)  # [B, spb]
     # tokens the later steps unmask under the fixed schedule: the threshold floor.
@@ -256,8 +247,9 @@ def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _
     def masked_of(x):
         return (jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1) == st.mask_id) & ~hint_b
 
-    def update(i, x, order, rng, logits):
-        rng, k_noise, k_rand = jax.random.split(rng, 3)
+    def update(i, s: DenoiseState, logits) -> DenoiseState:
+        x, order = s.x, s.order
+        rng, k_noise, k_rand = jax.random.split(s.rng, 3)
         if sc.temperature > 0:
             g = jax.random.gumbel(k_noise, logits.shape, jnp.float32)
             x0 = jnp.argmax(logits / sc.temperature + g, axis=-1)
@@ -280,38 +272,38 @@ def _run_block(params, st: _Static, state: _State, blk, attn, hint_mask, p) -> _
                        jax.lax.dynamic_slice_in_dim(x, start, bl, axis=1))
         ob = jax.lax.dynamic_slice_in_dim(order, blk * bl, bl, axis=1)
         ob = jnp.where(transfer, blk * spb + i, ob)
-        return _Tokens(jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
-                       jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1), rng)
+        return s.replace(x=jax.lax.dynamic_update_slice_in_dim(x, xb, start, axis=1),
+                         order=jax.lax.dynamic_update_slice_in_dim(order, ob, blk * bl, axis=1),
+                         rng=rng)
 
     if sc.cache == "none":
         def logits_of(x):
             return _block_logits(params, st, x, attn, p, start)
         first = 0
     else:
-        logits0, cache, attn2 = _refresh(params, st, x, attn, p, start)
-        x, order, rng = update(0, x, order, rng, logits0)  # a _Tokens
-        width = bl if sc.cache == "dual" else x.shape[1] - start  # prefix: static blk
+        logits0, cache, attn2 = _refresh(params, st, s.x, attn, p, start)
+        s = update(0, s, logits0)
+        width = bl if sc.cache == "dual" else s.x.shape[1] - start  # prefix: static blk
 
         def logits_of(x):
             return _window_logits(params, st, x, attn2, cache, start, width, p)
         first = 1
 
-    def step(i, t: _Tokens) -> _Tokens:
-        return update(i, t.x, t.order, t.rng, logits_of(t.x))
+    def step(i, s: DenoiseState) -> DenoiseState:
+        return update(i, s, logits_of(s.x))
 
     if sc.unmask == "fixed":
-        tokens = jax.lax.fori_loop(first, spb, step, _Tokens(x, order, rng))
-        return _State(tokens, nfe + spb)
+        s = jax.lax.fori_loop(first, spb, step, s)
+        return s.replace(forward_passes=nfe + spb)
 
-    def cond(c: _ThresholdCarry):
-        return (c.step < spb) & jnp.any(masked_of(c.tokens.x))
+    def cond(s: DenoiseState):
+        return (s.step < spb) & jnp.any(masked_of(s.x))
 
-    def body(c: _ThresholdCarry) -> _ThresholdCarry:
-        return _ThresholdCarry(c.step + 1, step(c.step, c.tokens))
+    def body(s: DenoiseState) -> DenoiseState:
+        return step(s.step, s).replace(step=s.step + 1)
 
-    out = jax.lax.while_loop(cond, body, _ThresholdCarry(jnp.int32(first),
-                                                          _Tokens(x, order, rng)))
-    return _State(out.tokens, nfe + out.step)
+    s = jax.lax.while_loop(cond, body, s.replace(step=jnp.int32(first)))
+    return s.replace(forward_passes=nfe + s.step)
 
 
 def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: _Static):
@@ -327,34 +319,33 @@ def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: 
             return jnp.asarray(False)
         return jnp.all(jax.lax.dynamic_slice_in_dim(x, p + blk * bl, bl, axis=1) == st.eos_id)
 
-    order = jnp.full((b, sc.gen_length), -1, jnp.int32)
-    carry = _BlockCarry(_State(_Tokens(x, order, rng), jnp.int32(0)), jnp.int32(0),
-                        jnp.asarray(False))
+    s = DenoiseState(x=x, order=jnp.full((b, sc.gen_length), -1, jnp.int32), rng=rng,
+                     forward_passes=jnp.int32(0), block=jnp.int32(0), step=jnp.int32(0),
+                     done=jnp.asarray(False))
     if sc.cache == "prefix":
         # The window [block start, end) shrinks block by block: one static shape per
         # block, so the block loop is unrolled (early stop skips blocks via cond).
         for i in range(sc.num_blocks):
-            def run(c: _BlockCarry, i=i) -> _BlockCarry:
-                s = _run_block(params, st, c.state, i, attn, hint_mask, p)
-                return _BlockCarry(s, jnp.int32(i + 1), finished(s.tokens.x, i))
-            carry = jax.lax.cond(carry.done, lambda c: c, run, carry)
+            def run(s: DenoiseState, i=i) -> DenoiseState:
+                s = _run_block(params, st, s, i, attn, hint_mask, p)
+                return s.replace(block=jnp.int32(i + 1), done=finished(s.x, i))
+            s = jax.lax.cond(s.done, lambda s: s, run, s)
     else:
-        def cond(c: _BlockCarry):
-            return (c.blk < sc.num_blocks) & ~c.done
+        def cond(s: DenoiseState):
+            return (s.block < sc.num_blocks) & ~s.done
 
-        def body(c: _BlockCarry) -> _BlockCarry:
-            s = _run_block(params, st, c.state, c.blk, attn, hint_mask, p)
-            return _BlockCarry(s, c.blk + 1, finished(s.tokens.x, c.blk))
+        def body(s: DenoiseState) -> DenoiseState:
+            out = _run_block(params, st, s, s.block, attn, hint_mask, p)
+            return out.replace(block=s.block + 1, done=finished(out.x, s.block))
 
-        carry = jax.lax.while_loop(cond, body, carry)
-    x, order, nfe = carry.state.tokens.x, carry.state.tokens.order, carry.state.forward_passes
-    blk, done = carry.blk, carry.done
+        s = jax.lax.while_loop(cond, body, s)
+    x = s.x
     if sc.early_stop:
         # positions after the last finished block become EOS (hints stay).
         pos = jnp.arange(sc.gen_length)[None, :]
-        fill = done & (pos >= blk * bl) & ~hint_mask
+        fill = s.done & (pos >= s.block * bl) & ~hint_mask
         x = x.at[:, p:].set(jnp.where(fill, st.eos_id, x[:, p:]))
-    return x, order, nfe
+    return x, s.order, s.forward_passes
 
 
 _generate_jit = jax.jit(_generate, static_argnames=("st",))

@@ -17,7 +17,7 @@ from igpo_jax.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEARTBEAT_S = 5
-STEPS = 6
+STEPS = 4
 TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
@@ -107,7 +107,7 @@ def test_sigkill_of_one_process_ends_the_survivor_within_the_heartbeat_bound_the
         tmp_path, straight):
     workdir = tmp_path / "run"
     procs = _start(workdir, _free_port())
-    _wait_for_steps(procs, workdir, 3)
+    _wait_for_steps(procs, workdir, 2)
     procs[1].kill()  # SIGKILL: no handler runs, no checkpoint
     killed_at = time.time()
     procs[0].wait(timeout=HEARTBEAT_S + 60)  # a hang fails here
