@@ -423,43 +423,31 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
     return Sample(out, order, nfe, sampler_cfg.mode)
 
 
-def generate(model: llada.LLaDA, prompt_ids, gen_length: int = 256, block_length: int = 32,
-             steps: int = 128, temperature: float = 0.0, remasking: str = "low_confidence",
-             mask_id: int | None = None, rng: jax.Array | None = None, hint_ids=None,
-             hint_mask=None, *, attention_mask=None, cfg_scale: float = 0.0,
-             eos_id: int | None = None, early_stop: bool = False,
-             mesh: jax.sharding.Mesh | None = None, cache: str = "none",
-             unmask: str = "fixed", threshold: float = 0.9) -> Sample:
-    """Samples completions for a batch of (left-padded) prompts.
+def generate(model: llada.LLaDA, prompt_ids, sampler: SamplerConfig,
+             rng: jax.Array | None = None, *, hint_ids=None, hint_mask=None,
+             attention_mask=None, mask_id: int | None = None, eos_id: int | None = None,
+             mesh: jax.sharding.Mesh | None = None) -> Sample:
+    """Samples completions for a batch of (left-padded) prompts with a model object:
+    :func:`generate_params` on its parameters and config.
 
     Args:
       model: a :class:`llada.LLaDA`.
       prompt_ids: int32 ``[B, P]``; left-pad with any token and pass ``attention_mask``.
-      gen_length, block_length, steps: gen_length / block_length blocks of
-        steps / num_blocks steps each (both must divide exactly).
-      temperature: 0 = argmax; > 0 = Gumbel-max sampling of ``logits / T``.
-      remasking: ``low_confidence`` (softmax probability of the candidate) or ``random``.
-      mask_id: the ``[MASK]`` id (default: the model config's).
-      rng: a ``jax.random.key``; needed for temperature > 0 or random remasking.
+      sampler: the :class:`SamplerConfig` (lengths, steps, temperature, remasking,
+        guidance, early stop, cache and unmasking modes).
+      rng: a ``jax.random.key`` (default ``key(0)``); needed for temperature > 0 or
+        random remasking.
       hint_ids, hint_mask: int32 / bool ``[B, gen_length]``: inpainting hints,
         clamped for the whole generation.
       attention_mask: bool ``[B, P]``, False at prompt padding.
-      cfg_scale: classifier-free guidance scale (0 = off).
-      early_stop: once every row's current block is all EOS, fill the rest with EOS.
+      mask_id, eos_id: the ``[MASK]`` / EOS ids (default: the model config's).
       mesh: run sharded (batch over data/fsdp, model over tensor).
-      cache: ``none`` (exact), ``prefix`` or ``dual`` K/V caching (module docstring).
-      unmask: ``fixed`` (the step schedule) or ``threshold`` (confidence > threshold,
-        at least one per step, the fixed schedule as the step budget).
 
     Returns:
       a :class:`Sample`: ``tokens`` int32 ``[B, P + gen_length]`` (the prompt followed
       by the completion), ``order``, ``forward_passes`` and ``mode``.
     """
-    sc = SamplerConfig(gen_length=gen_length, block_length=block_length, steps=steps,
-                       temperature=float(temperature), remasking=remasking,
-                       cfg_scale=float(cfg_scale), early_stop=bool(early_stop), cache=cache,
-                       unmask=unmask, threshold=float(threshold))
     rng = jax.random.key(0) if rng is None else rng
-    return generate_params(model.param_dict(), model.config, prompt_ids, sc, rng,
+    return generate_params(model.param_dict(), model.config, prompt_ids, sampler, rng,
                            mask_id=mask_id, eos_id=eos_id, attention_mask=attention_mask,
                            hint_ids=hint_ids, hint_mask=hint_mask, mesh=mesh)

@@ -72,9 +72,9 @@ def test_cached_keys_and_values_equal_independent_recomputation(tmp_path):
 def test_cached_greedy_matches_recompute_everything_reference(sharp_model, cache):
     c, t, model = sharp_model
     prompt = _prompt(2)
-    exact = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK).tokens)
+    exact = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=24, block_length=8, steps=12, temperature=0.0), mask_id=MASK).tokens)
     want, _ = ref.numpy_generate(t, c, prompt, 24, 8, 12, MASK, cache=cache)
-    got = np.asarray(sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache).tokens)
+    got = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=24, block_length=8, steps=12, temperature=0.0, cache=cache), mask_id=MASK).tokens)
     np.testing.assert_array_equal(got, want)
     assert (got != exact).any(), "the stale cache should change some tokens of this model"
 
@@ -88,9 +88,7 @@ def test_threshold_greedy_matches_reference_and_counts(sharp_model, cache):
     hint_ids = rng.integers(0, 60, (3, 24)).astype(np.int32)
     want, log = ref.numpy_generate(t, c, prompt, 24, 8, 12, MASK, hint_ids, hint_mask,
                                    cache=cache, threshold=0.5)
-    out = sampling.generate(model, prompt, 24, 8, 12, mask_id=MASK, cache=cache,
-                            unmask="threshold", threshold=0.5, hint_ids=hint_ids,
-                            hint_mask=hint_mask)
+    out = sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=24, block_length=8, steps=12, temperature=0.0, cache=cache, unmask="threshold", threshold=0.5), mask_id=MASK, hint_ids=hint_ids, hint_mask=hint_mask)
     got, order = out.tokens, out.order
     np.testing.assert_array_equal(np.asarray(got), want)
     # the reference's steps run until every row's block is done; some finish early
@@ -129,10 +127,12 @@ def test_threshold_counts_bounds():
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_threshold_one_is_the_fixed_schedule(sharp_model, cache):
     _, _, model = sharp_model
-    kw = dict(gen_length=24, block_length=8, steps=12, temperature=0.7, mask_id=MASK,
-              rng=jax.random.key(2), cache=cache)
-    fixed = np.asarray(sampling.generate(model, _prompt(4), **kw).tokens)
-    thr = np.asarray(sampling.generate(model, _prompt(4), unmask="threshold", threshold=1.0,
+    sc = sampling.SamplerConfig(gen_length=24, block_length=8, steps=12, temperature=0.7,
+                                cache=cache)
+    kw = dict(mask_id=MASK, rng=jax.random.key(2))
+    fixed = np.asarray(sampling.generate(model, _prompt(4), sc, **kw).tokens)
+    thr = np.asarray(sampling.generate(model, _prompt(4), sc.replace(unmask="threshold",
+                                                                     threshold=1.0),
                                        **kw).tokens)
     np.testing.assert_array_equal(thr, fixed)
 
@@ -143,10 +143,11 @@ def test_one_layer_cache_is_exact(one_layer, cache, unmask, temperature):
     # with one layer the cached keys/values of positions that do not change (prompt,
     # finished blocks, masked suffix) are exact, so every mode equals the exact sampler
     _, _, model = one_layer
-    kw = dict(gen_length=24, block_length=8, steps=12, temperature=temperature, mask_id=MASK,
-              rng=jax.random.key(7), cfg_scale=1.5)
-    a = sampling.generate(model, _prompt(5), **kw)
-    b = sampling.generate(model, _prompt(5), cache=cache, unmask=unmask, **kw)
+    sc = sampling.SamplerConfig(gen_length=24, block_length=8, steps=12,
+                                temperature=temperature, cfg_scale=1.5)
+    kw = dict(mask_id=MASK, rng=jax.random.key(7))
+    a = sampling.generate(model, _prompt(5), sc, **kw)
+    b = sampling.generate(model, _prompt(5), sc.replace(cache=cache, unmask=unmask), **kw)
     np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
     np.testing.assert_array_equal(np.asarray(a.order), np.asarray(b.order))
 
@@ -155,8 +156,8 @@ def test_one_layer_cache_is_exact(one_layer, cache, unmask, temperature):
 def test_one_step_per_block_cache_is_exact(sharp_model, cache):
     # every step is a refresh step: nothing is ever stale
     _, _, model = sharp_model
-    a = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK).tokens)
-    b = np.asarray(sampling.generate(model, _prompt(6), 24, 8, 3, mask_id=MASK, cache=cache).tokens)
+    a = np.asarray(sampling.generate(model, _prompt(6), sampling.SamplerConfig(gen_length=24, block_length=8, steps=3, temperature=0.0), mask_id=MASK).tokens)
+    b = np.asarray(sampling.generate(model, _prompt(6), sampling.SamplerConfig(gen_length=24, block_length=8, steps=3, temperature=0.0, cache=cache), mask_id=MASK).tokens)
     np.testing.assert_array_equal(a, b)
 
 
@@ -167,15 +168,15 @@ def test_fast_modes_keep_hints_and_stop_early(sharp_model, cache, unmask):
     hint_mask = rng.random((4, 32)) < 0.3
     hint_mask[:, :8] = True
     hint_ids = rng.integers(0, 60, (4, 32)).astype(np.int32)
-    kw = dict(gen_length=32, block_length=8, steps=16, temperature=1.0, mask_id=MASK,
-              rng=jax.random.key(1), hint_ids=hint_ids, hint_mask=hint_mask, cache=cache,
-              unmask=unmask, threshold=0.6)
-    out = np.asarray(sampling.generate(model, _prompt(8, 4), **kw).tokens)
+    sc = sampling.SamplerConfig(gen_length=32, block_length=8, steps=16, temperature=1.0,
+                                cache=cache, unmask=unmask, threshold=0.6)
+    kw = dict(mask_id=MASK, rng=jax.random.key(1), hint_ids=hint_ids, hint_mask=hint_mask)
+    out = np.asarray(sampling.generate(model, _prompt(8, 4), sc, **kw).tokens)
     np.testing.assert_array_equal(out[:, 5:][hint_mask], hint_ids[hint_mask])
     assert not (out == MASK).any()
     # early stop: the first block is hinted all EOS -> the rest is EOS except hints
     eos_ids = np.where(np.arange(32) < 8, EOS, hint_ids)
-    res = sampling.generate(model, _prompt(8, 4), eos_id=EOS, early_stop=True,
+    res = sampling.generate(model, _prompt(8, 4), sc.replace(early_stop=True), eos_id=EOS,
                             **{**kw, "hint_ids": eos_ids.astype(np.int32)})
     stats = {"forward_passes": res.forward_passes}
     out = np.asarray(res.tokens)[:, 5:]
@@ -200,8 +201,9 @@ def test_bad_fast_settings():
 def test_fast_modes_sharded_equal_single_device(sharp_model, cache, unmask):
     _, _, model = sharp_model
     mesh = shd.make_mesh(data=2, fsdp=2, tensor=2)
-    kw = dict(gen_length=16, block_length=8, steps=8, temperature=0.8, mask_id=MASK,
-              rng=jax.random.key(3), cache=cache, unmask=unmask, threshold=0.5)
-    single = np.asarray(sampling.generate(model, _prompt(9, 8), **kw).tokens)
-    sharded = np.asarray(sampling.generate(model, _prompt(9, 8), mesh=mesh, **kw).tokens)
+    sc = sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.8,
+                                cache=cache, unmask=unmask, threshold=0.5)
+    kw = dict(mask_id=MASK, rng=jax.random.key(3))
+    single = np.asarray(sampling.generate(model, _prompt(9, 8), sc, **kw).tokens)
+    sharded = np.asarray(sampling.generate(model, _prompt(9, 8), sc, mesh=mesh, **kw).tokens)
     np.testing.assert_array_equal(single, sharded)

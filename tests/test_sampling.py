@@ -35,8 +35,7 @@ def test_greedy_matches_numpy_reference(hf_model):
     c, t, model = hf_model
     prompt = np.random.default_rng(0).integers(0, 60, (3, 5)).astype(np.int32)
     want, _ = ref.numpy_generate(t, c, prompt, 16, 8, 8, MASK)
-    got = sampling.generate(model, prompt, gen_length=16, block_length=8, steps=8,
-                            temperature=0.0, mask_id=MASK).tokens
+    got = sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0), mask_id=MASK).tokens
     assert got.dtype == jnp.int32 and got.shape == (3, 21)
     np.testing.assert_array_equal(np.asarray(got), want)
 
@@ -52,9 +51,7 @@ def test_greedy_with_hints_and_padding_matches_numpy(hf_model):
     hint_mask[1, 4:12] = True
     hint_ids = rng.integers(0, 60, (2, 16)).astype(np.int32)
     want, log = ref.numpy_generate(t, c, prompt, 16, 8, 4, MASK, hint_ids, hint_mask, attn)
-    got = np.asarray(sampling.generate(model, prompt, 16, 8, 4, 0.0, mask_id=MASK,
-                                       hint_ids=hint_ids, hint_mask=hint_mask,
-                                       attention_mask=attn).tokens)
+    got = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=16, block_length=8, steps=4, temperature=0.0), mask_id=MASK, hint_ids=hint_ids, hint_mask=hint_mask, attention_mask=attn).tokens)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got[:, 6:][hint_mask], hint_ids[hint_mask])
     assert not (got == MASK).any()
@@ -74,11 +71,12 @@ def test_stochastic_modes_are_reproducible_and_keep_hints(hf_model, remasking, t
     prompt = rng.integers(0, 60, (4, 5)).astype(np.int32)
     hint_mask = rng.random((4, 32)) < 0.3
     hint_ids = rng.integers(0, 60, (4, 32)).astype(np.int32)
-    kw = dict(gen_length=32, block_length=8, steps=16, temperature=temperature,
-              remasking=remasking, mask_id=MASK, hint_ids=hint_ids, hint_mask=hint_mask)
-    a = np.asarray(sampling.generate(model, prompt, rng=jax.random.key(5), **kw).tokens)
-    b = np.asarray(sampling.generate(model, prompt, rng=jax.random.key(5), **kw).tokens)
-    c = np.asarray(sampling.generate(model, prompt, rng=jax.random.key(6), **kw).tokens)
+    sc = sampling.SamplerConfig(gen_length=32, block_length=8, steps=16, temperature=temperature,
+                                remasking=remasking)
+    kw = dict(mask_id=MASK, hint_ids=hint_ids, hint_mask=hint_mask)
+    a = np.asarray(sampling.generate(model, prompt, sc, jax.random.key(5), **kw).tokens)
+    b = np.asarray(sampling.generate(model, prompt, sc, jax.random.key(5), **kw).tokens)
+    c = np.asarray(sampling.generate(model, prompt, sc, jax.random.key(6), **kw).tokens)
     np.testing.assert_array_equal(a, b)
     assert (a != c).any()
     assert not (a == MASK).any()
@@ -93,9 +91,7 @@ def test_every_step_unmasks_exactly_the_scheduled_count(hf_model, remasking, tem
     hint_mask = rng.random((3, 24)) < 0.25
     hint_ids = rng.integers(0, 60, (3, 24)).astype(np.int32)
     prompt = rng.integers(0, 60, (3, 4)).astype(np.int32)
-    order = sampling.generate(model, prompt, 24, 8, 9, temperature, remasking, mask_id=MASK,
-                              rng=jax.random.key(1), hint_ids=hint_ids,
-                              hint_mask=hint_mask).order
+    order = sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=24, block_length=8, steps=9, temperature=temperature, remasking=remasking), mask_id=MASK, rng=jax.random.key(1), hint_ids=hint_ids, hint_mask=hint_mask).order
     order = np.asarray(order)
     np.testing.assert_array_equal(order[hint_mask], -1)
     for r in range(3):
@@ -123,19 +119,17 @@ def test_early_stop_fills_eos(hf_model):
     hint_mask[:, :8] = True
     hint_ids = np.full((2, 32), EOS, np.int32)
     prompt = np.ones((2, 3), np.int32)
-    out = np.asarray(sampling.generate(model, prompt, 32, 8, 16, mask_id=MASK, eos_id=EOS,
-                                       hint_ids=hint_ids, hint_mask=hint_mask, early_stop=True).tokens)
+    out = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=32, block_length=8, steps=16, temperature=0.0, early_stop=True), mask_id=MASK, eos_id=EOS, hint_ids=hint_ids, hint_mask=hint_mask).tokens)
     assert (out[:, 3:] == EOS).all()
-    full = np.asarray(sampling.generate(model, prompt, 32, 8, 16, mask_id=MASK, eos_id=EOS,
-                                        hint_ids=hint_ids, hint_mask=hint_mask).tokens)
+    full = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=32, block_length=8, steps=16, temperature=0.0), mask_id=MASK, eos_id=EOS, hint_ids=hint_ids, hint_mask=hint_mask).tokens)
     assert not (full[:, 11:] == EOS).all()  # without early stop the model fills the rest
 
 
 def test_classifier_free_guidance_changes_output_and_matches_formula(hf_model):
     c, t, model = hf_model
     prompt = np.random.default_rng(4).integers(0, 60, (2, 6)).astype(np.int32)
-    plain = np.asarray(sampling.generate(model, prompt, 8, 8, 1, mask_id=MASK).tokens)
-    guided = np.asarray(sampling.generate(model, prompt, 8, 8, 1, mask_id=MASK, cfg_scale=3.0).tokens)
+    plain = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=8, block_length=8, steps=1, temperature=0.0), mask_id=MASK).tokens)
+    guided = np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=8, block_length=8, steps=1, temperature=0.0, cfg_scale=3.0), mask_id=MASK).tokens)
     # one step unmasks all 8 tokens with argmax of un + 4 (cond - un)
     x = np.concatenate([prompt, np.full((2, 8), MASK)], 1)
     un = x.copy()
@@ -151,12 +145,11 @@ def test_bad_inputs(hf_model):
     _, _, model = hf_model
     prompt = np.zeros((2, 3), np.int32)
     with pytest.raises(ValueError, match="hint_ids must have shape"):
-        sampling.generate(model, prompt, 16, 8, 8, hint_ids=np.zeros((2, 8), np.int32),
-                          hint_mask=np.zeros((2, 8), bool)).tokens
+        sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0), hint_ids=np.zeros((2, 8), np.int32), hint_mask=np.zeros((2, 8), bool)).tokens
     with pytest.raises(ValueError, match="together"):
-        sampling.generate(model, prompt, 16, 8, 8, hint_ids=np.zeros((2, 16), np.int32)).tokens
+        sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0), hint_ids=np.zeros((2, 16), np.int32)).tokens
     with pytest.raises(ValueError, match="max_sequence_length"):
-        sampling.generate(model, prompt, 1024, 32, 32).tokens
+        sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=1024, block_length=32, steps=32, temperature=0.0)).tokens
 
 
 def test_left_pad():

@@ -78,11 +78,12 @@ def test_sharded_sampler_equals_single_device(model, mesh_kw):
     prompt = rng.integers(0, 60, (8, 6)).astype(np.int32)
     hint_mask = rng.random((8, 16)) < 0.3
     hint_ids = rng.integers(0, 60, (8, 16)).astype(np.int32)
-    kw = dict(gen_length=16, block_length=8, steps=8, mask_id=63, hint_ids=hint_ids,
-              hint_mask=hint_mask)
-    want = np.asarray(sampling.generate(m, prompt, **kw).tokens)
-    got = sampling.generate(m, prompt, mesh=mesh, **kw).tokens
+    sc = sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0)
+    kw = dict(mask_id=63, hint_ids=hint_ids, hint_mask=hint_mask)
+    want = np.asarray(sampling.generate(m, prompt, sc, **kw).tokens)
+    got = sampling.generate(m, prompt, sc, mesh=mesh, **kw).tokens
     np.testing.assert_array_equal(np.asarray(got), want)
-    kw.update(temperature=1.0, rng=jax.random.key(3))
-    np.testing.assert_array_equal(np.asarray(sampling.generate(m, prompt, mesh=mesh, **kw).tokens),
-                                  np.asarray(sampling.generate(m, prompt, **kw).tokens))
+    sc, kw = sc.replace(temperature=1.0), dict(kw, rng=jax.random.key(3))
+    np.testing.assert_array_equal(
+        np.asarray(sampling.generate(m, prompt, sc, mesh=mesh, **kw).tokens),
+        np.asarray(sampling.generate(m, prompt, sc, **kw).tokens))

@@ -127,9 +127,7 @@ def test_sampler_matches_numpy_reference_with_shift(dream_model, cache):
     hint_mask[2, 12:] = True
     want, _ = ref.numpy_generate(t, c, prompt, 16, 8, 8, MASK, hint_ids=hint_ids,
                                  hint_mask=hint_mask, cache=cache, dream=True)
-    got = sampling.generate(model, prompt, gen_length=16, block_length=8, steps=8,
-                            temperature=0.0, hint_ids=hint_ids, hint_mask=hint_mask,
-                            cache=cache).tokens
+    got = sampling.generate(model, prompt, sampling.SamplerConfig(gen_length=16, block_length=8, steps=8, temperature=0.0, cache=cache), hint_ids=hint_ids, hint_mask=hint_mask).tokens
     np.testing.assert_array_equal(np.asarray(got), want)
     # and the shift is what makes it match: the unshifted model decodes differently
     unshifted = sampling.generate_params(
