@@ -11,8 +11,20 @@ chains of 1-4 hops (plain LLaDA masks, stratified ratios); a second SFT stage
 step at 5-6 hops while whole long chains still fail often; GRPO and IGPO then start
 from ``sft_long`` and run on 2-6 hops; every evaluation covers 2-6 hops.
 
-Status: no SFT checkpoint of this recipe ships yet, so ``pipeline.shipped`` is empty
-and the SFT stages run live (6,000 + 200 steps, about 50 minutes on a 2-core CPU).
+Both SFT stages ship (``igpo_jax/assets/pointer_sft`` and ``pointer_sft_long``: final
+parameters, metrics, evaluation; 2.6 MB each), produced by this config's own stages,
+seed 0::
+
+    python -m igpo_jax.main --config configs/pointer.py --workdir runs/pointer \
+        --config.pipeline.only=sft --config.pipeline.use_shipped=False
+    python -m igpo_jax.main --config configs/pointer.py --workdir runs/pointer \
+        --config.pipeline.only=sft_long --config.pipeline.use_shipped=False
+    python -m igpo_jax.pipeline --export-stage runs/pointer/sft igpo_jax/assets/pointer_sft
+    python -m igpo_jax.pipeline --export-stage runs/pointer/sft_long \
+        igpo_jax/assets/pointer_sft_long
+
+(6,000 + 200 steps: about an hour on a 2-core CPU). A run of this config starts from
+them; ``--config.pipeline.use_shipped=False`` re-creates them live.
 Measured (README, "Two SFT stages"): after ``sft`` the step probe is 97-100% on every
 line of 1-4 hops, but 5-6 hop chains fail completely (the hop counts 5 and 6 are
 tokens SFT never saw); after ``sft_long`` the probe is 89-100% on every line of 1-6
@@ -69,5 +81,5 @@ def get_config():
         if name == "sft":
             stages.append(("sft_long", sft_long))
     c.pipeline.stages = tuple(stages)
-    c.pipeline.shipped = {}  # no checkpoint of this recipe ships yet: SFT runs live
+    c.pipeline.shipped = {"sft": "pointer_sft", "sft_long": "pointer_sft_long"}
     return c

@@ -79,21 +79,24 @@ def test_product_and_overrides(tmp_path):
     assert sub.model.init_from == "/w/sft"
 
 
-def test_shipped_sft_evaluation_is_on_the_demo_heldout_problems():
-    """The demo compares RL stages with the shipped SFT stage's stored evaluation: it must
-    have been made on exactly the held-out problems the demo evaluates RL on (a change
+@pytest.mark.parametrize("config,asset", [("demo.py", "demo_sft"), ("pointer.py", "pointer_sft"),
+                                          ("pointer.py", "pointer_sft_long")])
+def test_shipped_sft_evaluation_is_on_the_recipes_heldout_problems(config, asset):
+    """A recipe compares RL stages with a shipped SFT stage's stored evaluation: it must
+    have been made on exactly the held-out problems the recipe evaluates RL on (a change
     of the held-out draw must re-evaluate the shipped stage, or the table mixes sets)."""
     import importlib.util
     import json
 
     from igpo_jax.data.sources import load_examples
-    spec = importlib.util.spec_from_file_location("demo_cfg", os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.py"))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    c = demo.get_config()
+    spec = importlib.util.spec_from_file_location("recipe_cfg", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", config))
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    c = recipe.get_config()
+    assert asset in dict(c.pipeline.shipped).values()
     want = [e.question for e in load_examples(c.data.to_dict(), "test")][:c.eval.num_examples]
-    path = os.path.join(pipeline.ASSETS, "demo_sft", "eval", "generations.jsonl")
+    path = os.path.join(pipeline.ASSETS, asset, "eval", "generations.jsonl")
     rows = sorted((json.loads(line) for line in open(path)), key=lambda r: r["index"])
     assert [r["question"] for r in rows] == want
     assert len(set(want)) == len(want)  # distinct problems
