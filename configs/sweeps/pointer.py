@@ -35,6 +35,12 @@ _spec = importlib.util.spec_from_file_location(
         __file__))), "pointer.py"))
 pointer = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(pointer)
+# the seed-sweep builder of the running-sum sweep beside this file
+_spec = importlib.util.spec_from_file_location(
+    "igpo_configs.sweeps.seeds", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                              "seeds.py"))
+seeds = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(seeds)
 
 TUNING_SEEDS = (0, 1)
 REPORT_SEEDS = (201, 202, 203, 204, 205)
@@ -51,30 +57,10 @@ RL = {"rl.num_steps": 40, "optim.lr": 3e-5, "rl.estimator": "trajectory",
 def get_config(arg: str = "main"):
     if arg not in ("main", "ablations", "tune"):
         raise ValueError(f"configs/sweeps/pointer.py:{arg}: expected main, ablations or tune")
-    c = pointer.get_config()
-    c.data.synthetic.update(num_test=1000)  # 200 distinct problems per hop count 2-6
-    c.eval.update(num_examples=1000, batch_size=250, exact_sampler=True, every=10,
-                  during_examples=200)
+    c = pointer.get_config()  # 1,000 held-out problems: 200 distinct per hop count 2-6
     stages = dict(c.pipeline.stages)
-    rl = {**{k: v for k, v in stages["igpo"].items() if k != "rl.algo"}, **RL}
-    groups = {"grpo": {"rl.algo": "grpo"}, "igpo": {"rl.algo": "igpo"},
-              "resample": {"rl.algo": "resample"}}
-    seeds = TUNING_SEEDS if arg == "tune" else REPORT_SEEDS
-    compare = (("grpo", "sft"), ("igpo", "sft"), ("igpo", "grpo"), ("igpo", "resample"),
-               ("resample", "grpo"))
-    if arg == "ablations":
-        groups = {"igpo": {"rl.algo": "igpo"},
-                  "eta=1.0": {"rl.algo": "igpo", "igpo.eta_low": 1.0, "igpo.eta_high": 1.0},
-                  "tau=1.0": {"rl.algo": "igpo", "igpo.tau": 1.0},
-                  "lam=1.0": {"rl.algo": "igpo", "igpo.lam": 1.0}}
-        seeds = ABLATION_SEEDS
-        compare = (("igpo", "eta=1.0"), ("igpo", "tau=1.0"), ("igpo", "lam=1.0"))
     # the two SFT stages (shipped), and the start checkpoint on the same held-out problems
-    members = [("sft", stages["sft"]), ("sft_long", stages["sft_long"]),
-               ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft_long"})]
-    for seed in seeds:  # seed-major: an interrupted sweep has balanced groups
-        for g, ov in groups.items():
-            members.append((f"{g}@{seed}", {**rl, **ov, "seed": seed}))
-    c.pipeline.stages = tuple(members)
-    c.pipeline.compare = compare
-    return c
+    start = [("sft", stages["sft"]), ("sft_long", stages["sft_long"]),
+             ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft_long"})]
+    rl = {**{k: v for k, v in stages["igpo"].items() if k != "rl.algo"}, **RL}
+    return seeds.seed_sweep(c, arg, start, rl, TUNING_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)

@@ -45,14 +45,24 @@ def get_config(arg: str = "main"):
     if arg not in ("main", "ablations", "tune"):
         raise ValueError(f"configs/sweeps/seeds.py:{arg}: expected main, ablations or tune")
     c = demo.get_config()  # its rollouts: dual cache + threshold 0.9; its evaluations: exact
+    stages = dict(c.pipeline.stages)
+    # the shared SFT stage, and its accuracy on the same 1,000 held-out problems
+    start = [("sft", stages["sft"]),
+             ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft"})]
+    rl = {k: v for k, v in stages["igpo"].items() if k != "rl.algo"}
+    return seed_sweep(c, arg, start, rl, TUNING_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
+
+
+def seed_sweep(c, arg: str, start, rl: dict, tuning_seeds, report_seeds, ablation_seeds):
+    """``c`` as a ``GROUP@SEED`` sweep: the ``start`` members, then per seed (seed-major)
+    each group's RL stage (``rl`` plus the group's overrides), 1,000 held-out problems,
+    and the comparisons of the seed report. Shared by the sweeps of this folder."""
     c.data.synthetic.update(num_test=1000)
     c.eval.update(num_examples=1000, batch_size=250, exact_sampler=True, every=10,
                   during_examples=200)
-    stages = dict(c.pipeline.stages)
-    rl = {k: v for k, v in stages["igpo"].items() if k != "rl.algo"}
     groups = {"grpo": {"rl.algo": "grpo"}, "igpo": {"rl.algo": "igpo"},
               "resample": {"rl.algo": "resample"}}
-    seeds = TUNING_SEEDS if arg == "tune" else REPORT_SEEDS
+    seeds = tuning_seeds if arg == "tune" else report_seeds
     # "sft": the shared start checkpoint, evaluated on the same held-out problems
     compare = (("grpo", "sft"), ("igpo", "sft"), ("igpo", "grpo"), ("igpo", "resample"),
                ("resample", "grpo"))
@@ -61,11 +71,9 @@ def get_config(arg: str = "main"):
                   "eta=1.0": {"rl.algo": "igpo", "igpo.eta_low": 1.0, "igpo.eta_high": 1.0},
                   "tau=1.0": {"rl.algo": "igpo", "igpo.tau": 1.0},
                   "lam=1.0": {"rl.algo": "igpo", "igpo.lam": 1.0}}
-        seeds = ABLATION_SEEDS
+        seeds = ablation_seeds
         compare = (("igpo", "eta=1.0"), ("igpo", "tau=1.0"), ("igpo", "lam=1.0"))
-    # the shared SFT stage, and its accuracy on the same 1,000 held-out problems
-    members = [("sft", stages["sft"]),
-               ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft"})]
+    members = list(start)
     for seed in seeds:  # seed-major: an interrupted sweep has balanced groups
         for g, ov in groups.items():
             members.append((f"{g}@{seed}", {**rl, **ov, "seed": seed}))
