@@ -36,11 +36,12 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8",
                  "tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources",
                  "gcsfs>=2024.2", "gcp-storage-emulator>=2024.1", "nbclient>=0.10",
-                 "nbformat>=5.9", "ipykernel>=6.29"],
+                 "nbformat>=5.9", "ipykernel>=6.29", "wandb>=0.19"],
         "gcs": ["gcsfs>=2024.2"],  # gs:// workdirs, init_from, data and exports
         "tfds": ["tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
         "hf": ["tokenizers>=0.20"],
         "plot": ["matplotlib>=3.8"],
         "tensorboard": ["tensorboardX>=2.6"],
+        "wandb": ["wandb>=0.19"],  # metrics.wandb=True (offline by default)
     },
 )

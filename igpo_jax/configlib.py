@@ -17,6 +17,7 @@ from igpo_jax.checkpoint import CheckpointConfig
 from igpo_jax.data.sources import DataConfig
 from igpo_jax.distributed import DistributedConfig
 from igpo_jax.evaluate import EvalConfig
+from igpo_jax.metrics import MetricsConfig
 from igpo_jax.models.family import ModelSettings
 from igpo_jax.optim import OptimConfig
 from igpo_jax.rewards import RewardConfig
@@ -112,6 +113,8 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = sub(CheckpointConfig, "checkpoints (checkpoint.py)")
     mesh: MeshConfig = sub(MeshConfig, "the device mesh (sharding.py)")
     pipeline: PipelineConfig = sub(PipelineConfig, "multi-stage runs and sweeps (pipeline.py)")
+    metrics: MetricsConfig = sub(MetricsConfig, "step records: TensorBoard, Weights & Biases "
+                                 "(metrics.py); metrics.jsonl always")
     log_every: int = field(1, "steps between progress lines (and, for SFT, metrics records)")
 
     def __post_init__(self):

@@ -212,7 +212,7 @@ def start_training(c: RunConfig, workdir: str, params: dict,
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c.checkpoint.keep,
                         checksums=c.checkpoint.checksums,
                         async_save=c.checkpoint.async_save)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, settings=c.metrics, config=c.to_dict())
     run_meta = dict(seed=c.seed, lora=None, init=None)
     if frozen:
         lc = c.model.lora.config()

@@ -1,6 +1,7 @@
 """Metrics: ``metrics.jsonl`` (one object per optimiser step), TensorBoard when
-``tensorboardX`` is installed, and progress lines with rates on the terminal.
-Only process 0 writes."""
+``tensorboardX`` is installed, an optional Weights & Biases run (offline by default:
+no network, ``wandb sync`` uploads it later), and progress lines with rates on the
+terminal. Only process 0 writes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import logging
 import math
 import os
+import secrets
 import sys
 import time
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import jax
 
 from igpo_jax import storage
+from igpo_jax.sections import Section, check, field
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +45,77 @@ def strict(obj: Any):
     return obj
 
 
+WANDB_MODES = ("offline", "online")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsConfig(Section):
+    """The config's ``metrics`` section: where the step records go besides
+    ``metrics.jsonl`` (which always has every record)."""
+
+    tensorboard: bool = field(True, "TensorBoard events in WORKDIR/tensorboard (needs tensorboardX)")
+    wandb: bool = field(False, "a Weights & Biases run with the same fields as metrics.jsonl "
+                               "(needs `pip install wandb`)")
+    wandb_mode: str = field("offline", "offline (no network; `wandb sync WORKDIR/wandb/offline-run-*` "
+                                       "uploads later) | online")
+    wandb_project: str = field("igpo_jax", "the W&B project")
+    wandb_group: str = field("", "the W&B group (a pipeline sets its workdir's name for its "
+                                 "members when empty)")
+
+    def __post_init__(self):
+        check(self.wandb_mode in WANDB_MODES, "metrics.wandb_mode", self.wandb_mode,
+              f"expected one of {WANDB_MODES}")
+
+
+class WandbRun:
+    """One W&B run per training start, in ``WORKDIR/wandb``: the run id is kept in
+    ``WORKDIR/wandb_id.txt``, so a resumed stage continues the same run (steps after
+    the restored checkpoint are logged to it again; ``metrics.jsonl`` is the record of
+    truth)."""
+
+    def __init__(self, workdir: str, mc: MetricsConfig, name: str, config: dict | None):
+        try:
+            import wandb
+        except ImportError:
+            raise ImportError("config.metrics.wandb=True needs the wandb package: "
+                              "pip install wandb") from None
+        if storage.is_cloud(workdir):
+            raise ValueError(f"config.metrics.wandb=True writes W&B files in the workdir; "
+                             f"{workdir} is in a bucket: use a local workdir")
+        id_file = os.path.join(workdir, "wandb_id.txt")
+        run_id = (storage.read_text(id_file).strip() if storage.exists(id_file)
+                  else secrets.token_hex(4))  # W&B ids: [a-z0-9]
+        storage.write_text(id_file, run_id + "\n")
+        self.run = wandb.init(project=mc.wandb_project, name=name, id=run_id,
+                              group=mc.wandb_group or None,
+                              resume="allow", dir=workdir, mode=mc.wandb_mode,
+                              config=config, settings=wandb.Settings(silent=True,
+                                                                      console="off"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.run.log({k: v for k, v in record.items() if k != "step"
+                      and (v is None or isinstance(v, (int, float, str, bool, dict, list)))},
+                     step=int(record["step"]))
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 class MetricsWriter:
-    def __init__(self, workdir: str, filename: str = "metrics.jsonl", tensorboard: bool = True):
+    def __init__(self, workdir: str, filename: str = "metrics.jsonl", tensorboard: bool = True,
+                 settings: MetricsConfig | None = None, name: str = "",
+                 config: dict | None = None):
         self.enabled = jax.process_index() == 0
         self.path = os.path.join(workdir, filename)
-        self.tb = None
+        self.tb = self.wandb = None
         if not self.enabled:
             return
         storage.makedirs(workdir)
+        if settings is not None:
+            tensorboard = tensorboard and settings.tensorboard
+            if settings.wandb:
+                self.wandb = WandbRun(workdir, settings, name or os.path.basename(
+                    os.path.abspath(workdir)), config)
         if tensorboard and storage.is_cloud(workdir):
             log.info("TensorBoard events are written for local workdirs only; %s is in a "
                      "bucket (metrics.jsonl has every record)", workdir)
@@ -82,10 +148,15 @@ class MetricsWriter:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k, v, record["step"])
+        if self.wandb is not None:
+            self.wandb.log(strict(record))
 
     def close(self):
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.close()
+            self.wandb = None
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:

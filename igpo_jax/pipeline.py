@@ -74,6 +74,8 @@ def apply_overrides(c: ml_collections.ConfigDict, overrides: Mapping[str, Any],
         if parts[-1] not in node:
             raise configlib.ConfigError(f"pipeline override {key!r}: unknown key")
         node[parts[-1]] = value
+    if sub.metrics.wandb and not sub.metrics.wandb_group:  # a sweep's runs, one W&B group
+        sub.metrics.wandb_group = os.path.basename(os.path.abspath(workdir))
     return sub
 
 
