@@ -19,7 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from igpo_jax import experiment, rewards as rewards_lib, sampling
+from igpo_jax import experiment, protocols, rewards as rewards_lib, sampling
 from igpo_jax.data import answers
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
@@ -55,8 +55,11 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
              batch_size: int = 32, prompt_len: int, seed: int = 0,
              system_prompt: str | None = None, mesh=None,
              reward: rewards_lib.MathReward | None = None, show_progress: bool = True,
-             label: str = "", position: PipelinePosition | None = None) -> dict:
-    """Generates ``k`` samples per example, grades them, writes files; returns the summary."""
+             label: str = "", position: PipelinePosition | None = None,
+             protocol: protocols.Protocol | None = None) -> dict:
+    """Generates ``k`` samples per example, grades them, writes files; returns the summary.
+    With a ``protocol``, prompts are built and completions graded as that reference
+    does (each row's ``score``; the summary's accuracy is their mean)."""
     reward = reward or rewards_lib.MathReward()
     params = lora.merge_for_sampling(params, cfg.lora)  # once for every batch
     storage.makedirs(out_dir)
@@ -66,7 +69,7 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
         storage.write_text(gen_path, "".join(json.dumps(r) + "\n" for r in done.values()))
     pairs = [(i, j) for i in range(len(examples)) for j in range(k)]
     batches = [pairs[a:a + batch_size] for a in range(0, len(pairs), batch_size)]
-    prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt)
+    prompts, attn = encode_prompts(tok, examples, prompt_len, system_prompt, protocol)
     key = jax.random.fold_in(jax.random.key(seed), 424242)
     label = label or os.path.basename(os.path.dirname(out_dir.rstrip("/")))
     progress = (Progress(len(batches), f"eval[{label}]", unit="batch", position=position)
@@ -83,12 +86,16 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
         rows = []
         for (i, j), comp in zip(batch, comps):
             text = tok.decode_completion(comp)
-            r, ok = reward(text, examples[i].answer)
+            if protocol is None:
+                r, ok = reward(text, examples[i].answer)
+                graded = dict(correct=bool(ok), reward=float(r))
+            else:  # graded on the text the reference's grader reads
+                score = float(protocol.grade(protocol.completion_text(tok, comp), examples[i]))
+                graded = dict(correct=score == 1.0, score=score)
             rows.append(dict(index=i, sample=j, question=examples[i].question,
                              answer=examples[i].answer, meta=examples[i].meta,
                              completion=text, extracted=answers.extract_answer(text),
-                             correct=bool(ok), reward=float(r),
-                             forward_passes=stats["forward_passes"]))
+                             **graded, forward_passes=stats["forward_passes"]))
         # a batch cut short by an interruption is sampled again whole; the rows of it that
         # were already written stay as they are, so no generation is written twice
         rows = [r for r in rows if (r["index"], r["sample"]) not in done]
@@ -96,19 +103,27 @@ def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[
             storage.append_text(gen_path, "".join(json.dumps(r) + "\n" for r in rows))
         done.update({(r["index"], r["sample"]): r for r in rows})
         if progress:
-            progress.update(b + 1, acc=float(np.mean([r["correct"] for r in done.values()])))
+            progress.update(b + 1, acc=float(np.mean([_score(r) for r in done.values()])))
     summary = summarize(list(done.values()), k, sampler_cfg)
+    if protocol is not None:
+        summary.update(protocol=protocol.name, protocol_metric=protocol.metric)
     if jax.process_index() == 0:
         storage.write_text(os.path.join(out_dir, "summary.json"),
                            json.dumps(summary, indent=2, allow_nan=False))
     return summary
 
 
+def _score(row: dict) -> float:
+    """A row's grade: a protocol's score in [0, 1] (d1's Sudoku: the share of blanks
+    right), else 1 for a correct answer."""
+    return float(row.get("score", row["correct"]))
+
+
 def summarize(rows: list[dict], k: int, sc: sampling.SamplerConfig) -> dict:
     by_meta = collections.defaultdict(list)
     for r in rows:
-        by_meta[r.get("meta") or "all"].append(r["correct"])
-    acc = float(np.mean([r["correct"] for r in rows])) if rows else 0.0
+        by_meta[r.get("meta") or "all"].append(_score(r))
+    acc = float(np.mean([_score(r) for r in rows])) if rows else 0.0
     return {"metric": "pass@1" if k == 1 else f"avg@{k}", "accuracy": acc,
             "num_examples": len({r["index"] for r in rows}), "k": k,
             "format_reward": float(np.mean([rewards_lib.format_reward(r["completion"])
@@ -123,11 +138,22 @@ def summarize(rows: list[dict], k: int, sc: sampling.SamplerConfig) -> dict:
             if rows else 0.0}
 
 
+def describe_sampler(sc: dict) -> str:
+    """``length 256, block 32, 128 steps, exact`` (or the fast mode's cache / unmasking)."""
+    fast = [f"cache={sc['cache']}"] if sc.get("cache", "none") != "none" else []
+    if sc.get("unmask", "fixed") != "fixed":
+        fast.append(f"unmask={sc['unmask']}")
+    return (f"length {sc['gen_length']}, block {sc['block_length']}, {sc['steps']} steps, "
+            f"T={sc['temperature']:g}, " + (" ".join(fast) or "exact"))
+
+
 def format_table(summaries: dict[str, dict]) -> str:
-    lines = ["| run | metric | accuracy | examples | format |", "|---|---|---|---|---|"]
+    lines = ["| run | protocol | metric | accuracy | examples | sampler |",
+             "|---|---|---|---|---|---|"]
     for name, s in summaries.items():
-        lines.append(f"| {name} | {s['metric']} | {100 * s['accuracy']:.1f}% | "
-                     f"{s['num_examples']} | {s['format_reward']:.2f} |")
+        lines.append(f"| {name} | {s.get('protocol', '-')} | {s['metric']} | "
+                     f"{100 * s['accuracy']:.1f}% | {s['num_examples']} | "
+                     f"{describe_sampler(s['sampler'])} |")
     return "\n".join(lines)
 
 
@@ -142,10 +168,18 @@ def eval_examples(c: RunConfig, limit: int | None = None,
                   tok: Tokenizer | None = None) -> list[Example]:
     from igpo_jax.data.pipeline import check_lengths
     examples = load_examples(c.data.to_dict(), c.eval.split)
+    protocol = eval_protocol(c)
+    if protocol is not None:
+        examples = protocol.select(examples)  # the reference's problems, in its order
     n = limit or c.eval.num_examples
     examples = examples[:n] if n else examples
     return check_lengths(tok or experiment.build_tokenizer(c), examples, c.sampler.prompt_len, None,
-                         c.data.system_prompt or None, c.data.skip_bad_rows, "evaluation data")
+                         c.data.system_prompt or None, c.data.skip_bad_rows, "evaluation data",
+                         protocol=protocol)
+
+
+def eval_protocol(c: RunConfig) -> protocols.Protocol | None:
+    return protocols.get(c.eval.protocol) if c.eval.protocol else None
 
 
 def evaluate_config(c: RunConfig, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
@@ -157,7 +191,8 @@ def evaluate_config(c: RunConfig, params, cfg: llada.LLaDAConfig, tok: Tokenizer
                     batch_size=c.eval.batch_size, prompt_len=c.sampler.prompt_len, seed=c.seed,
                     system_prompt=c.data.system_prompt or None, mesh=mesh,
                     reward=reward or rewards_lib.from_config(c.reward),
-                    show_progress=show_progress, position=position)
+                    show_progress=show_progress, position=position,
+                    protocol=eval_protocol(c))
 
 
 def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None, name: str = "eval",
@@ -196,6 +231,10 @@ class EvalConfig(Section):
     after_train: bool = field(False, "RL/SFT: evaluate on the held-out split when training ends")
     exact_sampler: bool = field(
         False, "evaluate with cache=none, unmask=fixed whatever sampler says")
+    protocol: str = field(
+        "", "a published evaluation protocol (igpo_jax/protocols.py: d1_gsm8k, d1_math500, "
+        "d1_countdown, d1_sudoku, llada_gsm8k): its prompt, problems and grader; the "
+        "sampler settings come from the recipe (configs/eval_protocols.py)")
 
     def __post_init__(self):
         check(self.k >= 1 and self.batch_size >= 1, "eval.k/batch_size",
@@ -203,6 +242,8 @@ class EvalConfig(Section):
         check(self.temperature > 0 or self.k == 1, "eval.k", self.k,
               "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
         check(self.split in ("train", "test"), "eval.split", self.split, "expected train|test")
+        check(not self.protocol or self.protocol in protocols.PROTOCOLS, "eval.protocol",
+              self.protocol, f"expected one of {sorted(protocols.PROTOCOLS)}")
 
 
 class PeriodicEval:

@@ -29,6 +29,32 @@ HEADER_START, HEADER_END = "<|start_header_id|>", "<|end_header_id|>"
 LLADA_BOS, LLADA_EOS = "<|startoftext|>", "<|endoftext|>"
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 SYNTHETIC_SP_MODEL = os.path.join(ASSETS, "synthetic_sp.model")
+QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
+
+
+def chat_text(family: str, messages: Sequence[tuple[str, str]], prefill: str = "") -> str:
+    """The prompt string a model family's ``tokenizer_config.json`` chat template renders
+    for ``messages`` ((role, content) pairs) with the generation prompt, then
+    ``prefill``. LLaDA-8B-Instruct: BOS, then per message
+    ``<|start_header_id|>role<|end_header_id|>``, a blank line, the content stripped of
+    surrounding whitespace (the template's ``| trim``) and ``<|eot_id|>``; the assistant
+    header always follows. Dream (Qwen2.5): ChatML turns, with Qwen's default system
+    turn when the first message is not one."""
+    if family == "llada":
+        turns = "".join(f"{HEADER_START}{role}{HEADER_END}\n\n{content.strip()}{EOT_TOKEN}"
+                        for role, content in messages)
+        return f"{LLADA_BOS}{turns}{HEADER_START}assistant{HEADER_END}\n\n{prefill}"
+    if family == "dream":
+        msgs = list(messages)
+        if not msgs or msgs[0][0] != "system":
+            msgs.insert(0, ("system", QWEN_DEFAULT_SYSTEM))
+        turns = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in msgs)
+        return f"{turns}<|im_start|>assistant\n{prefill}"
+    raise ValueError(f"no chat template for model family {family!r}; known: llada, dream")
+
+
+def chat_messages(question: str, system_prompt: str | None) -> list[tuple[str, str]]:
+    return ([("system", system_prompt)] if system_prompt else []) + [("user", question)]
 
 
 class Tokenizer(abc.ABC):
@@ -49,8 +75,18 @@ class Tokenizer(abc.ABC):
         """Ids -> text; special tokens are dropped."""
 
     @abc.abstractmethod
+    def chat_ids(self, messages: Sequence[tuple[str, str]], prefill: str = "") -> list[int]:
+        """The ids of a chat prompt: ``messages`` ((role, content) pairs) in the model's
+        chat template, the assistant header, then ``prefill``."""
+
     def prompt_ids(self, question: str, system_prompt: str | None = None) -> list[int]:
         """The token ids the model is conditioned on for a question."""
+        return self.chat_ids(chat_messages(question, system_prompt))
+
+    def decode_raw(self, ids: Iterable[int]) -> str:
+        """Ids -> text with special tokens written out (what a reference that decodes
+        with ``skip_special_tokens=False`` grades)."""
+        return self.decode(ids)
 
     @property
     def pad_id(self) -> int:
@@ -100,6 +136,15 @@ class SentencePieceTokenizer(Tokenizer):
         text = (system_prompt + "\n" if system_prompt else "") + question + "\n"
         return [self.bos_id] + self.encode(text)
 
+    def chat_ids(self, messages: Sequence[tuple[str, str]], prefill: str = "") -> list[int]:
+        """LLaDA's chat template with this model's BOS id (its pieces include the headers
+        and end-of-turn)."""
+        return [self.bos_id] + self.encode(chat_text("llada", messages, prefill)[len(LLADA_BOS):])
+
+    def decode_raw(self, ids: Iterable[int]) -> str:
+        named = {self.bos_id: LLADA_BOS, self.eos_id: LLADA_EOS}
+        return "".join(named.get(int(i)) or self.sp.id_to_piece(int(i)) for i in ids)
+
 
 # the chat template and special tokens of each model family's tokenizer.json
 CHAT_FORMATS = {
@@ -107,7 +152,7 @@ CHAT_FORMATS = {
     "llada": dict(bos=None, eos=None, mask=MASK_TOKEN, eot=EOT_TOKEN, style="headers"),
     # Dream (Qwen2.5): ChatML turns, <|endoftext|> ends text (and pads), <|mask|>
     "dream": dict(bos="<|endoftext|>", eos="<|endoftext|>", mask="<|mask|>", eot="<|im_end|>",
-                  style="chatml", system="You are a helpful assistant."),
+                  style="chatml"),
 }
 
 
@@ -122,7 +167,6 @@ class HFTokenizer(Tokenizer):
                              f"{sorted(CHAT_FORMATS)}")
         fmt = CHAT_FORMATS[family]
         self.family, self.style = family, fmt["style"]
-        self.default_system = fmt.get("system")
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -141,37 +185,34 @@ class HFTokenizer(Tokenizer):
             return i
         self.bos_id, self.eos_id = tid(fmt["bos"] or LLADA_BOS), tid(fmt["eos"] or LLADA_EOS)
         self.mask_id, self.eot_id = tid(fmt["mask"]), tid(fmt["eot"])
-        if self.style == "headers":
-            self.header_ids = (tid(HEADER_START), tid(HEADER_END))
-        else:
-            self.im_start = tid("<|im_start|>")
+        for token in ((HEADER_START, HEADER_END) if self.style == "headers" else
+                      ("<|im_start|>",)):
+            tid(token)  # the chat template's markers are single tokens
 
     def encode(self, text: str) -> list[int]:
+        """Text -> ids; special tokens written in the text (``<|eot_id|>``) become their ids,
+        as the Hugging Face tokenizer reads a rendered chat template."""
         return self.tok.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
-    def _turn(self, role: str, content: str | None) -> list[int]:
-        if self.style == "chatml":  # <|im_start|>role\ncontent<|im_end|>\n
-            ids = [self.im_start] + self.encode(role + "\n")
-            return ids if content is None else (ids + self.encode(content) + [self.eot_id]
-                                                + self.encode("\n"))
-        start, end = self.header_ids
-        ids = [start] + self.encode(role) + [end] + self.encode("\n\n")
-        return ids if content is None else ids + self.encode(content) + [self.eot_id]
+    def decode_raw(self, ids: Iterable[int]) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def chat_text(self, messages: Sequence[tuple[str, str]], prefill: str = "") -> str:
+        return chat_text(self.family, messages, prefill)
+
+    def chat_ids(self, messages: Sequence[tuple[str, str]], prefill: str = "") -> list[int]:
+        """The rendered chat template, tokenized whole (as ``tokenizer(apply_chat_template(
+        ..., tokenize=False))`` does)."""
+        return self.encode(self.chat_text(messages, prefill))
 
     def prompt_ids(self, question: str, system_prompt: str | None = None) -> list[int]:
         if not self.chat_template:
             return [self.bos_id] + self.encode((system_prompt + "\n" if system_prompt else "")
                                                + question)
-        if self.style == "chatml":  # no BOS; Qwen2.5's default system turn
-            return (self._turn("system", system_prompt or self.default_system)
-                    + self._turn("user", question) + self._turn("assistant", None))
-        ids = [self.bos_id]
-        if system_prompt:
-            ids += self._turn("system", system_prompt)
-        return ids + self._turn("user", question) + self._turn("assistant", None)
+        return self.chat_ids(chat_messages(question, system_prompt))
 
 
 KINDS = ("sentencepiece", "hf")

@@ -70,10 +70,18 @@ class index_iterator:  # noqa: N801 (used like the grain iterator it wraps)
         self._it.set_state(state)
 
 
+def prompt_ids(tok: Tokenizer, e: Example, system_prompt: str | None = None,
+               protocol=None) -> list[int]:
+    """A problem's prompt: the chat template over the question (and system prompt), or
+    as an evaluation ``protocol`` (igpo_jax/protocols.py) builds it."""
+    return protocol.prompt_ids(tok, e) if protocol else tok.prompt_ids(e.question, system_prompt)
+
+
 def encode_prompts(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
-                   system_prompt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   system_prompt: str | None = None, protocol=None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Left-padded prompt ids and attention mask ``[B, prompt_len]``."""
-    prompts = [tok.prompt_ids(e.question, system_prompt) for e in examples]
+    prompts = [prompt_ids(tok, e, system_prompt, protocol) for e in examples]
     too_long = [(e.meta or e.question[:40], len(p)) for e, p in zip(examples, prompts)
                 if len(p) > prompt_len]
     if too_long:
@@ -84,7 +92,8 @@ def encode_prompts(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
 
 def check_lengths(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
                   gen_length: int | None = None, system_prompt: str | None = None,
-                  skip_bad_rows: bool = False, label: str = "data") -> list[Example]:
+                  skip_bad_rows: bool = False, label: str = "data",
+                  protocol=None) -> list[Example]:
     """Every prompt against ``prompt_len`` tokens (and, with ``gen_length``, every
     trace against the generation budget: a longer one would be cut in hints), when the
     data is loaded rather than when a batch happens to draw the row. Stops with the
@@ -94,7 +103,7 @@ def check_lengths(tok: Tokenizer, examples: Sequence[Example], prompt_len: int,
     log = logging.getLogger(__name__)
     bad_prompt, bad_trace, keep = [], [], []
     for i, e in enumerate(examples):
-        n_p = len(tok.prompt_ids(e.question, system_prompt))
+        n_p = len(prompt_ids(tok, e, system_prompt, protocol))
         n_t = len(tok.encode(e.trace)) if (gen_length and e.trace) else 0
         if n_p > prompt_len:
             bad_prompt.append((e.meta or f"row {i}", n_p))

@@ -97,6 +97,7 @@ class ModelOverrides(Section):
     n_heads: int = field(0, "query heads")
     n_kv_heads: int = field(0, "key/value heads (GQA when fewer than n_heads)")
     mlp_hidden_size: int = field(0, "SwiGLU hidden size")
+    max_sequence_length: int = field(0, "longest prompt + completion the model accepts")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -131,13 +131,13 @@ def test_sentencepiece_roundtrip_and_specials():
 
 
 def _tiny_hf_tokenizer(path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
     vocab = {w: i for i, w in enumerate(
         ["<unk>", "<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|eot_id|>",
          "<|start_header_id|>", "<|end_header_id|>", "user", "assistant", "system", "\n\n",
          "what", "is", "2", "+", "?", "hi"])}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Split(r"\s+|\n\n|[+?]", behavior="isolated")
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"\s+|[+?]"), behavior="isolated")
     tk.add_special_tokens(["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|eot_id|>",
                            "<|start_header_id|>", "<|end_header_id|>"])
     tk.save(str(path))

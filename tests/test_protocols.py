@@ -1,0 +1,303 @@
+"""Evaluation protocols: each prompt compared character for character with the string the
+reference's code builds for the same problem (written down here from reading that
+code: d1's eval/ with LLaDA-8B-Instruct's chat template; LLaDA's OpenCompass GSM8K
+config), completions graded as the reference grades them, and each recipe run on the
+tiny model."""
+
+import json
+import os
+
+import pytest
+
+from igpo_jax import protocols as P
+from igpo_jax.data import Example
+from igpo_jax.data import planning
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JANET = ("Janet\u2019s ducks lay 16 eggs per day. She eats three for breakfast every morning "
+         "and bakes muffins for her friends every day with four. She sells the remainder at "
+         "the farmers' market daily for $2 per fresh duck egg. How much in dollars does she "
+         "make every day at the farmers' market?")
+
+# d1 (eval/gsm8k.py create_prompt: SYSTEM_PROMPT + "\n\n" + question in one user turn,
+# apply_chat_template(add_generation_prompt=True, tokenize=False) + "<reasoning>")
+D1_GSM8K_JANET = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n'
+    '\nYou are a math expert. You will be given a question to solve. Solve it'
+    ' step by step. Wrap the final answer in a \\boxed{}. \n'
+    'Respond in the following format:\n<reasoning>\n'
+    'Your reasoning here\n</reasoning>\n<answer>\n'
+    '\\boxed{...}\n</answer>\n\nJanet’s ducks lay 16 eggs per day. She eats thre'
+    'e for breakfast every morning and bakes muffins for her friends every d'
+    "ay with four. She sells the remainder at the farmers' market daily for "
+    '$2 per fresh duck egg. How much in dollars does she make every day at t'
+    "he farmers' market?<|eot_id|><|start_header_id|>assistant<|end_header_i"
+    'd|>\n\n<reasoning>')
+# eval/math500.py: a stray '" ' and a line break after </answer> in its instruction
+D1_MATH_ONE_PLUS_ONE = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n'
+    '\nYou are a math expert. You will be given a question to solve. Solve it'
+    ' step by step. Wrap the final answer in a \\boxed{}.\n'
+    'Respond in the following format:\n<reasoning>\n'
+    'Your reasoning here\n</reasoning>\n<answer>\n'
+    '\\boxed{...}\n</answer>" \n\n\nWhat is $1+1$?<|eot_id|><|start_header_id|>as'
+    'sistant<|end_header_id|>\n\n<reasoning>')
+# eval/countdown.py: question f"Numbers: {numbers}\nTarget: {target}"; no separator before Respond
+D1_COUNTDOWN_3_5_7 = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n'
+    '\nUsing only the provided numbers, create an arithmetic expression that '
+    'evaluates to exactly the provided target number. You may use the operat'
+    'ions +, -, *, and / as needed, but each number must be used exactly onc'
+    'e. Think step-by-step. After reasoning, provide only your final express'
+    'ion inside \\boxed{} tags without including an equals sign or the target'
+    ' number. For example: \\boxed{a + b * c}Respond in the following format:'
+    '\n<reasoning>\nYour reasoning here\n</reasoning>\n'
+    '<answer>\n\\boxed{...}\n</answer>\n\nNumbers: [3, 5, 7]\n'
+    'Target: 22<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n'
+    '\n<reasoning>')
+# eval/sudoku.py: the template's trim drops the instruction's first and the question's last \n
+D1_SUDOKU = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n'
+    '\nPlease solve the following 4x4 Sudoku puzzle. The puzzle is provided a'
+    "s a 16-character string reading left-to-right, top-to-bottom, where '0'"
+    ' represents empty cells.\n\nRules:\n- Fill empty cells with digits 1-4\n'
+    '- Each row must contain digits 1-4 exactly once\n'
+    '- Each column must contain digits 1-4 exactly once\n'
+    '- Each 2x2 box must contain digits 1-4 exactly once\n'
+    '\nImportant: Your solution must be a COMPLETE 16-character string with o'
+    'nly the digits 1-4, representing your final solved grid.\n'
+    '\nRespond in this exact format:\n<reasoning>\n'
+    'Your step-by-step solving process\n</reasoning>\n'
+    '<answer>\n[16-character solution string with no spaces or separators]\n'
+    '</answer>\n\n\nSolve the following Sudoku puzzle: 1030040220030320<|eot_id'
+    '|><|start_header_id|>assistant<|end_header_id|>\n'
+    '\n<reasoning>')
+
+
+def _gsm8k(question=JANET, answer="18"):
+    return Example(question, answer, "", "")
+
+
+def test_d1_prompts_match_d1s_code_character_for_character():
+    assert P.PROTOCOLS["d1_gsm8k"].prompt_text(_gsm8k()) == D1_GSM8K_JANET
+    assert P.PROTOCOLS["d1_math500"].prompt_text(
+        Example("What is $1+1$?", "2", "", "")) == D1_MATH_ONE_PLUS_ONE
+    # the planning sources write the question as d1's dataset classes do
+    assert P.PROTOCOLS["d1_countdown"].prompt_text(
+        planning.make_countdown_example([3, 5, 7], 22)) == D1_COUNTDOWN_3_5_7
+    assert P.PROTOCOLS["d1_sudoku"].prompt_text(
+        planning.make_sudoku_example("1030040220030320", "1234341221434321")) == D1_SUDOKU
+
+
+def test_llada_gsm8k_prompt_matches_opencompass_character_for_character():
+    # LLaDA's EVAL.md: OpenCompass gsm8k_gen_1d7fe4 (four fixed rounds) rendered by
+    # LLaDA-8B-Instruct's chat template (each turn trimmed); the reference string
+    with open(os.path.join(HERE, "data", "protocol_prompts", "llada_gsm8k_janet.txt"),
+              encoding="utf-8", newline="") as f:
+        want = f.read()
+    assert P.PROTOCOLS["llada_gsm8k"].prompt_text(_gsm8k()) == want
+    assert want.count("<|eot_id|>") == 9 and want.endswith(
+        "Question: " + JANET + "\nLet's think step by step\nAnswer:<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+E = "<|eot_id|><|endoftext|><|endoftext|>"  # what d1's decode keeps after a completion
+
+
+@pytest.mark.parametrize("completion,answer,score", [
+    ("\nJanet has 16 - 3 - 4 = 9 eggs, 9 * 2 = 18.\n</reasoning>\n<answer>\n\\boxed{18}\n</answer>" + E, "18", 1),
+    ("\n...\n</reasoning>\n<answer>\n\\boxed{\\$18}\n</answer>" + E, "18", 1),  # first number
+    ("\n...\n</reasoning>\n<answer>\n\\boxed{...}\n</answer> so \\boxed{18.00}" + E, "18", 1),
+    ("\n...\n</reasoning>\n<answer>\n\\boxed{1,800}\n</answer>" + E, "18", 0),  # reads 1
+    ("\n...\n</reasoning>\n<answer>\nShe sells 9 eggs for $2 each, so $18.\n</answer>" + E, "18", 1),
+    ("\n...\n</reasoning>\n<answer>\n18 dollars from 9 eggs\n</answer>" + E, "18", 0),  # last: 9
+    ("\nShe makes 18 dollars." + E, "18", 0),  # no box, no answer block
+    ("\n...\\boxed{\\frac{1}{2}}" + E, "0.5", 0),  # the box ends at the first }
+    ("\n\\boxed{-10}" + E, "-10", 0),  # d1 reads no gold number for a negative answer
+])
+def test_d1_gsm8k_grades_as_d1(completion, answer, score):
+    assert P.d1_gsm8k_score(completion, _gsm8k(answer=answer)) == score
+
+
+def _answer_block(x):
+    return "\n...\n</reasoning>\n<answer>\n" + x + "\n</answer>" + E
+
+
+@pytest.mark.parametrize("x,gold,score", [
+    ("\\boxed{\\frac{14}{3}}", "\\frac{14}{3}", 1),
+    ("\\boxed{14/3}", "\\frac{14}{3}", 1),
+    ("\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", 1),
+    ("\\boxed{x = 5}", "5", 1),
+    ("\\boxed{16\\sqrt{3}}", "16 \\sqrt{3}", 1),
+    ("\\boxed{(3, \\frac{\\pi}{2})}", "\\left( 3, \\frac{\\pi}{2} \\right)", 1),
+    ("\\boxed{0.5}", "\\frac{1}{2}", 1),
+    ("\\boxed{90}", "90^\\circ", 1),
+    ("\\boxed{\\$5}", "5", 1),
+    ("\\boxed{10\\%}", "10", 1),
+    ("\\boxed{5 \\text{ cm}}", "5", 1),
+    ("\\boxed{Evelyn}", "\\text{Evelyn}", 0),
+    ("\\boxed{x/y}", "\\frac{x}{y}", 0),  # the normalisation fails: compared raw
+    ("9", "9", 0),  # no box: d1 takes the whole completion
+    ("9\n</answer> \\boxed{", "9", 1),  # an unclosed last box: the answer block
+])
+def test_d1_math500_grades_as_d1(x, gold, score):
+    assert P.d1_math_score(_answer_block(x), Example("q", gold, "", "")) == score
+
+
+def test_math_normalisation_on_hand_worked_strings():
+    assert P.math_normalise("\\dfrac12") == "\\frac{1}{2}"
+    assert P.math_normalise("k = \\sqrt3") == "\\sqrt{3}"
+    assert P.math_normalise(".5") == "\\frac{1}{2}"  # 0.5
+    assert P.math_normalise("\\left( 1, 2 \\right)") == "(1,2)"
+    assert P.math_normalise("3/4") == "\\frac{3}{4}" and P.math_normalise("03/4") == "03/4"
+    with pytest.raises(P._Unnormalisable):
+        P.math_normalise("a/b")
+    assert P.last_boxed("a \\boxed{1} b \\boxed{\\frac{2}{3}} c") == "\\boxed{\\frac{2}{3}}"
+    assert P.last_boxed("no box") == "no box" and P.last_boxed("\\boxed{open") is None
+
+
+@pytest.mark.parametrize("x,score", [
+    ("\\boxed{3 * 5 + 7}", 1), ("\\boxed{3 \\times 5 + 7}", 1), ("\\boxed{7 + 3 \\cdot 5}", 1),
+    ("\\boxed{3 * 5 + 7 = 22}", 1), ("\\boxed{(7 + 5) * 3}", 0), ("\\boxed{5 * 3 + 7 + 0}", 0),
+])
+def test_d1_countdown_grades_as_d1(x, score):
+    e = planning.make_countdown_example([3, 5, 7], 22)
+    assert P.d1_countdown_score(_answer_block(x), e) == score
+    assert P.d1_countdown_score("\n3 * 5 + 7" + E, e) == 0  # no box: the whole text
+
+
+@pytest.mark.parametrize("completion,score", [
+    ("\n...\n</reasoning>\n<answer>\n1234341221434321\n</answer>" + E, 8 / 8),
+    ("...<answer>\n1234\n3412\n2143\n4321\n</answer>" + E, 8 / 8),
+    ("...<answer>\n1234341221434312\n</answer>" + E, 7 / 8),
+    ("...<answer>\n1234341\n</answer>" + E, 4 / 8),  # padded with 0
+    ("...<answer>\n1 2 3 4 | 3 4 1 2 | 2 1 4 3 | 4 3 2 1\n</answer>" + E, 3 / 8),
+    ("...<answer>\n[1234341221434321]\n</answer>" + E, 0 / 8),  # shifted by the bracket
+    ("...<answer>\n1030040220030320\n</answer>" + E, 0 / 8),  # the puzzle copied
+    ("\nThe solved grid is 1234341221434321 and that's it." + E, 8 / 8),  # 16 digits
+])
+def test_d1_sudoku_scores_the_share_of_blanks_as_d1(completion, score):
+    e = planning.make_sudoku_example("1030040220030320", "1234341221434321")
+    assert P.d1_sudoku_score(completion, e) == score
+
+
+@pytest.mark.parametrize("completion,answer,score", [
+    ("Janet's ducks lay 16 eggs per day. She eats 3 for breakfast and uses 4 for muffins, so "
+     "she has 16 - 3 - 4 = 9 eggs left.\nShe sells them for $2 each, so she makes 9 * 2 = 18 "
+     "dollars.\nThe answer is 18", "18", 1),
+    ("She has 16 - 3 - 4 = 9 eggs to sell, so she makes 9 * $2 = $18 per day.\nThe answer is "
+     "18\nQuestion: A robe takes 2 bolts of blue fiber and half that much white fiber. How "
+     "many bolts in total does it take?\nLet's think step by step\nAnswer: 2 + 1 = 3", "18", 1),
+    ("She sells 9 eggs and makes 9 * 2 = $18.00. That is $18 from 16 eggs.", "18", 0),
+    ("He earns 12 * 90 = $1,080 in total.\nThe answer is 1,080", "1080", 0),  # reads 080
+    ("nothing", "18", 0),  # NULL
+])
+def test_llada_gsm8k_grades_as_opencompass(completion, answer, score):
+    assert P.opencompass_gsm8k_score(completion, _gsm8k(answer=answer)) == score
+
+
+def test_protocol_problems_are_the_references_subset():
+    # d1: numpy.random.seed(42); choice(500, 256, replace=False) over the file's rows
+    rows = [Example(str(i), str(i), "", "") for i in range(500)]
+    picked = P.PROTOCOLS["d1_sudoku"].select(rows)
+    assert len(picked) == 256 == len({e.question for e in picked})
+    assert [e.question for e in picked[:10]] == [
+        "361", "73", "374", "155", "104", "394", "377", "124", "68", "450"]
+    countdown = P.PROTOCOLS["d1_countdown"].select(rows[:256])
+    assert [e.question for e in countdown[:10]] == [
+        "228", "6", "79", "206", "117", "185", "242", "167", "9", "30"]
+    assert P.PROTOCOLS["d1_gsm8k"].select(rows) == rows  # every problem, in order
+    with pytest.raises(ValueError, match="evaluates 256 problems"):
+        P.PROTOCOLS["d1_countdown"].select(rows[:10])
+
+
+def _recipe(arg, tmp_path):
+    """configs/eval_protocols.py:ARG on the tiny model with the shipped character
+    tokenizer: the protocol's prompt, problems, grader and sampler settings; shorter
+    generations so that the run takes seconds."""
+    from configs import eval_protocols
+    c = eval_protocols.get_config(arg)
+    c.model.update(preset="tiny", param_dtype="float32", dtype="float32")
+    c.model.overrides.max_sequence_length = 8192
+    c.tokenizer.update(kind="sentencepiece", path="")
+    c.eval.update(num_examples=2, batch_size=2)
+    c.sampler.update(prompt_len=6144, gen_length=32, block_length=8,
+                     steps=32 if c.sampler.steps >= c.sampler.gen_length else 16,
+                     rollout_batch_size=2)
+    rows = {"gsm8k": [{"question": JANET, "answer": "16 - 3 - 4 = 9\n#### 18"},
+                      {"question": "What is 2+3?", "answer": "#### 5"}],
+            "math": [{"problem": "What is $1+1$?", "solution": "$\\boxed{2}$", "answer": "2"},
+                     {"problem": "Half of 1?", "solution": "$\\boxed{\\frac12}$",
+                      "answer": "\\frac{1}{2}"}]}
+    if c.data.source in rows:  # countdown and sudoku: generated offline by d1's rules
+        path = tmp_path / f"{c.data.source}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows[c.data.source]))
+        c.data.test_path = str(path)
+    return c
+
+
+@pytest.mark.parametrize("arg", ["d1_gsm8k_128", "d1_math500_256", "d1_countdown_512",
+                                 "d1_sudoku_128", "llada_gsm8k_256"])
+def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
+    from configs import eval_protocols
+    from igpo_jax import evaluate, experiment
+    from igpo_jax.configlib import validate
+    name, length = arg.rsplit("_", 1)
+    p = P.PROTOCOLS[name]
+    full = eval_protocols.get_config(arg)  # the recipe as published
+    assert (full.sampler.gen_length, full.sampler.block_length, full.sampler.steps) == (
+        int(length), p.block_length, int(int(length) * p.steps_per_token))
+    assert full.eval.protocol == name and full.sampler.temperature == 0 and full.eval.exact_sampler
+    c = validate(_recipe(arg, tmp_path))
+    summary = evaluate.run_eval(c, str(tmp_path / "run"), show_progress=False)
+    assert summary["protocol"] == name and summary["num_examples"] == 2
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "generations.jsonl")]
+    examples = evaluate.eval_examples(c)
+    tok = experiment.build_tokenizer(c)
+    assert [r["question"] for r in rows] == [e.question for e in examples]
+    for r, e in zip(rows, examples):
+        assert 0 <= r["score"] <= 1 and r["correct"] == (r["score"] == 1)
+        # the model was asked the protocol's prompt (its ids, left-padded)
+        ids = p.prompt_ids(tok, e)
+        assert tok.decode(ids) == tok.decode(tok.encode(p.prompt_text(e)[len("<|startoftext|>"):]))
+    assert summary["accuracy"] == pytest.approx(sum(r["score"] for r in rows) / len(rows))
+
+
+def test_the_recipe_refuses_an_unpublished_length_and_an_unknown_protocol():
+    from configs import eval_protocols
+    with pytest.raises(ValueError, match="published at generation lengths"):
+        eval_protocols.get_config("llada_gsm8k_512")
+    with pytest.raises(ValueError, match="PROTOCOL_LENGTH"):
+        eval_protocols.get_config("d2_gsm8k_256")
+    from igpo_jax.evaluate import EvalConfig
+    from igpo_jax.sections import ConfigError
+    with pytest.raises(ConfigError, match="eval.protocol"):
+        EvalConfig(protocol="nope")
+
+
+def test_the_hf_tokenizer_encodes_a_protocol_prompt_to_exactly_its_text(tmp_path):
+    """Through a byte-level BPE tokenizer.json with LLaDA's special tokens: the prompt
+    ids decode back to the reference string, special tokens as single ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from igpo_jax import tokenizers
+    specials = ["<|startoftext|>", "<|endoftext|>", "<|mdm_mask|>", "<|eot_id|>",
+                "<|start_header_id|>", "<|end_header_id|>"]
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator([D1_GSM8K_JANET, D1_SUDOKU], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tk.save(str(tmp_path / "tokenizer.json"))
+    tok = tokenizers.load_tokenizer("hf", str(tmp_path))
+    ids = P.PROTOCOLS["d1_gsm8k"].prompt_ids(tok, _gsm8k())
+    assert tok.decode_raw(ids) == D1_GSM8K_JANET
+    assert ids[0] == tok.bos_id and ids.count(tok.eot_id) == 1
+    e = planning.make_sudoku_example("1030040220030320", "1234341221434321")
+    assert tok.decode_raw(P.PROTOCOLS["d1_sudoku"].prompt_ids(tok, e)) == D1_SUDOKU
+    # what d1's grader reads: the generated ids with special tokens written out
+    comp = tok.encode("\n</reasoning>\n<answer>\n1234341221434321\n</answer>") + [
+        tok.eot_id, tok.eos_id, tok.eos_id]
+    text = P.PROTOCOLS["d1_sudoku"].completion_text(tok, comp)
+    assert text.endswith("</answer><|eot_id|><|endoftext|><|endoftext|>")
+    assert P.d1_sudoku_score(text, e) == 1.0
