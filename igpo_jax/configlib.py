@@ -83,6 +83,9 @@ class PipelineConfig(Section):
     shipped: dict = field(factory=dict, free_form=True,
                           doc="stage name -> folder in igpo_jax/assets")
     use_shipped: bool = field(True, "start from shipped stage results when they exist")
+    report_only: bool = field(
+        False, "run nothing: report the members finished so far (an interim seed report "
+        "of a sweep still running, or stopped)")
     compare: tuple = field(
         (), "seed sweeps (members named GROUP@SEED): paired comparisons (a, b) of held-out "
         "accuracy, a - b, reported with 95% intervals (igpo_jax/seed_stats.py)")

@@ -192,6 +192,9 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage,
             else:
                 print(f"[pipeline] {name}: finished earlier, skipping ({done})", flush=True)
             continue
+        if c.pipeline.report_only:
+            print(f"[pipeline] {name}: not finished; not run (pipeline.report_only)", flush=True)
+            continue
         todo = [n for n in names if (not c.pipeline.only or n == c.pipeline.only)
                 and not storage.exists(os.path.join(workdir, n, "DONE.json"))]
         position = metrics.PipelinePosition(len(durations) + 1, len(durations) + len(todo),

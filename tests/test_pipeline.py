@@ -117,3 +117,17 @@ def test_stage_position_and_command_line_keys_are_passed_not_global(tmp_path, ca
     assert "--config.rl.num_steps from the command line replaces" in capsys.readouterr().out
     assert pipeline.apply_overrides(_tiny(), {"rl.num_steps": 7}, str(tmp_path)).rl.num_steps == 7
     assert not hasattr(pipeline, "COMMAND_LINE_KEYS")
+
+
+def test_report_only_reports_finished_members_and_runs_none(tmp_path, capsys):
+    c = _tiny()
+    c.pipeline.shipped = {}
+    c.pipeline.stages = (("sft", {"mode": "sft"}), ("grpo", {"mode": "rl"}))
+    c.pipeline.report_only = True
+    os.makedirs(tmp_path / "sft")
+    (tmp_path / "sft" / "DONE.json").write_text(json.dumps({"accuracy": 0.25}))
+    ran = []
+    results = pipeline.run_pipeline(c, str(tmp_path), lambda *a, **k: ran.append(a))
+    assert ran == [] and list(results) == ["sft"]
+    assert "grpo: not finished; not run (pipeline.report_only)" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "grpo")
