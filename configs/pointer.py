@@ -31,8 +31,11 @@ tokens SFT never saw); after ``sft_long`` the probe is 89-100% on every line of 
 hops, 30% / 15% of the 5 / 6 hop groups are all-wrong, and on those groups hinted
 completions are right about 3x as often as plain ones. RL: the seed sweep
 ``configs/sweeps/pointer.py`` (its ``RL`` settings were chosen on tuning seeds; README,
-"RL on the pointer task"). The running-sum demo (``configs/demo.py``) stays the
-one-command demo until the report sweep shows RL above SFT.
+"RL on the pointer task"). This config's own GRPO and IGPO stages use the sweep's
+tuned settings (``RL_TUNED``) for 30 steps (``DEMO_RL_STEPS``): the planned
+one-command demo (two members of about 5 minutes each alone on a 2-core CPU, by the
+sweep's member times; not yet run end to end as a demo). Until it is, the running-sum
+demo (``configs/demo.py``) stays the README's first command.
 """
 
 import importlib.util
