@@ -16,7 +16,6 @@ from igpo_jax import storage
 from igpo_jax.checkpoint import CheckpointConfig
 from igpo_jax.data.sources import DataConfig
 from igpo_jax.distributed import DistributedConfig
-from igpo_jax.evaluate import EvalConfig
 from igpo_jax.metrics import MetricsConfig
 from igpo_jax.models.family import ModelSettings
 from igpo_jax.optim import OptimConfig
@@ -25,8 +24,8 @@ from igpo_jax.rl.grpo import RLConfig
 from igpo_jax.rl.igpo import IgpoConfig
 from igpo_jax.sampling import SamplerConfig
 from igpo_jax.sections import ConfigError, Section, check, field, sub
-from igpo_jax.sft import SFTConfig
 from igpo_jax.sharding import MeshConfig
+from igpo_jax.stage_sections import EvalConfig, SFTConfig
 from igpo_jax.tokenizers import TokenizerConfig
 
 MODES = ("rl", "sft", "eval", "pipeline")

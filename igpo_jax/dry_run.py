@@ -19,7 +19,7 @@ buffer assignment, close to but not the same as the TPU/GPU one).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,8 +31,7 @@ from igpo_jax import sharding as shd
 from igpo_jax.models import family, lora
 from igpo_jax.sections import require
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 GiB = 1024 ** 3
 

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import jax
 import ml_collections
@@ -28,11 +28,11 @@ from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import PipelinePosition, Progress, read_metrics
 from igpo_jax.models import llada, lora
-from igpo_jax.sections import Section, check, field, require
+from igpo_jax.sections import require
+from igpo_jax.stage_sections import EvalConfig  # noqa: F401
 from igpo_jax.tokenizers import Tokenizer
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -214,36 +214,6 @@ def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None
     if show_progress and jax.process_index() == 0:
         print(format_table({os.path.basename(storage.absolute(workdir)): summary}))
     return summary
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig(Section):
-    """The config's ``eval`` section."""
-
-    split: str = field("test", "test | train")
-    num_examples: int = field(0, "0 = all")
-    k: int = field(1, "samples per problem: pass@1 at temperature 0, avg@k above it")
-    temperature: float = field(0.0, "0 = greedy")
-    batch_size: int = field(32, "problems per sampler call")
-    every: int = field(
-        0, "RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)")
-    during_examples: int = field(64, "held-out problems of the periodic evaluations")
-    after_train: bool = field(False, "RL/SFT: evaluate on the held-out split when training ends")
-    exact_sampler: bool = field(
-        False, "evaluate with cache=none, unmask=fixed whatever sampler says")
-    protocol: str = field(
-        "", "a published evaluation protocol (igpo_jax/protocols.py: d1_gsm8k, d1_math500, "
-        "d1_countdown, d1_sudoku, llada_gsm8k): its prompt, problems and grader; the "
-        "sampler settings come from the recipe (configs/eval_protocols.py)")
-
-    def __post_init__(self):
-        check(self.k >= 1 and self.batch_size >= 1, "eval.k/batch_size",
-              (self.k, self.batch_size), "must be >= 1")
-        check(self.temperature > 0 or self.k == 1, "eval.k", self.k,
-              "avg@k with k > 1 needs eval.temperature > 0 (temperature 0 repeats one answer)")
-        check(self.split in ("train", "test"), "eval.split", self.split, "expected train|test")
-        check(not self.protocol or self.protocol in protocols.PROTOCOLS, "eval.protocol",
-              self.protocol, f"expected one of {sorted(protocols.PROTOCOLS)}")
 
 
 class PeriodicEval:

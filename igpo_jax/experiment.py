@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING
 
 import jax
 
@@ -18,8 +17,7 @@ from igpo_jax.models import family, hf_io, llada, lora
 from igpo_jax.models.lora import LoraConfig
 from igpo_jax.sections import require
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 

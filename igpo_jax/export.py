@@ -16,7 +16,6 @@ code and tokenizer files, so that it loads with LLaDA's own code as well as with
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import jax
 import ml_collections
@@ -25,8 +24,7 @@ from igpo_jax import experiment, storage
 from igpo_jax.models import hf_io
 from igpo_jax.sections import require
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 

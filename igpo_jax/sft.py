@@ -15,12 +15,10 @@ file of ``{"question", "trace"}`` rows (``sft.rewritten_path``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +32,11 @@ from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import PipelinePosition, Progress
 from igpo_jax.models import family, llada
-from igpo_jax.sections import Section, check, field, require
+from igpo_jax.sections import require
+from igpo_jax.stage_sections import MASK_MODES, OVERLONG, T_SAMPLING, SFTConfig  # noqa: F401
 from igpo_jax.tokenizers import Tokenizer
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,42 +60,6 @@ def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, tar
     p_tok = p_mask if p_mask.ndim == 2 else p_mask[:, None]
     per_example = (ce * noise_mask / p_tok).sum(1) / target_ids.shape[1]
     return per_example.sum()
-
-
-MASK_MODES = ("iid", "block", "mixed")
-T_SAMPLING = ("uniform", "stratified")
-OVERLONG = ("drop", "truncate")
-
-
-@dataclasses.dataclass(frozen=True)
-class SFTConfig(Section):
-    """The config's ``sft`` section."""
-
-    num_steps: int = field(100, "optimiser steps")
-    batch_size: int = field(32, "examples per step")
-    micro_batch_size: int = field(32, "examples per forward/backward (divides batch_size)")
-    eps: float = field(0.001, "masking probability p = (1 - eps) t + eps")
-    t_sampling: str = field("uniform", "uniform | stratified (t in equal strata across the batch)")
-    mask: str = field(
-        "iid",
-        "which response tokens are masked: iid (LLaDA) | block (as the block sampler sees them: "
-        "earlier blocks clean, later ones masked) | mixed (half of each)")
-    overlong: str = field("drop", "traces longer than gen_length: drop | truncate")
-    rewritten_path: str = field(
-        "", "JSONL {\"question\", \"trace\"}: length-aligned traces to train on")
-
-    def __post_init__(self):
-        check(self.num_steps >= 0 and self.batch_size >= 1, "sft.num_steps/batch_size",
-              (self.num_steps, self.batch_size), "need num_steps >= 0 and batch_size >= 1")
-        check(self.micro_batch_size >= 1 and self.batch_size % self.micro_batch_size == 0,
-              "sft.micro_batch_size", self.micro_batch_size,
-              f"must divide sft.batch_size={self.batch_size}")
-        check(self.t_sampling in T_SAMPLING, "sft.t_sampling", self.t_sampling,
-              f"expected one of {T_SAMPLING}")
-        check(self.mask in MASK_MODES, "sft.mask", self.mask, f"expected one of {MASK_MODES}")
-        check(self.overlong in OVERLONG, "sft.overlong", self.overlong,
-              f"expected one of {OVERLONG}")
-        check(0 < self.eps < 1, "sft.eps", self.eps, "must be in (0, 1)")
 
 
 def draw_noise(key, shape, eps: float = 1e-3, t_sampling: str = "uniform", mask: str = "iid",

@@ -1,8 +1,25 @@
-"""Test setup: 8 simulated CPU devices for the sharding tests (set before JAX starts)."""
+"""Test setup: 8 simulated CPU devices for the sharding tests (set before JAX starts), and
+one persistent compilation cache for the session.
 
+Most of the suite's time is XLA compiling the same tiny programs again: every
+``trainer.train`` or ``sft.train`` builds fresh jitted closures, which JAX's in-memory
+cache does not share across calls. The persistent cache is keyed by the lowered
+program, so identical programs compile once per session (the cached executable is the
+same binary: results are unchanged). It lives in a fresh temporary folder, or in
+``IGPO_TEST_COMPILATION_CACHE`` when set (reused across runs). The settings are passed
+as environment variables so the suite's subprocesses (the CLI, multi-process runs)
+share it.
+"""
+
+import gc
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
+    "IGPO_TEST_COMPILATION_CACHE") or tempfile.mkdtemp(prefix="igpo-jax-test-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
@@ -10,6 +27,16 @@ jax.config.update("jax_num_cpu_devices", 8)
 
 
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop the in-memory executables after each test module: a whole-suite run in one
+    process otherwise grows past this machine's memory. Later modules that need the same
+    programs load them from the persistent cache."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,6 @@ import operator
 import re
 from fractions import Fraction
 
-import numpy as np
 
 from igpo_jax.data import Example, answers, format_trace, synthetic
 from igpo_jax.sections import Section, check, field

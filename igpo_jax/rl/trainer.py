@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import flax.struct
 import jax
@@ -32,8 +31,7 @@ from igpo_jax.rl import augment, estimators, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
 from igpo_jax.sections import require
 
-if TYPE_CHECKING:  # the typed config (igpo_jax/configlib.py), for annotations only
-    from igpo_jax.configlib import RunConfig
+from igpo_jax.configlib import RunConfig
 
 log = logging.getLogger(__name__)
 
