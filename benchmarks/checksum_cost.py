@@ -21,13 +21,13 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from igpo_jax import checkpoint  # noqa: E402
-from igpo_jax.models import llada  # noqa: E402
+from igpo_jax.models import transformer  # noqa: E402
 
 
 def main(reps: int = 5):
-    cfg = llada.LLaDAConfig.tiny(vocab_size=103, d_model=128, n_layers=3, n_heads=4,
+    cfg = transformer.TransformerConfig.tiny(vocab_size=103, d_model=128, n_layers=3, n_heads=4,
                                  n_kv_heads=4, mlp_hidden_size=384)
-    params = llada.init_params(cfg, 0)
+    params = transformer.init_params(cfg, 0)
     opt = optax.adamw(1e-3).init(params)
     size = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((params, opt)))
     times = {}

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.sampler_bench import add_shape_args, hardware  # noqa: E402
 from igpo_jax import sampling  # noqa: E402
-from igpo_jax.models import llada  # noqa: E402
+from igpo_jax.models import transformer  # noqa: E402
 from igpo_jax.configlib import typed
 
 # (name, cache, unmask): the exact sampler first; every other mode is compared to it
@@ -94,11 +94,11 @@ def table(rows, extra=()):
 
 def speed(args):
     seq = args.prompt + args.gen
-    cfg = getattr(llada.LLaDAConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
+    cfg = getattr(transformer.TransformerConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
     if args.layers:
         cfg = cfg.replace(n_layers=args.layers)
     cfg = cfg.replace(max_sequence_length=max(cfg.max_sequence_length, seq))
-    params = llada.init_params(cfg, seed=0)
+    params = transformer.init_params(cfg, seed=0)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, cfg.vocab_size - 8, (args.batch, args.prompt)).astype(np.int32)
     attn = np.ones_like(prompt, bool)

@@ -30,13 +30,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from igpo_jax.models import llada, lora  # noqa: E402
+from igpo_jax.models import lora, transformer  # noqa: E402
 
 
 def run(preset: str, dtype: str, rel: float, batch: int, length: int, seed: int) -> dict:
     lc = lora.LoraConfig(rank=16, alpha=32.0)
-    cfg = getattr(llada.LLaDAConfig, preset)(param_dtype=dtype, dtype=dtype, lora=lc)
-    params = llada.init_params(cfg, seed)
+    cfg = getattr(transformer.TransformerConfig, preset)(param_dtype=dtype, dtype=dtype, lora=lc)
+    params = transformer.init_params(cfg, seed)
     key = jax.random.key(seed + 1)
     # adapters with ||scale A B|| = rel ||W|| for each adapted matrix
     for t in lc.targets:
@@ -56,9 +56,9 @@ def run(preset: str, dtype: str, rel: float, batch: int, length: int, seed: int)
     ids = jax.random.randint(k1, (batch, length), 0, cfg.vocab_size - 3)
     masked = jax.random.bernoulli(k2, 0.5, ids.shape)
     ids = jnp.where(masked, cfg.mask_token_id, ids)
-    lp_train = jax.nn.log_softmax(llada.forward(params, cfg, ids).astype(jnp.float32), -1)
-    lp_sample = jax.nn.log_softmax(llada.forward(merged, base_cfg, ids).astype(jnp.float32), -1)
-    lp_base = jax.nn.log_softmax(llada.forward(lora.base(params), base_cfg, ids)
+    lp_train = jax.nn.log_softmax(transformer.forward(params, cfg, ids).astype(jnp.float32), -1)
+    lp_sample = jax.nn.log_softmax(transformer.forward(merged, base_cfg, ids).astype(jnp.float32), -1)
+    lp_base = jax.nn.log_softmax(transformer.forward(lora.base(params), base_cfg, ids)
                                  .astype(jnp.float32), -1)
     m = np.asarray(masked)
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from igpo_jax import sampling  # noqa: E402
-from igpo_jax.models import llada  # noqa: E402
+from igpo_jax.models import transformer  # noqa: E402
 
 
 def timeit(fn, repeats, best=False):
@@ -52,7 +52,7 @@ def jax_matmul_peak(n=2048, dtype=jnp.float32, repeats=10):
     return 2 * n ** 3 / t
 
 
-def sampler_flops(cfg: llada.LLaDAConfig, batch, seq_len, block, steps):
+def sampler_flops(cfg: transformer.TransformerConfig, batch, seq_len, block, steps):
     """FLOPs of one sampler call: full-sequence layers every step, head on the block."""
     d, f = cfg.d_model, cfg.mlp_hidden_size
     kv = cfg.kv_heads * cfg.head_dim
@@ -86,9 +86,9 @@ def main():
     args = ap.parse_args()
 
     seq = args.prompt + args.gen
-    cfg = getattr(llada.LLaDAConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
+    cfg = getattr(transformer.TransformerConfig, args.preset)(param_dtype=args.dtype, dtype=args.dtype)
     cfg = cfg.replace(max_sequence_length=max(cfg.max_sequence_length, seq))
-    params = llada.init_params(cfg, seed=0)
+    params = transformer.init_params(cfg, seed=0)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, cfg.vocab_size - 8, (args.batch, args.prompt)).astype(np.int32)
     sc = sampling.SamplerConfig(gen_length=args.gen, block_length=args.block, steps=args.steps,
@@ -107,10 +107,10 @@ def main():
     compile_s = time.perf_counter() - t0
     t_jax = timeit(lambda: run_jax().block_until_ready(), args.repeats)
 
-    x = jnp.asarray(rng.standard_normal((args.batch, seq, cfg.d_model)), llada._dtype(cfg.dtype))
+    x = jnp.asarray(rng.standard_normal((args.batch, seq, cfg.d_model)), transformer._dtype(cfg.dtype))
     layer0 = {k.split("/", 1)[1]: v[0] for k, v in params.items() if k.startswith("blocks/")}
-    sin, cos = llada.rotary_tables(seq, cfg.head_dim, cfg.rope_theta)
-    layer_fn = jax.jit(lambda x, p: llada._layer(cfg, x, p, sin, cos, None))
+    sin, cos = transformer.rotary_tables(seq, cfg.head_dim, cfg.rope_theta)
+    layer_fn = jax.jit(lambda x, p: transformer._layer(cfg, x, p, sin, cos, None))
     t_layer_jax = timeit(lambda: layer_fn(x, layer0).block_until_ready(), 10)
     lflops = layer_flops(cfg, args.batch, seq)
     rows.append(("igpo_jax (jit, lax loops)", args.batch * args.gen / t_jax, t_jax,

@@ -17,6 +17,7 @@ from igpo_jax.checkpoint import CheckpointConfig
 from igpo_jax.data.sources import DataConfig
 from igpo_jax.distributed import DistributedConfig
 from igpo_jax.metrics import MetricsConfig
+from igpo_jax.models import family
 from igpo_jax.models.family import ModelSettings
 from igpo_jax.optim import OptimConfig
 from igpo_jax.rewards import RewardConfig
@@ -196,12 +197,10 @@ def validate(c, check_paths: bool = True, need_weights: bool = True) -> "RunConf
                "data.test_path", d.test_path,
                f"evaluation with data.source={d.source!r} reads a file: set "
                f"--config.data.test_path=FILE")
-    check(not need_weights or m.preset != "llada_8b" or m.hf_dir or m.init_from,
-           "model.hf_dir", m.hf_dir,
-           "the LLaDA-8B recipe needs weights: --config.model.hf_dir=/path/to/LLaDA-8B-Instruct")
-    check(not need_weights or m.preset != "dream_7b" or m.hf_dir or m.init_from,
-           "model.hf_dir", m.hf_dir,
-           "the Dream-7B recipe needs weights: --config.model.hf_dir=/path/to/Dream-v0-Instruct-7B")
+    owner = family.family_of_preset(m.preset)  # a full-size preset: real weights wanted
+    check(not need_weights or owner is None or m.hf_dir or m.init_from, "model.hf_dir", m.hf_dir,
+           f"model.preset={m.preset} needs weights: --config.model.hf_dir=/path/to/"
+           f"{family.FAMILIES[owner].checkpoint.split('/')[-1] if owner else ''}")
     check_devices(c)
     if not check_paths:
         return c

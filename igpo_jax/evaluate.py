@@ -27,7 +27,7 @@ from igpo_jax.data.sources import load_examples
 from igpo_jax import storage
 from igpo_jax.distributed import to_host
 from igpo_jax.metrics import PipelinePosition, Progress, read_metrics
-from igpo_jax.models import llada, lora
+from igpo_jax.models import lora, transformer
 from igpo_jax.sections import require
 from igpo_jax.stage_sections import EvalConfig  # noqa: F401
 from igpo_jax.tokenizers import Tokenizer
@@ -50,7 +50,7 @@ def _done_rows(path: str) -> dict[tuple[int, int], dict]:
     return rows
 
 
-def evaluate(params, cfg: llada.LLaDAConfig, tok: Tokenizer, examples: Sequence[Example],
+def evaluate(params, cfg: transformer.TransformerConfig, tok: Tokenizer, examples: Sequence[Example],
              sampler_cfg: sampling.SamplerConfig, out_dir: str, *, k: int = 1,
              batch_size: int = 32, prompt_len: int, seed: int = 0,
              system_prompt: str | None = None, mesh=None,
@@ -182,7 +182,7 @@ def eval_protocol(c: RunConfig) -> protocols.Protocol | None:
     return protocols.get(c.eval.protocol) if c.eval.protocol else None
 
 
-def evaluate_config(c: RunConfig, params, cfg: llada.LLaDAConfig, tok: Tokenizer,
+def evaluate_config(c: RunConfig, params, cfg: transformer.TransformerConfig, tok: Tokenizer,
                     examples: Sequence[Example], out_dir: str, mesh, k: int,
                     show_progress: bool, reward=None,
                     position: PipelinePosition | None = None) -> dict:

@@ -13,7 +13,7 @@ from igpo_jax import checkpoint as ckpt_lib
 from igpo_jax import sharding as shd
 from igpo_jax import storage
 from igpo_jax import tokenizers
-from igpo_jax.models import family, hf_io, llada, lora
+from igpo_jax.models import family, hf_io, lora, transformer
 from igpo_jax.models.lora import LoraConfig
 from igpo_jax.sections import require
 
@@ -33,7 +33,7 @@ def build_tokenizer(c: RunConfig) -> tokenizers.Tokenizer:
 
 
 def model_config(c: RunConfig,
-                 tok: tokenizers.Tokenizer | None = None) -> llada.LLaDAConfig:
+                 tok: tokenizers.Tokenizer | None = None) -> transformer.TransformerConfig:
     """The model config; checked against ``tok`` when given. Small presets take their
     vocabulary from the tokenizer (built from the config when not given)."""
     c = require(c, "experiment.model_config")
@@ -47,16 +47,15 @@ def model_config(c: RunConfig,
                              f"model.family={m.family!r}: set --config.model.family={cfg.family}")
     else:
         overrides = {k: v for k, v in m.overrides.to_dict().items() if v}
-        if m.preset in {f.preset for f in family.FAMILIES.values()}:
-            cfg = getattr(llada.LLaDAConfig, m.preset)(**numerics, **overrides)
+        if family.family_of_preset(m.preset):  # a family's full size, ids included
+            cfg = family.preset_config(m.family, m.preset, **numerics, **overrides)
         else:
-            # small models take their vocabulary and special ids from the tokenizer and
-            # their architecture switches from the family
+            # the shared sizes take their vocabulary and special ids from the tokenizer
+            # and their architecture switches from the family
             tok = tok or build_tokenizer(c)
-            cfg = getattr(llada.LLaDAConfig, m.preset)(
-                vocab_size=tok.vocab_size, mask_token_id=tok.mask_id, eos_token_id=tok.eos_id,
-                bos_token_id=tok.bos_id, **family.FAMILIES[m.family].features, **numerics,
-                **overrides)
+            cfg = family.preset_config(
+                m.family, m.preset, vocab_size=tok.vocab_size, mask_token_id=tok.mask_id,
+                eos_token_id=tok.eos_id, bos_token_id=tok.bos_id, **numerics, **overrides)
     if tok is None:
         return cfg
     # (checked before any parameter is read or computed with; a user error: status 2)
@@ -87,7 +86,7 @@ def read_run_config(path: str) -> dict:
     return json.loads(storage.read_text(file))
 
 
-def initial_params(c: RunConfig, cfg: llada.LLaDAConfig,
+def initial_params(c: RunConfig, cfg: transformer.TransformerConfig,
                    mesh: jax.sharding.Mesh) -> dict:
     """The starting parameters, placed with the mesh's shardings.
 
@@ -112,7 +111,7 @@ def initial_params(c: RunConfig, cfg: llada.LLaDAConfig,
     return params
 
 
-def _base_params(hf_dir: str, seed: int, cfg: llada.LLaDAConfig, mesh) -> dict:
+def _base_params(hf_dir: str, seed: int, cfg: transformer.TransformerConfig, mesh) -> dict:
     if hf_dir:
         log.info("loading Hugging Face weights from %s", hf_dir)
         return hf_io.load_hf_checkpoint(hf_dir, dtype=cfg.param_dtype, mesh=mesh,
@@ -122,7 +121,7 @@ def _base_params(hf_dir: str, seed: int, cfg: llada.LLaDAConfig, mesh) -> dict:
     return jax.jit(lambda: fam.init_params(cfg, seed), out_shardings=shardings)()
 
 
-def abstract_params(cfg: llada.LLaDAConfig, mesh) -> dict:
+def abstract_params(cfg: transformer.TransformerConfig, mesh) -> dict:
     """``ShapeDtypeStruct`` s with the mesh's shardings (no memory allocated)."""
     fam = family.of(cfg)
     shardings = shd.tree_shardings(fam.param_specs(cfg), mesh)
@@ -130,7 +129,7 @@ def abstract_params(cfg: llada.LLaDAConfig, mesh) -> dict:
             for k, v in jax.eval_shape(lambda: fam.init_params(cfg, 0)).items()}
 
 
-def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | None = None,
+def params_of_run(path: str, c, base_cfg: transformer.TransformerConfig, mesh, step: int | None = None,
                   depth: int = 0) -> tuple[dict, dict]:
     """(full parameters, checkpoint record) of an earlier run's latest (or given) step in
     ``path``: what it trained, or for an adapters-only (LoRA) run its base rebuilt as
@@ -160,7 +159,7 @@ def params_of_run(path: str, c, base_cfg: llada.LLaDAConfig, mesh, step: int | N
     return merged, meta
 
 
-def describe(cfg: llada.LLaDAConfig) -> str:
+def describe(cfg: transformer.TransformerConfig) -> str:
     fields = dataclasses.asdict(cfg)
     name = family.title(cfg.family)
     return (f"{name} {cfg.num_params() / 1e6:.2f}M params: " +

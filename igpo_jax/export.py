@@ -53,9 +53,8 @@ def export(c: RunConfig | ml_collections.ConfigDict, workdir: str, out_dir: str,
               f"{out_dir}: {out['tensors']} tensors, {out['bytes'] / 2 ** 30:.2f} GiB {dtype} in "
               f"{len(out['files'])} file(s)", flush=True)
         if not source:
-            lay = hf_io.layout(cfg)
             print(f"note: model.hf_dir is not set, so no modelling code or tokenizer was "
-                  f"copied; copy {lay.modelling_files} and the tokenizer files of the "
-                  f"{lay.family} checkpoint you started from into the folder to load it with "
+                  f"copied; copy {hf_io.layout(cfg).modelling_files} and the tokenizer files of "
+                  f"the {cfg.family} checkpoint you started from into the folder to load it with "
                   f"trust_remote_code", flush=True)
     return out

@@ -46,7 +46,7 @@ from flax import struct
 
 from igpo_jax import sharding as shd
 from igpo_jax.sections import Section, check, field
-from igpo_jax.models import family, llada, lora
+from igpo_jax.models import family, lora, transformer
 
 REMASKING = ("low_confidence", "random")
 CACHE_MODES = ("none", "prefix", "dual")
@@ -156,7 +156,7 @@ class SamplerConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-    model: llada.LLaDAConfig
+    model: transformer.TransformerConfig
     sampler: SamplerConfig
     mask_id: int
     eos_id: int
@@ -372,7 +372,7 @@ class Sample:
         return self.tokens[:, self.tokens.shape[1] - self.order.shape[1]:]
 
 
-def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt_ids,
+def generate_params(params: dict[str, Any], model_cfg: transformer.TransformerConfig, prompt_ids,
                     sampler_cfg: SamplerConfig, rng: jax.Array, *, mask_id: int | None = None,
                     eos_id: int | None = None, attention_mask=None, hint_ids=None,
                     hint_mask=None, mesh: jax.sharding.Mesh | None = None) -> Sample:
@@ -423,7 +423,7 @@ def generate_params(params: dict[str, Any], model_cfg: llada.LLaDAConfig, prompt
     return Sample(out, order, nfe, sampler_cfg.mode)
 
 
-def generate(model: llada.LLaDA, prompt_ids, sampler: SamplerConfig,
+def generate(model: transformer.Transformer, prompt_ids, sampler: SamplerConfig,
              rng: jax.Array | None = None, *, hint_ids=None, hint_mask=None,
              attention_mask=None, mask_id: int | None = None, eos_id: int | None = None,
              mesh: jax.sharding.Mesh | None = None) -> Sample:
@@ -431,7 +431,7 @@ def generate(model: llada.LLaDA, prompt_ids, sampler: SamplerConfig,
     :func:`generate_params` on its parameters and config.
 
     Args:
-      model: a :class:`llada.LLaDA`.
+      model: a :class:`transformer.Transformer`.
       prompt_ids: int32 ``[B, P]``; left-pad with any token and pass ``attention_mask``.
       sampler: the :class:`SamplerConfig` (lengths, steps, temperature, remasking,
         guidance, early stop, cache and unmasking modes).

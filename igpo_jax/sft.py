@@ -31,7 +31,7 @@ from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import PipelinePosition, Progress
-from igpo_jax.models import family, llada
+from igpo_jax.models import family, transformer
 from igpo_jax.sections import require
 from igpo_jax.stage_sections import MASK_MODES, OVERLONG, T_SAMPLING, SFTConfig  # noqa: F401
 from igpo_jax.tokenizers import Tokenizer
@@ -41,7 +41,7 @@ from igpo_jax.configlib import RunConfig
 log = logging.getLogger(__name__)
 
 
-def masked_sft_loss(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, target_ids,
+def masked_sft_loss(params, cfg: transformer.TransformerConfig, prompt_ids, prompt_attn, target_ids,
                     noise_mask, p_mask, dropout_rng=None) -> jax.Array:
     """Sum over the batch of per-example losses (divide by the batch size).
 

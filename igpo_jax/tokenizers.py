@@ -21,36 +21,26 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from igpo_jax import storage
+from igpo_jax.models import llada
+from igpo_jax.models.family import FAMILIES
 from igpo_jax.sections import Section, check, field
 
-MASK_TOKEN = "<|mdm_mask|>"
-EOT_TOKEN = "<|eot_id|>"
-HEADER_START, HEADER_END = "<|start_header_id|>", "<|end_header_id|>"
-LLADA_BOS, LLADA_EOS = "<|startoftext|>", "<|endoftext|>"
+# LLaDA's special tokens: the shipped SentencePiece model has them as pieces
+MASK_TOKEN, EOT_TOKEN = llada.MASK_TOKEN, llada.EOT_TOKEN
+HEADER_START, HEADER_END = llada.HEADER_START, llada.HEADER_END
+LLADA_BOS, LLADA_EOS = llada.BOS_TOKEN, llada.EOS_TOKEN
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 SYNTHETIC_SP_MODEL = os.path.join(ASSETS, "synthetic_sp.model")
-QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
 
 
-def chat_text(family: str, messages: Sequence[tuple[str, str]], prefill: str = "") -> str:
+def chat_text(family_name: str, messages: Sequence[tuple[str, str]], prefill: str = "") -> str:
     """The prompt string a model family's ``tokenizer_config.json`` chat template renders
     for ``messages`` ((role, content) pairs) with the generation prompt, then
-    ``prefill``. LLaDA-8B-Instruct: BOS, then per message
-    ``<|start_header_id|>role<|end_header_id|>``, a blank line, the content stripped of
-    surrounding whitespace (the template's ``| trim``) and ``<|eot_id|>``; the assistant
-    header always follows. Dream (Qwen2.5): ChatML turns, with Qwen's default system
-    turn when the first message is not one."""
-    if family == "llada":
-        turns = "".join(f"{HEADER_START}{role}{HEADER_END}\n\n{content.strip()}{EOT_TOKEN}"
-                        for role, content in messages)
-        return f"{LLADA_BOS}{turns}{HEADER_START}assistant{HEADER_END}\n\n{prefill}"
-    if family == "dream":
-        msgs = list(messages)
-        if not msgs or msgs[0][0] != "system":
-            msgs.insert(0, ("system", QWEN_DEFAULT_SYSTEM))
-        turns = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in msgs)
-        return f"{turns}<|im_start|>assistant\n{prefill}"
-    raise ValueError(f"no chat template for model family {family!r}; known: llada, dream")
+    ``prefill`` (the family's ``ChatFormat.render``: models/llada.py, models/dream.py)."""
+    if family_name not in FAMILIES:
+        raise ValueError(f"no chat template for model family {family_name!r}; known: "
+                         f"{sorted(FAMILIES)}")
+    return FAMILIES[family_name].chat.render(messages, prefill)
 
 
 def chat_messages(question: str, system_prompt: str | None) -> list[tuple[str, str]]:
@@ -146,27 +136,17 @@ class SentencePieceTokenizer(Tokenizer):
         return "".join(named.get(int(i)) or self.sp.id_to_piece(int(i)) for i in ids)
 
 
-# the chat template and special tokens of each model family's tokenizer.json
-CHAT_FORMATS = {
-    # LLaDA: LLaMA-3 headers, <|eot_id|> ends a turn, <|mdm_mask|> is the mask
-    "llada": dict(bos=None, eos=None, mask=MASK_TOKEN, eot=EOT_TOKEN, style="headers"),
-    # Dream (Qwen2.5): ChatML turns, <|endoftext|> ends text (and pads), <|mask|>
-    "dream": dict(bos="<|endoftext|>", eos="<|endoftext|>", mask="<|mask|>", eot="<|im_end|>",
-                  style="chatml"),
-}
-
-
 class HFTokenizer(Tokenizer):
     """A model family's ``tokenizer.json`` through the ``tokenizers`` library, with the
     family's chat template (LLaDA: LLaMA-3 headers; Dream: ChatML with Qwen2.5's
     default system turn)."""
 
     def __init__(self, path: str, chat_template: bool = True, family: str = "llada"):
-        if family not in CHAT_FORMATS:
+        if family not in FAMILIES:
             raise ValueError(f"no chat format for model family {family!r}; known: "
-                             f"{sorted(CHAT_FORMATS)}")
-        fmt = CHAT_FORMATS[family]
-        self.family, self.style = family, fmt["style"]
+                             f"{sorted(FAMILIES)}")
+        fmt = FAMILIES[family].chat
+        self.family = family
         try:
             from tokenizers import Tokenizer as _HF
         except ImportError as e:  # pragma: no cover - exercised only without the extra
@@ -183,10 +163,9 @@ class HFTokenizer(Tokenizer):
             if i is None:
                 raise ValueError(f"{file} has no {token!r} token")
             return i
-        self.bos_id, self.eos_id = tid(fmt["bos"] or LLADA_BOS), tid(fmt["eos"] or LLADA_EOS)
-        self.mask_id, self.eot_id = tid(fmt["mask"]), tid(fmt["eot"])
-        for token in ((HEADER_START, HEADER_END) if self.style == "headers" else
-                      ("<|im_start|>",)):
+        self.bos_id, self.eos_id = tid(fmt.bos), tid(fmt.eos)
+        self.mask_id, self.eot_id = tid(fmt.mask), tid(fmt.eot)
+        for token in fmt.markers:
             tid(token)  # the chat template's markers are single tokens
 
     def encode(self, text: str) -> list[int]:

@@ -6,7 +6,7 @@ import pytest
 
 from configs import llada_8b
 from igpo_jax import dry_run
-from igpo_jax.models import llada
+from igpo_jax.models import family
 from igpo_jax.configlib import typed
 
 
@@ -28,7 +28,7 @@ def test_dry_run_full_parameters_reports_memory_and_flops_without_allocating(mes
     report = dry_run.run(typed(c))
     # nothing the size of the model was allocated (the 2-layer model is 2.3 GB in bf16)
     assert sum(x.nbytes for x in jax.live_arrays()) - before < 50e6
-    cfg = llada.LLaDAConfig.llada_8b(n_layers=2)
+    cfg = family.preset_config("llada", "llada_8b", n_layers=2)
     assert report["model"]["params"] == cfg.num_params() == report["model"]["trainable"]
     assert report["devices"] == 8 and report["mesh"] == mesh
     param_gib = cfg.num_params() * 2 / 2 ** 30
@@ -57,7 +57,7 @@ def test_dry_run_full_parameters_reports_memory_and_flops_without_allocating(mes
 def test_dry_run_lora_holds_adapter_state_only(capsys):
     c = _config(data=1, fsdp=8, tensor=1)  # the 8B config's LoRA: r 128 on q, k, v, up
     report = dry_run.run(typed(c))
-    cfg = llada.LLaDAConfig.llada_8b(n_layers=2)
+    cfg = family.preset_config("llada", "llada_8b", n_layers=2)
     d, f, r = cfg.d_model, cfg.mlp_hidden_size, 128
     adapters = cfg.n_layers * r * ((d + d) * 3 + (d + f))  # q, k, v (4096 -> 4096), up
     assert report["model"]["trainable"] == adapters
@@ -112,7 +112,7 @@ def test_dream_dry_run_plans_biases_and_shift(capsys):
                      rollout_batch_size=8)
     c.rl.update(prompts_per_step=2, group_size=8, micro_batch_size=8, num_iterations=1)
     report = dry_run.run(typed(c))
-    cfg = llada.LLaDAConfig.dream_7b(n_layers=2)
+    cfg = family.preset_config("dream", "dream_7b", n_layers=2)
     assert report["model"]["params"] == cfg.num_params()
     assert set(report["programs"]) == {"rollout", "logprobs", "update"}
     assert all(p["flops"] > 0 for p in report["programs"].values())

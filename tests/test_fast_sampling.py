@@ -7,7 +7,7 @@ import pytest
 
 from igpo_jax import sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import hf_io, llada
+from igpo_jax.models import hf_io, transformer
 from tests import reference as ref
 
 MASK, EOS = 63, 62
@@ -40,16 +40,16 @@ def test_window_forward_with_fresh_cache_equals_full_forward(sharp_model):
     cfg, params = model.config, model.param_dict()
     ids = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 20)), jnp.int32)
     attn = jnp.ones((2, 20), bool).at[1, :3].set(False)
-    full, (keys, values) = llada.hidden_states_and_kv(params, cfg, ids, attn)
+    full, (keys, values) = transformer.hidden_states_and_kv(params, cfg, ids, attn)
     # float32, two differently fused programs, each within the float32 bound of the
     # exact result: they agree within twice that bound
     c, _, _ = sharp_model
     tol = 2 * ref.f32_atol(c, 20, full)
-    np.testing.assert_allclose(full, llada.hidden_states(params, cfg, ids, attn), atol=tol,
+    np.testing.assert_allclose(full, transformer.hidden_states(params, cfg, ids, attn), atol=tol,
                                rtol=0)
     assert keys.shape == (2, 2, 20, 2, 8) and values.shape == keys.shape
     for start, width in ((4, 8), (12, 8), (7, 13)):
-        win = llada.hidden_states_window(params, cfg, ids[:, start:start + width], start,
+        win = transformer.hidden_states_window(params, cfg, ids[:, start:start + width], start,
                                          (keys, values), attn)
         np.testing.assert_allclose(win, full[:, start:start + width], atol=tol, rtol=0)
 
@@ -61,7 +61,7 @@ def test_cached_keys_and_values_equal_independent_recomputation(tmp_path):
     ids = np.random.default_rng(1).integers(0, 64, (2, 12))
     record = []
     ref.numpy_forward(t, c, ids, record=record)
-    _, (keys, values) = llada.hidden_states_and_kv(model.param_dict(), model.config,
+    _, (keys, values) = transformer.hidden_states_and_kv(model.param_dict(), model.config,
                                                    jnp.asarray(ids, jnp.int32))
     for layer, (k, v) in enumerate(record):
         np.testing.assert_allclose(keys[layer], k, atol=ref.f32_atol(c, 12, k), rtol=0)

@@ -7,7 +7,7 @@ import pytest
 
 from igpo_jax import evaluate, sampling, sft
 from igpo_jax.data import Example
-from igpo_jax.models import llada
+from igpo_jax.models import transformer
 from igpo_jax.tokenizers import SentencePieceTokenizer
 from tests import reference as ref
 
@@ -47,8 +47,8 @@ def test_noise_rates(mode):
 
 
 def test_one_sft_step_lowers_loss_on_fixed_batch():
-    cfg = llada.LLaDAConfig.tiny()
-    params = llada.init_params(cfg, 0)
+    cfg = transformer.TransformerConfig.tiny()
+    params = transformer.init_params(cfg, 0)
     import optax
     tx = optax.adam(3e-3)
     opt = tx.init(params)
@@ -108,7 +108,7 @@ def test_evaluate_grades_canned_generations(tmp_path, monkeypatch):
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
     sc = sampling.SamplerConfig(gen_length=gen_len, block_length=16, steps=12, temperature=0.0,
                                 cache="dual", unmask="threshold")
-    cfg = llada.LLaDAConfig.tiny()
+    cfg = transformer.TransformerConfig.tiny()
     s = evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2, prompt_len=8,
                           show_progress=False)
     assert s["accuracy"] == pytest.approx(1 / 3) and s["num_examples"] == 3
@@ -144,7 +144,7 @@ def test_evaluation_cut_inside_a_batch_resumes_without_duplicates(tmp_path, monk
     monkeypatch.setattr(sampling, "generate_params", fake_generate)
     sc = sampling.SamplerConfig(gen_length=gen_len, block_length=16, steps=4,
                                 temperature=0.0)
-    cfg = llada.LLaDAConfig.tiny()
+    cfg = transformer.TransformerConfig.tiny()
     run = lambda: evaluate.evaluate(None, cfg, tok, exs, sc, str(tmp_path), batch_size=2,  # noqa
                                     prompt_len=8, show_progress=False)
     run()

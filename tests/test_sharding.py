@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from igpo_jax import sampling
 from igpo_jax import sharding as shd
-from igpo_jax.models import hf_io, llada
+from igpo_jax.models import hf_io, transformer
 from tests import reference as ref
 
 MESHES = [dict(data=1, fsdp=2, tensor=4), dict(data=1, fsdp=8, tensor=1),
@@ -63,7 +63,7 @@ def test_sharded_logits_equal_single_device(model, mesh_kw):
     ids = np.random.default_rng(0).integers(0, 60, (8, 12)).astype(np.int32)
     want = np.asarray(single(jnp.asarray(ids)))
     ids_sharded = shd.shard_batch(jnp.asarray(ids), mesh)
-    got = jax.jit(lambda p, x: llada.forward(p, sharded.config, x))(sharded.param_dict(),
+    got = jax.jit(lambda p, x: transformer.forward(p, sharded.config, x))(sharded.param_dict(),
                                                                     ids_sharded)
     # float32 both ways, summed in another order across devices: the float32 bound
     c = json.loads((model / "config.json").read_text())

@@ -1,27 +1,45 @@
-"""Dream (Dream-org/Dream-v0-Instruct-7B, -Base-7B): the Hugging Face layout.
+"""Dream (Dream-org/Dream-v0-Instruct-7B, -Base-7B): the family's presets, Hugging Face
+layout, chat format and special tokens.
 
 Dream is a masked-diffusion LM initialised from Qwen2.5-7B: the same Transformer as
 LLaDA here (pre-norm RMSNorm, NeoX rotary, GQA, SwiGLU, untied head, bidirectional
 attention) plus biases on the q, k, v projections, and its logits are shifted by
 one position: the prediction for token i is read at position i-1 (Dream's own
 generation code shifts the logits right by one and keeps position 0's). The forward
-pass is models/llada.py's with ``qkv_bias=True``; the shift is applied by its users
-through models/family.py. This module holds what differs on disk: tensor names,
-``config.json`` keys, and the chat template's tokens.
+pass is models/transformer.py's with ``qkv_bias=True`` and positions that count a
+padded row's real tokens; the shift is applied by its users through models/family.py.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from igpo_jax.models import llada
+from igpo_jax.models import transformer
+from igpo_jax.models.protocol import ChatFormat, Family, Layout, Messages
 
-FAMILY = "dream"
+NAME = "dream"
 MASK_TOKEN = "<|mask|>"  # id 151666 in Dream's tokenizer
 EOS_TOKEN = "<|endoftext|>"  # id 151643: end of text and padding
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"  # ChatML turns (Qwen2.5)
 DEFAULT_SYSTEM = "You are a helpful assistant."
 MODELLING_FILES = "configuration_dream.py, modeling_dream.py, generation_utils.py"
+SWITCHES = dict(family=NAME, qkv_bias=True, logits_shift=1, padded_positions=True)
+# Qwen2.5-7B-shaped (q/k/v biases, GQA 28/4, untied head); with model.hf_dir every size
+# and id is read from its config.json instead
+PRESETS = {"dream_7b": dict(
+    vocab_size=152064, d_model=3584, n_layers=28, n_heads=28, n_kv_heads=4,
+    mlp_hidden_size=18944, max_sequence_length=131072, rope_theta=1000000.0,
+    rms_norm_eps=1e-6, mask_token_id=151666, eos_token_id=151643, bos_token_id=151643)}
+
+
+def chat_text(messages: Messages, prefill: str = "") -> str:
+    """Dream's (Qwen2.5's) chat template: ChatML turns, with Qwen's default system turn
+    when the first message is not one; the assistant turn opens, then ``prefill``."""
+    msgs = list(messages)
+    if not msgs or msgs[0][0] != "system":
+        msgs.insert(0, ("system", DEFAULT_SYSTEM))
+    turns = "".join(f"{IM_START}{role}\n{content}{IM_END}\n" for role, content in msgs)
+    return f"{turns}{IM_START}assistant\n{prefill}"
 
 _LAYER = {"attn_norm": "input_layernorm.weight", "ff_norm": "post_attention_layernorm.weight",
           "q_proj": "self_attn.q_proj.weight", "k_proj": "self_attn.k_proj.weight",
@@ -52,7 +70,7 @@ def matches(hf: Mapping[str, Any]) -> bool:
         "DreamModel" in (hf.get("architectures") or [])
 
 
-def config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
+def config_from_hf(hf: Mapping[str, Any], **overrides) -> transformer.TransformerConfig:
     """Every size and id from Dream's ``config.json``."""
     required = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
                 "intermediate_size")
@@ -84,12 +102,12 @@ def config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
         rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         mask_token_id=hf.get("mask_token_id", 151666), eos_token_id=eos,
         bos_token_id=hf.get("bos_token_id") if hf.get("bos_token_id") is not None else eos,
-        **llada.FAMILY_SWITCHES[FAMILY])
+        **SWITCHES)
     kw.update(overrides)
-    return llada.LLaDAConfig(**kw)
+    return transformer.TransformerConfig(**kw)
 
 
-def config_to_hf(cfg: llada.LLaDAConfig) -> dict[str, Any]:
+def config_to_hf(cfg: transformer.TransformerConfig) -> dict[str, Any]:
     """``config.json`` keys of Dream's modelling code for this model."""
     return {
         "architectures": ["DreamModel"],
@@ -115,3 +133,12 @@ def config_to_hf(cfg: llada.LLaDAConfig) -> dict[str, Any]:
         "pad_token_id": cfg.eos_token_id,
         "bos_token_id": cfg.bos_token_id,
     }
+
+
+FAMILY = Family(
+    name=NAME, title="Dream", switches=dict(SWITCHES, rms_norm_eps=1e-6), presets=PRESETS,
+    checkpoint="Dream-org/Dream-v0-Instruct-7B",
+    layout=Layout(tensor_name, is_linear, config_from_hf, config_to_hf, matches,
+                  MODELLING_FILES),
+    chat=ChatFormat(chat_text, bos=EOS_TOKEN, eos=EOS_TOKEN, mask=MASK_TOKEN, eot=IM_END,
+                    markers=(IM_START,)))

@@ -1,63 +1,42 @@
-"""The diffusion-LM protocol: what sampling, log-probs, SFT, LoRA, export and the dry
-run need from a model family, selected by ``model.family`` (``LLaDAConfig.family``).
+"""The model families by name (``model.family``): what sampling, log-probs, SFT, LoRA,
+export and the dry run need from a model, looked up from ``TransformerConfig.family``.
 
-A family provides:
+Each family is one file exporting one ``Family`` (models/protocol.py): models/llada.py
+and models/dream.py. It provides:
 
+* its architecture switches over the shared Transformer (models/transformer.py) and its
+  presets (``model.preset``; ``tiny`` and ``small`` are sizes of every family);
 * parameters: ``param_specs(cfg)`` (name -> shape, logical axes), ``init_params``,
   ``init_adapters``, ``abstract_model``;
 * the forward: ``hidden_states`` (final-normed, ``[B, L, d]``), ``logits_from_hidden``,
   and for the cached sampler ``hidden_states_and_kv`` / ``hidden_states_window``;
-* ``logits_shift``: 0 when the logits that predict token i are read at position i
-  (LLaDA), 1 when at position i-1 (Dream); :func:`predicting` and
-  :func:`token_logits` apply it, so callers never index positions themselves;
-* Hugging Face import/export (``hf_io.LAYOUTS``: tensor names, config.json keys) and
-  special token ids (mask, EOS, BOS on the config; the chat template's tokens in
-  tokenizers.py).
+* its Hugging Face layout (tensor names, ``config.json`` keys both ways) and its chat
+  format with the special tokens of its ``tokenizer.json``.
 
-LLaDA and Dream share models/llada.py's Transformer (Dream adds q/k/v biases and the
-shift through config fields), so both entries below point at it; a family with a
-different forward registers its own functions with :func:`register`. See the README,
-"Adding a model family".
+``logits_shift`` is 0 when the logits that predict token i are read at position i
+(LLaDA), 1 when at position i-1 (Dream); :func:`predicting` and :func:`token_logits`
+apply it, so callers never index positions themselves. See the README, "Adding a
+model family".
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.models import llada
+from igpo_jax.models import dream, llada, transformer
 from igpo_jax.models.lora import LoraSettings
+from igpo_jax.models.protocol import Family
 from igpo_jax.sections import Section, check, field, sub
 
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-    name: str
-    title: str  # as printed ("LLaDA", "Dream")
-    preset: str  # the LLaDAConfig preset of its reference size (model.preset)
-    features: dict  # LLaDAConfig fields every model of the family has
-    param_specs: Callable = llada.param_specs
-    init_params: Callable = llada.init_params
-    init_adapters: Callable = llada.init_adapters
-    abstract_model: Callable = llada.abstract_model
-    hidden_states: Callable = llada.hidden_states
-    hidden_states_and_kv: Callable = llada.hidden_states_and_kv
-    hidden_states_window: Callable = llada.hidden_states_window
-    logits_from_hidden: Callable = llada.logits_from_hidden
-    forward: Callable = llada.forward
-
-
-FAMILIES: dict[str, Family] = {
-    "llada": Family("llada", "LLaDA", "llada_8b", llada.FAMILY_SWITCHES["llada"]),
-    "dream": Family("dream", "Dream", "dream_7b",
-                    dict(llada.FAMILY_SWITCHES["dream"], rms_norm_eps=1e-6)),
-}
+FAMILIES: dict[str, Family] = {f.name: f for f in (llada.FAMILY, dream.FAMILY)}
 
 
 def register(family: Family) -> None:
+    """Adds a family (its name becomes a valid ``model.family``)."""
     FAMILIES[family.name] = family
 
 
@@ -65,20 +44,60 @@ def title(name: str) -> str:
     return FAMILIES[name].title if name in FAMILIES else name
 
 
-def of(cfg: llada.LLaDAConfig) -> Family:
-    if cfg.family not in FAMILIES:
-        raise ValueError(f"model family {cfg.family!r}; known: {sorted(FAMILIES)}")
-    return FAMILIES[cfg.family]
+def get(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"model family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]
 
 
-def predicting(cfg: llada.LLaDAConfig, hidden: jax.Array, start, length: int) -> jax.Array:
+def of(cfg: transformer.TransformerConfig) -> Family:
+    return get(cfg.family)
+
+
+def presets() -> tuple[str, ...]:
+    """Every ``model.preset``: the shared sizes, then each family's own."""
+    return transformer.PRESETS + tuple(p for f in FAMILIES.values() for p in f.presets)
+
+
+def family_of_preset(preset: str) -> str | None:
+    """The family whose own preset this is (None for a shared size)."""
+    return next((f.name for f in FAMILIES.values() if preset in f.presets), None)
+
+
+def preset_config(name: str, preset: str, **kw) -> transformer.TransformerConfig:
+    """The config of ``preset`` in family ``name``: a family's own preset (its full
+    size, every id included), or a shared size with the family's switches; ``kw``
+    overrides either."""
+    fam = get(name)
+    if preset in fam.presets:
+        return transformer.TransformerConfig(**{**fam.switches, **fam.presets[preset], **kw})
+    if preset not in transformer.PRESETS:
+        raise ValueError(f"model.preset={preset!r} is not a size of every family "
+                         f"{transformer.PRESETS} nor a {fam.title} preset {tuple(fam.presets)}")
+    return getattr(transformer.TransformerConfig, preset)(**{**fam.switches, **kw})
+
+
+def of_hf(hf: Mapping[str, Any]) -> Family:
+    """The family whose ``config.json`` this is (Dream's say so; LLaDA's have d_model; a
+    config without ``model_type`` is read as LLaDA's)."""
+    for fam in FAMILIES.values():
+        if fam.name != "llada" and fam.layout.matches(hf):
+            return fam
+    if FAMILIES["llada"].layout.matches(hf) or not hf.get("model_type"):
+        return FAMILIES["llada"]
+    raise ValueError(f"config.json of model_type {hf.get('model_type')!r}: not a family this "
+                     f"package implements ({sorted(FAMILIES)})")
+
+
+def predicting(cfg: transformer.TransformerConfig, hidden: jax.Array, start,
+               length: int) -> jax.Array:
     """The hidden states whose logits predict the tokens at ``[start, start + length)``:
     those positions, or with a shift of one the positions before them (``start`` may
     be traced; it must be >= the shift)."""
     return jax.lax.dynamic_slice_in_dim(hidden, start - cfg.logits_shift, length, axis=1)
 
 
-def token_logits(params, cfg: llada.LLaDAConfig, input_ids: jax.Array,
+def token_logits(params, cfg: transformer.TransformerConfig, input_ids: jax.Array,
                  attention_mask: jax.Array | None = None) -> jax.Array:
     """float32 logits ``[B, L, V]`` whose position i predicts token i, for every family
     (with a shift, position 0 keeps its own logits, as Dream's generation code does)."""
@@ -103,7 +122,7 @@ class ModelOverrides(Section):
 @dataclasses.dataclass(frozen=True)
 class ModelSettings(Section):
     """The config's ``model`` section (family and preset names from :data:`FAMILIES`
-    and ``llada.PRESETS``)."""
+    and :func:`presets`)."""
 
     family: str = field(
         "llada",
@@ -129,12 +148,12 @@ class ModelSettings(Section):
         "are trained and checkpointed; the reference policy is the base model.")
 
     def __post_init__(self):
-        check(self.preset in llada.PRESETS or self.hf_dir, "model.preset", self.preset,
-              f"expected one of {llada.PRESETS}, or set model.hf_dir")
+        check(self.preset in presets() or self.hf_dir, "model.preset", self.preset,
+              f"expected one of {presets()}, or set model.hf_dir")
         check(self.family in FAMILIES, "model.family", self.family,
               f"expected one of {sorted(FAMILIES)}")
-        big = {FAMILIES[f].preset: f for f in FAMILIES}
-        check(self.hf_dir or self.preset not in big or big[self.preset] == self.family,
+        owner = family_of_preset(self.preset)
+        check(self.hf_dir or owner is None or owner == self.family,
               "model.preset", self.preset,
-              f"is a {big.get(self.preset)} model but model.family={self.family!r}: set "
-              f"--config.model.family={big.get(self.preset)}")
+              f"is a {owner} model but model.family={self.family!r}: set "
+              f"--config.model.family={owner}")

@@ -1,6 +1,7 @@
-"""Hugging Face checkpoints of every model family: streaming import and export (no
-PyTorch). The family's layout (tensor names, ``config.json`` keys) is picked from
-the config: LLaDA's here, Dream's in models/dream.py (:data:`LAYOUTS`).
+"""Hugging Face checkpoints of every model family: streaming safetensors import and
+export (no PyTorch). The family's layout (tensor names, which tensors are linear,
+``config.json`` keys) is the family's own (``Family.layout``, models/llada.py and
+models/dream.py), looked up from the config or the ``config.json``.
 
 Import reads ``config.json`` and ``model.safetensors`` (or the shards listed in
 ``model.safetensors.index.json``) tensor by tensor through safetensors' numpy
@@ -24,7 +25,8 @@ from safetensors.numpy import save_file
 
 from igpo_jax import sharding as shd
 from igpo_jax import storage
-from igpo_jax.models import dream, family, llada
+from igpo_jax.models import family, transformer
+from igpo_jax.models.protocol import Layout
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +37,6 @@ INDEX_FILE = "model.safetensors.index.json"
 
 class CheckpointError(ValueError):
     """A Hugging Face checkpoint that does not match the model it should fill."""
-
-
-# ---- names and config.json of the Hugging Face LLaDA layout --------------------------
-def hf_tensor_name(name: str, layer: int | None = None) -> str:
-    """Our parameter name -> the Hugging Face LLaDA tensor name."""
-    if name.startswith("blocks/"):
-        return f"model.transformer.blocks.{layer}.{name.split('/', 1)[1]}.weight"
-    return {"wte": "model.transformer.wte.weight", "ln_f": "model.transformer.ln_f.weight",
-            "lm_head": "model.transformer.ff_out.weight"}[name]
-
-
-def hf_is_linear(name: str) -> bool:
-    """Linear weights are transposed between HF ([out, in]) and us ([in, out])."""
-    return name == "lm_head" or name.split("/")[-1] in {
-        "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
 
 
 def read_hf_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> dict:
@@ -65,119 +52,20 @@ def read_hf_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> dict:
 
 
 def config_from_hf(path_or_dict: str | os.PathLike | Mapping[str, Any],
-                   **overrides) -> llada.LLaDAConfig:
+                   **overrides) -> transformer.TransformerConfig:
     """The model config of a Hugging Face ``config.json`` of any family (a path, a
     folder or a dict): Dream's when it says so, else LLaDA's."""
     hf = read_hf_config(path_or_dict)
-    return layout_of_hf(hf).config_from_hf(hf, **overrides)
-
-
-def llada_config_from_hf(hf: Mapping[str, Any], **overrides) -> llada.LLaDAConfig:
-    """Reads the keys of a Hugging Face LLaDA ``config.json``."""
-    required = ("d_model", "n_layers", "n_heads", "vocab_size")
-    missing = [k for k in required if k not in hf]
-    if missing:
-        raise ValueError(f"Hugging Face config is missing keys {missing}; "
-                         f"expected a LLaDA config.json")
-    kw = dict(
-        vocab_size=hf["vocab_size"],
-        d_model=hf["d_model"],
-        n_layers=hf["n_layers"],
-        n_heads=hf["n_heads"],
-        n_kv_heads=hf.get("n_kv_heads"),
-        mlp_hidden_size=hf.get("mlp_hidden_size") or 4 * hf["d_model"],
-        embedding_size=hf.get("embedding_size"),
-        max_sequence_length=hf.get("max_sequence_length", 4096),
-        rope_theta=float(hf.get("rope_theta", 10000.0)),
-        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
-        mask_token_id=hf.get("mask_token_id", 126336),
-        eos_token_id=hf.get("eos_token_id", 126081),
-        bos_token_id=hf.get("bos_token_id", 126080) if hf.get("bos_token_id") is not None
-        else 126080,
-    )
-    if kw["bos_token_id"] >= (kw["embedding_size"] or kw["vocab_size"]):
-        kw["bos_token_id"] = 0
-    kw.update(overrides)
-    return llada.LLaDAConfig(**kw)
-
-
-def config_to_hf(cfg: llada.LLaDAConfig) -> dict[str, Any]:
-    """``config.json`` keys of LLaDA's modelling code for this model."""
-    return {
-        "architectures": ["LLaDAModelLM"],
-        "model_type": "llada",
-        "d_model": cfg.d_model,
-        "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads,
-        "n_kv_heads": cfg.kv_heads,
-        "mlp_hidden_size": cfg.mlp_hidden_size,
-        "mlp_ratio": cfg.mlp_hidden_size // cfg.d_model,
-        "vocab_size": cfg.vocab_size,
-        "embedding_size": cfg.vocab_rows,
-        "max_sequence_length": cfg.max_sequence_length,
-        "rope_theta": cfg.rope_theta,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "mask_token_id": cfg.mask_token_id,
-        "eos_token_id": cfg.eos_token_id,
-        "pad_token_id": cfg.eos_token_id,
-        "bos_token_id": cfg.bos_token_id,
-        "activation_type": "silu",
-        "block_type": "llama",
-        "layer_norm_type": "rms",
-        "rope": True,
-        "weight_tying": False,
-        "include_bias": False,
-        "attention_layer_norm": False,
-        "multi_query_attention": None,
-        # LLaDA's ModelConfig defaults that differ from this model (dropout 0.1,
-        # GPT-2 sizes ...) are written out so that its modelling code builds it
-        "attention_dropout": 0.0, "residual_dropout": 0.0, "embedding_dropout": 0.0,
-        "rope_full_precision": True, "include_qkv_bias": False,
-        "layer_norm_with_affine": True, "bias_for_layer_norm": False,
-        "attention_layer_norm_with_affine": True, "scale_logits": False,
-        "input_emb_norm": False, "alibi": False, "flash_attention": False,
-        "block_group_size": 1, "use_cache": False,
-        "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                     "AutoModel": "modeling_llada.LLaDAModelLM",
-                     "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-    }
-
-
-class Layout:
-    """How one family's checkpoints are written by Hugging Face: tensor names, which
-    tensors are linear ([out, in] there, [in, out] here), ``config.json`` keys."""
-
-    def __init__(self, family, tensor_name, is_linear, config_from_hf, config_to_hf,
-                 matches, modelling_files):
-        self.family, self.tensor_name, self.is_linear = family, tensor_name, is_linear
-        self.config_from_hf, self.config_to_hf = config_from_hf, config_to_hf
-        self.matches, self.modelling_files = matches, modelling_files
-
-
-LAYOUTS = {
-    "llada": Layout("llada", hf_tensor_name, hf_is_linear, llada_config_from_hf, config_to_hf,
-                    lambda hf: "d_model" in hf,
-                    "configuration_llada.py, modeling_llada.py"),
-    "dream": Layout("dream", dream.tensor_name, dream.is_linear, dream.config_from_hf,
-                    dream.config_to_hf, dream.matches, dream.MODELLING_FILES),
-}
+    return family.of_hf(hf).layout.config_from_hf(hf, **overrides)
 
 
 def layout_of_hf(hf: Mapping[str, Any]) -> Layout:
-    """The layout whose ``config.json`` this is (Dream's say so; LLaDA's have d_model)."""
-    if LAYOUTS["dream"].matches(hf):
-        return LAYOUTS["dream"]
-    if LAYOUTS["llada"].matches(hf) or not hf.get("model_type"):
-        return LAYOUTS["llada"]
-    raise ValueError(f"config.json of model_type {hf.get('model_type')!r}: not a family this "
-                     f"package implements ({sorted(LAYOUTS)})")
+    """The layout whose ``config.json`` this is."""
+    return family.of_hf(hf).layout
 
 
-def layout(cfg: llada.LLaDAConfig) -> Layout:
-    if cfg.family not in LAYOUTS:
-        raise ValueError(f"model family {cfg.family!r} has no Hugging Face layout; "
-                         f"known: {sorted(LAYOUTS)}")
-    return LAYOUTS[cfg.family]
+def layout(cfg: transformer.TransformerConfig) -> Layout:
+    return family.of(cfg).layout
 
 
 def _tensor_files(hf_dir: str) -> dict[str, str]:
@@ -296,7 +184,7 @@ def _read_param(reader: _Reader, name: str, shape: tuple[int, ...], dtype,
     return out
 
 
-def _check_special_ids(cfg: llada.LLaDAConfig, where: str) -> None:
+def _check_special_ids(cfg: transformer.TransformerConfig, where: str) -> None:
     """The mask / EOS / BOS ids must be tokens of the vocabulary ``config.json`` declares
     (a smaller ``vocab_size`` than the embedding's rows otherwise loads silently)."""
     for key in ("mask_token_id", "eos_token_id", "bos_token_id"):
@@ -308,7 +196,7 @@ def _check_special_ids(cfg: llada.LLaDAConfig, where: str) -> None:
 
 def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
                        mesh: jax.sharding.Mesh | None = None,
-                       compute_dtype: str | None = None, **config_overrides) -> llada.LLaDA:
+                       compute_dtype: str | None = None, **config_overrides) -> transformer.Transformer:
     """Loads a Hugging Face checkpoint (LLaDA or Dream, from its config.json) into a
     :class:`LLaDA` model (the family's forward is set by its config).
 
@@ -317,7 +205,7 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
       dtype: parameter dtype (``float32``, ``bfloat16``); also the compute dtype
         unless ``compute_dtype`` is given.
       mesh: place parameters sharded over this mesh (default: one device).
-      **config_overrides: LLaDAConfig fields to override (e.g. ``remat=True``).
+      **config_overrides: TransformerConfig fields to override (e.g. ``remat=True``).
     """
     hf_dir = os.fspath(hf_dir)
     hf = read_hf_config(hf_dir)
@@ -333,7 +221,7 @@ def load_hf_checkpoint(hf_dir: str | os.PathLike, dtype: str = "float32",
     unexpected = sorted(set(files) - expected)
     if unexpected:
         log.warning("ignoring %d tensors that the %s model does not use: %s", len(unexpected),
-                    lay.family, unexpected[:5])
+                    cfg.family, unexpected[:5])
     reader = _Reader(files)
     model = family.of(cfg).abstract_model(cfg)
     try:
@@ -355,7 +243,7 @@ _COPIED = ("*.py", "tokenizer*", "special_tokens_map.json", "generation_config.j
            "*.model", "*.tiktoken", "chat_template*", "README.md", "LICENSE*")
 
 
-def _shard_plan(cfg: llada.LLaDAConfig, itemsize: int, max_shard_bytes: int | None
+def _shard_plan(cfg: transformer.TransformerConfig, itemsize: int, max_shard_bytes: int | None
                 ) -> list[list[tuple[str, int | None]]]:
     """(param name, layer) per tensor, grouped into shards of at most ``max_shard_bytes``
     (a tensor larger than that gets a shard of its own)."""
@@ -373,7 +261,7 @@ def _shard_plan(cfg: llada.LLaDAConfig, itemsize: int, max_shard_bytes: int | No
     return shards
 
 
-def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = None) -> dict:
+def hf_config_dict(cfg: transformer.TransformerConfig, dtype: str, source_dir: str | None = None) -> dict:
     """``config.json``: the source checkpoint's (keeping ``auto_map`` and every key we do
     not model) updated with this model's shape, ids and dtype."""
     out: dict[str, Any] = {}
@@ -384,7 +272,7 @@ def hf_config_dict(cfg: llada.LLaDAConfig, dtype: str, source_dir: str | None = 
     return out
 
 
-def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: str | os.PathLike,
+def save_hf_checkpoint(model_or_params, cfg: transformer.TransformerConfig | None, out_dir: str | os.PathLike,
                        dtype: str | None = None, max_shard_bytes: int | None = None,
                        source_dir: str | os.PathLike | None = None) -> dict:
     """Writes a Hugging Face checkpoint of the config's family: ``config.json`` +
@@ -410,16 +298,16 @@ def save_hf_checkpoint(model_or_params, cfg: llada.LLaDAConfig | None, out_dir: 
 
     from igpo_jax import distributed
     from igpo_jax.models import lora
-    if isinstance(model_or_params, llada.LLaDA):
+    if isinstance(model_or_params, transformer.Transformer):
         cfg = model_or_params.config
         params = model_or_params.param_dict()
     else:
         params = model_or_params
     if cfg is None:
-        raise ValueError("save_hf_checkpoint needs the LLaDAConfig when given a param dict")
+        raise ValueError("save_hf_checkpoint needs the TransformerConfig when given a param dict")
     if any(lora.is_adapter(k) for k in params):
         if cfg.lora is None:
-            raise ValueError("the parameters hold LoRA adapters but the LLaDAConfig has no "
+            raise ValueError("the parameters hold LoRA adapters but the TransformerConfig has no "
                              "lora settings to merge them with")
         params = lora.merge_jit(params, cfg.lora)
     cfg = cfg.replace(lora=None)

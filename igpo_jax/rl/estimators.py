@@ -47,7 +47,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.models import llada
+from igpo_jax.models import transformer
 from igpo_jax.rl import logprobs
 
 # the estimators by name (``rl.estimator``); each maps (params, model config, settings,
@@ -221,7 +221,7 @@ ESTIMATORS.update({"one_step": _one_step, "trajectory": _ordered(_trajectory),
                    "block": _ordered(_random_masks), "elbo": _ordered(_random_masks)})
 
 
-def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
+def estimate(params, cfg: transformer.TransformerConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
              masked_prompt, completion_ids, order, hint_mask, keys, *, with_entropy=True,
              dropout_rng=None):
     """``(logp [B, C], entropy [B, C] | None)`` of the completion under estimator ``est``
@@ -236,7 +236,7 @@ def estimate(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, p
                                 with_entropy=with_entropy, dropout_rng=dropout_rng)
 
 
-def bounds(params, cfg: llada.LLaDAConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
+def bounds(params, cfg: transformer.TransformerConfig, est: EstimatorConfig, prompt_ids, prompt_attn,
            masked_prompt, completion_ids, order, hint_mask, keys, *, beta: float,
            dropout_rng=None):
     """SPG's two per-token estimates from the same masks: ``(lower [B, C], upper [B, C])``,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from igpo_jax.models import family, llada
+from igpo_jax.models import family, transformer
 
 
 def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) -> jax.Array:
@@ -22,7 +22,7 @@ def prompt_mask(key: jax.Array, prompt_attn: jax.Array, p_mask_prompt: float) ->
     return (jax.random.uniform(key, prompt_attn.shape) < p_mask_prompt) & prompt_attn
 
 
-def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
+def completion_logprobs(params, cfg: transformer.TransformerConfig, prompt_ids: jax.Array,
                         prompt_attn: jax.Array, completion_ids: jax.Array,
                         masked_prompt: jax.Array | None = None,
                         with_entropy: bool = True, dropout_rng: jax.Array | None = None
@@ -42,7 +42,7 @@ def completion_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids: jax.Array,
                            masked_prompt, dropout_rng, with_entropy)
 
 
-def masked_logprobs(params, cfg: llada.LLaDAConfig, prompt_ids, prompt_attn, completion_ids,
+def masked_logprobs(params, cfg: transformer.TransformerConfig, prompt_ids, prompt_attn, completion_ids,
                     hide, masked_prompt=None, dropout_rng=None, with_entropy: bool = True):
     """Per-token log-probs and entropies ``[B, C]`` of the completion tokens from one
     forward pass in which the completion positions ``hide`` (bool ``[B, C]``; None: all)

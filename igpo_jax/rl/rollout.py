@@ -20,7 +20,7 @@ from igpo_jax import sampling
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.distributed import to_host
-from igpo_jax.models import llada, lora
+from igpo_jax.models import lora, transformer
 from igpo_jax.rl import igpo
 from igpo_jax.rl.augment import Augmentation, ScoredBatch
 from igpo_jax.tokenizers import Tokenizer
@@ -42,7 +42,7 @@ class RolloutConfig:
 
 
 class RolloutWorker:
-    def __init__(self, model_cfg: llada.LLaDAConfig, sampler_cfg: sampling.SamplerConfig,
+    def __init__(self, model_cfg: transformer.TransformerConfig, sampler_cfg: sampling.SamplerConfig,
                  rc: RolloutConfig, augmentation: Augmentation, tok: Tokenizer,
                  reward_fn: rewards_lib.MathReward, mesh: jax.sharding.Mesh | None = None):
         self.model_cfg, self.sc, self.rc = model_cfg, sampler_cfg, rc

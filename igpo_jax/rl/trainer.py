@@ -26,7 +26,7 @@ from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, PipelinePosition, Progress
-from igpo_jax.models import llada, lora
+from igpo_jax.models import lora, transformer
 from igpo_jax.rl import augment, estimators, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
 from igpo_jax.sections import require
@@ -58,7 +58,7 @@ def _micro(x, n):
     return x.reshape((n, x.shape[0] // n) + x.shape[1:])
 
 
-def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int, est: estimators.EstimatorConfig):
+def make_logprob_fn(cfg: transformer.TransformerConfig, n_micro: int, est: estimators.EstimatorConfig):
     """jit: (params, prompt, attn, masked_prompt, completion, order, hint_mask, keys) ->
     (logp, entropy) under estimator ``est``, by micro-batch."""
     def fn(params, prompt_ids, prompt_attn, masked_prompt, completion_ids, order, hint_mask,
@@ -73,7 +73,7 @@ def make_logprob_fn(cfg: llada.LLaDAConfig, n_micro: int, est: estimators.Estima
     return jax.jit(fn)
 
 
-def make_train_step(cfg: llada.LLaDAConfig, tx: optax.GradientTransformation,
+def make_train_step(cfg: transformer.TransformerConfig, tx: optax.GradientTransformation,
                     rl: grpo.RLConfig, n_micro: int, trainable, opt_state,
                     est: estimators.EstimatorConfig | None = None):
     """jit: (trainable, opt_state, frozen, TrainBatch, key) -> (trainable, opt_state, out),
@@ -172,7 +172,7 @@ class _Run:
     """What one RL step needs besides the parameters (built once by :func:`train`)."""
 
     c: RunConfig
-    cfg: llada.LLaDAConfig
+    cfg: transformer.TransformerConfig
     mesh: jax.sharding.Mesh
     examples: list
     data_iter: object

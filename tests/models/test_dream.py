@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling, tokenizers
-from igpo_jax.models import dream, family, hf_io, llada, lora
+from igpo_jax.models import dream, family, hf_io, lora, transformer
 from igpo_jax.rl import logprobs
 from igpo_jax.sft import masked_sft_loss
 from tests import reference as ref
@@ -52,7 +52,7 @@ def test_dream_checkpoint_logits_match_numpy(tmp_path, kv_heads, sharded):
     np.testing.assert_allclose(shifted, ref.dream_shift(want), atol=atol, rtol=0)
     # the biases matter: without them the logits differ by far more than rounding
     no_bias = {k: (v * 0 if k.endswith("_bias") else v) for k, v in model.param_dict().items()}
-    assert np.abs(np.asarray(llada.forward(no_bias, cfg, jnp.asarray(ids))) - want).max() > 1e-2
+    assert np.abs(np.asarray(transformer.forward(no_bias, cfg, jnp.asarray(ids))) - want).max() > 1e-2
 
 
 def test_padded_rows_give_dreams_logits(dream_model):
@@ -66,21 +66,21 @@ def test_padded_rows_give_dreams_logits(dream_model):
     attn[1, 4:6] = False  # padding in the middle
     want = ref.dream_numpy_forward(t, c, ids, attention_mask=attn)
     params, cfg = model.param_dict(), model.config
-    got = np.asarray(llada.forward(params, cfg, jnp.asarray(ids), jnp.asarray(attn)))
+    got = np.asarray(transformer.forward(params, cfg, jnp.asarray(ids), jnp.asarray(attn)))
     tol = ref.f32_atol(ref.dream_path_config(c), 9, want)
     np.testing.assert_allclose(got[attn], want[attn], atol=tol, rtol=0)
     # absolute positions (LLaDA's numbering): rotary scores depend on distances only,
     # so a row padded on the left (all real tokens shifted alike) or not at all gets the
     # same logits; padding in the middle changes distances and the logits
-    absolute = np.asarray(llada.forward(params, cfg.replace(padded_positions=False),
+    absolute = np.asarray(transformer.forward(params, cfg.replace(padded_positions=False),
                                         jnp.asarray(ids), jnp.asarray(attn)))
     for row in (0, 2):
         np.testing.assert_allclose(absolute[row][attn[row]], want[row][attn[row]], atol=tol,
                                    rtol=0)
     assert np.abs(absolute[1][attn[1]] - want[1][attn[1]]).max() > 100 * tol
     # the cached window forward (sampler cache modes) numbers the window the same way
-    hid, kv = llada.hidden_states_and_kv(params, cfg, jnp.asarray(ids), jnp.asarray(attn))
-    win = llada.hidden_states_window(params, cfg, jnp.asarray(ids[:, 4:8]), 4, kv,
+    hid, kv = transformer.hidden_states_and_kv(params, cfg, jnp.asarray(ids), jnp.asarray(attn))
+    win = transformer.hidden_states_window(params, cfg, jnp.asarray(ids[:, 4:8]), 4, kv,
                                      jnp.asarray(attn))
     np.testing.assert_allclose(np.asarray(win), np.asarray(hid)[:, 4:8], atol=1e-5, rtol=0)
 
@@ -238,9 +238,9 @@ def test_family_and_preset_checks(tmp_path, dream_model):
     c.model.update(family="llada", hf_dir=str(d))
     with pytest.raises(ValueError, match="holds a dream model"):
         experiment.model_config(typed(c))
-    big = llada.LLaDAConfig.dream_7b()
+    big = family.preset_config("dream", "dream_7b")
     # Qwen2.5-7B's parameter count: 7.62B (embeddings and head untied)
-    assert big.num_params() == sum(int(np.prod(s)) for s, _ in llada.param_specs(big).values())
+    assert big.num_params() == sum(int(np.prod(s)) for s, _ in transformer.param_specs(big).values())
     assert abs(big.num_params() - 7.6156e9) < 1e6
 
 

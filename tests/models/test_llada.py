@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from igpo_jax.models import hf_io, llada
+from igpo_jax.models import family, hf_io, transformer
 from igpo_jax.models.hf_io import CheckpointError
 from tests import reference as ref
 
@@ -60,8 +60,8 @@ def test_checkpoint_errors_name_the_tensor(tmp_path):
 
 
 def test_save_then_load_roundtrip_bit_exact(tmp_path):
-    cfg = llada.LLaDAConfig.tiny()
-    model = llada.LLaDA(cfg, rngs=nnx.Rngs(4))
+    cfg = transformer.TransformerConfig.tiny()
+    model = transformer.Transformer(cfg, rngs=nnx.Rngs(4))
     hf_io.save_hf_checkpoint(model, None, tmp_path / "one")
     hf_io.save_hf_checkpoint(model, None, tmp_path / "many", max_shard_bytes=4096)
     assert json.load(open(tmp_path / "many" / "model.safetensors.index.json"))["weight_map"]
@@ -72,24 +72,24 @@ def test_save_then_load_roundtrip_bit_exact(tmp_path):
 
 
 def test_bfloat16_params_and_compute():
-    cfg = llada.LLaDAConfig.tiny(param_dtype="bfloat16", dtype="bfloat16")
-    model = llada.LLaDA(cfg, rngs=nnx.Rngs(0))
+    cfg = transformer.TransformerConfig.tiny(param_dtype="bfloat16", dtype="bfloat16")
+    model = transformer.Transformer(cfg, rngs=nnx.Rngs(0))
     assert all(v.dtype == jnp.bfloat16 for v in model.param_dict().values())
     logits = model(jnp.zeros((1, 4), jnp.int32))
     assert logits.dtype == jnp.float32
     cfg32 = cfg.replace(param_dtype="float32", dtype="float32")
     p32 = {k: v.astype(jnp.float32) for k, v in model.param_dict().items()}
-    l32 = llada.forward(p32, cfg32, jnp.zeros((1, 4), jnp.int32))
+    l32 = transformer.forward(p32, cfg32, jnp.zeros((1, 4), jnp.int32))
     np.testing.assert_allclose(np.asarray(logits), np.asarray(l32), atol=0.05)
 
 
 def test_remat_gives_same_gradients():
-    cfg = llada.LLaDAConfig.tiny()
-    params = llada.init_params(cfg, 0)
+    cfg = transformer.TransformerConfig.tiny()
+    params = transformer.init_params(cfg, 0)
     ids = jnp.arange(8, dtype=jnp.int32)[None] % 60
 
     def loss(p, c):
-        return jnp.sum(llada.forward(p, c, ids) ** 2)
+        return jnp.sum(transformer.forward(p, c, ids) ** 2)
 
     g = jax.grad(loss)(params, cfg)
     g_remat = jax.grad(loss)(params, cfg.replace(remat=True))
@@ -99,18 +99,18 @@ def test_remat_gives_same_gradients():
 
 def test_config_validation_and_hf_config(tmp_path):
     with pytest.raises(ValueError, match="n_kv_heads"):
-        llada.LLaDAConfig.tiny(n_kv_heads=3)
+        transformer.TransformerConfig.tiny(n_kv_heads=3)
     with pytest.raises(ValueError, match="divisible"):
-        llada.LLaDAConfig.tiny(d_model=30)
+        transformer.TransformerConfig.tiny(d_model=30)
     with pytest.raises(ValueError, match="mask_token_id"):
-        llada.LLaDAConfig.tiny(mask_token_id=100)
+        transformer.TransformerConfig.tiny(mask_token_id=100)
     c = ref.hf_config()
     cfg = hf_io.config_from_hf(c)
     assert (cfg.d_model, cfg.n_layers, cfg.kv_heads, cfg.mask_token_id) == (32, 2, 2, 63)
     (tmp_path / "config.json").write_text(json.dumps({"d_model": 8}))
     with pytest.raises(ValueError, match="missing keys"):
         hf_io.config_from_hf(tmp_path)
-    big = llada.LLaDAConfig.llada_8b()
+    big = family.preset_config("llada", "llada_8b")
     assert (big.d_model, big.n_layers, big.vocab_size, big.mask_token_id) == (4096, 32, 126464, 126336)
     assert 7.5e9 < big.num_params() < 8.5e9
 

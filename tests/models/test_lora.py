@@ -8,7 +8,7 @@ import pytest
 
 from igpo_jax import configlib
 from igpo_jax import sharding as shd
-from igpo_jax.models import llada, lora
+from igpo_jax.models import lora, transformer
 from tests import reference as ref
 
 TARGETS = ("q_proj", "v_proj", "attn_out", "up_proj", "ff_out")
@@ -35,10 +35,10 @@ def test_adapter_forward_matches_numpy(hf_model):
     c, tensors, model = hf_model
     lc = lora.LoraConfig(rank=3, alpha=6.0, targets=TARGETS)
     cfg = model.config.replace(lora=lc)
-    params = dict(model.param_dict(), **llada.init_adapters(cfg, 1))
+    params = dict(model.param_dict(), **transformer.init_adapters(cfg, 1))
     params = _with_random_adapters(params, lc, 2)
     ids = np.random.default_rng(0).integers(0, c["vocab_size"], (2, 9)).astype(np.int32)
-    got = np.asarray(llada.forward(params, cfg, jnp.asarray(ids)))
+    got = np.asarray(transformer.forward(params, cfg, jnp.asarray(ids)))
     want = ref.numpy_forward(tensors, c, ids, lora={
         t: (np.asarray(params[f"blocks/{t}_lora_a"]), np.asarray(params[f"blocks/{t}_lora_b"]),
             2.0) for t in TARGETS})
@@ -48,9 +48,9 @@ def test_adapter_forward_matches_numpy(hf_model):
 
 
 def test_fresh_adapters_change_nothing_and_base_init_is_unchanged():
-    cfg = llada.LLaDAConfig.tiny()
+    cfg = transformer.TransformerConfig.tiny()
     cfg_l = cfg.replace(lora=lora.LoraConfig(rank=4, alpha=8.0))
-    p, p_l = llada.init_params(cfg, 3), llada.init_params(cfg_l, 3)
+    p, p_l = transformer.init_params(cfg, 3), transformer.init_params(cfg_l, 3)
     assert set(p_l) - set(p) == {f"blocks/{t}_lora_{ab}" for t in cfg_l.lora.targets
                                  for ab in "ab"}
     for k in p:
@@ -59,18 +59,18 @@ def test_fresh_adapters_change_nothing_and_base_init_is_unchanged():
     assert a.shape == (2, 32, 4) and a.dtype == np.float32 and np.abs(a).max() <= 32 ** -0.5
     assert not np.asarray(p_l["blocks/q_proj_lora_b"]).any()
     ids = jnp.arange(10, dtype=jnp.int32)[None] % 60
-    np.testing.assert_array_equal(np.asarray(llada.forward(p_l, cfg_l, ids)),
-                                  np.asarray(llada.forward(p, cfg, ids)))
+    np.testing.assert_array_equal(np.asarray(transformer.forward(p_l, cfg_l, ids)),
+                                  np.asarray(transformer.forward(p, cfg, ids)))
     # the reference policy "adapters off" is the base: same arrays, no copy
     assert all(lora.base(p_l)[k] is p_l[k] for k in p)
 
 
 def test_merge_equals_adapter_forward_and_numpy_weights():
     lc = lora.LoraConfig(rank=2, alpha=3.0, targets=TARGETS)
-    cfg = llada.LLaDAConfig.tiny(lora=lc)
-    params = _with_random_adapters(llada.init_params(cfg, 0), lc, 4)
+    cfg = transformer.TransformerConfig.tiny(lora=lc)
+    params = _with_random_adapters(transformer.init_params(cfg, 0), lc, 4)
     merged = lora.merge(params, lc)
-    assert set(merged) == set(llada.param_specs(cfg.replace(lora=None)))
+    assert set(merged) == set(transformer.param_specs(cfg.replace(lora=None)))
     for t in TARGETS:
         a, b = (np.asarray(params[f"blocks/{t}_lora_{x}"], np.float64) for x in "ab")
         want = np.asarray(params["blocks/" + t], np.float64) + 1.5 * np.einsum("nir,nro->nio",
@@ -80,8 +80,8 @@ def test_merge_equals_adapter_forward_and_numpy_weights():
     untouched = set(merged) - {"blocks/" + t for t in TARGETS}
     assert all(merged[k] is params[k] for k in untouched)
     ids = jnp.arange(12, dtype=jnp.int32)[None] % 60
-    np.testing.assert_allclose(np.asarray(llada.forward(merged, cfg.replace(lora=None), ids)),
-                               np.asarray(llada.forward(params, cfg, ids)), atol=2e-5)
+    np.testing.assert_allclose(np.asarray(transformer.forward(merged, cfg.replace(lora=None), ids)),
+                               np.asarray(transformer.forward(params, cfg, ids)), atol=2e-5)
     with pytest.raises(KeyError, match="q_proj"):
         lora.merge(lora.base(params), lc)
 
@@ -104,24 +104,24 @@ def test_dropout_zeroes_and_rescales_inputs_only_with_a_key():
 
 def test_training_forward_uses_dropout_inference_does_not():
     lc = lora.LoraConfig(rank=4, alpha=8.0, dropout=0.5, targets=("q_proj", "up_proj"))
-    cfg = llada.LLaDAConfig.tiny(lora=lc)
-    params = _with_random_adapters(llada.init_params(cfg, 0), lc, 1)
+    cfg = transformer.TransformerConfig.tiny(lora=lc)
+    params = _with_random_adapters(transformer.init_params(cfg, 0), lc, 1)
     ids = jnp.arange(8, dtype=jnp.int32)[None] % 60
-    plain = llada.hidden_states(params, cfg, ids)
+    plain = transformer.hidden_states(params, cfg, ids)
     k = jax.random.key(3)
-    a, b = (llada.hidden_states(params, cfg, ids, dropout_rng=k) for _ in range(2))
+    a, b = (transformer.hidden_states(params, cfg, ids, dropout_rng=k) for _ in range(2))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # the key decides
     assert np.abs(np.asarray(a) - np.asarray(plain)).max() > 1e-3
     no_drop = cfg.replace(lora=lora.LoraConfig(rank=4, alpha=8.0, targets=lc.targets))
-    np.testing.assert_array_equal(np.asarray(llada.hidden_states(params, no_drop, ids,
+    np.testing.assert_array_equal(np.asarray(transformer.hidden_states(params, no_drop, ids,
                                                                  dropout_rng=k)),
                                   np.asarray(plain))
 
 
 def test_adapters_shard_like_their_base_layers():
-    cfg = llada.LLaDAConfig.tiny(lora=lora.LoraConfig(rank=4, alpha=8.0, targets=TARGETS))
+    cfg = transformer.TransformerConfig.tiny(lora=lora.LoraConfig(rank=4, alpha=8.0, targets=TARGETS))
     mesh = shd.make_mesh(data=1, fsdp=4, tensor=2)
-    sh = shd.tree_shardings(llada.param_specs(cfg), mesh)
+    sh = shd.tree_shardings(transformer.param_specs(cfg), mesh)
     assert tuple(sh["blocks/q_proj"].spec) == (None, "fsdp", "tensor")
     # A's input / B's output axis as the base's; the rank takes fsdp where it is free
     assert tuple(sh["blocks/q_proj_lora_a"].spec) == (None, "fsdp", None)
@@ -129,11 +129,11 @@ def test_adapters_shard_like_their_base_layers():
     assert tuple(sh["blocks/ff_out"].spec) == (None, "tensor", "fsdp")
     assert tuple(sh["blocks/ff_out_lora_a"].spec) == (None, "tensor", "fsdp")
     assert tuple(sh["blocks/ff_out_lora_b"].spec) == (None, "fsdp", None)
-    params = jax.jit(lambda: llada.init_params(cfg, 0), out_shardings=sh)()
+    params = jax.jit(lambda: transformer.init_params(cfg, 0), out_shardings=sh)()
     params = _with_random_adapters(params, cfg.lora, 0)
     ids = jnp.arange(16, dtype=jnp.int32).reshape(2, 8) % 60
-    want = llada.forward(jax.device_get(params), cfg, ids)
-    got = jax.jit(lambda p: llada.forward(p, cfg, ids))(shd.place(params, sh))
+    want = transformer.forward(jax.device_get(params), cfg, ids)
+    got = jax.jit(lambda p: transformer.forward(p, cfg, ids))(shd.place(params, sh))
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
 
 
@@ -160,7 +160,7 @@ def test_sampler_with_adapters_equals_numpy_generation_on_merged_weights(hf_mode
     c, tensors, model = hf_model
     lc = lora.LoraConfig(rank=3, alpha=6.0, dropout=0.3, targets=TARGETS)
     cfg = model.config.replace(lora=lc)
-    params = _with_random_adapters(dict(model.param_dict(), **llada.init_adapters(cfg, 1)),
+    params = _with_random_adapters(dict(model.param_dict(), **transformer.init_adapters(cfg, 1)),
                                    lc, 7)
     merged_t = dict(tensors)  # numpy float64 merge in HF layout: W^T + 2 (A B)^T per layer
     for t in TARGETS:

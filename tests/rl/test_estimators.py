@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling
-from igpo_jax.models import llada, lora
+from igpo_jax.models import lora, transformer
 from igpo_jax.rl import estimators, logprobs
 from tests import reference as ref
 
@@ -181,7 +181,7 @@ def test_estimators_with_lora_adapters_match_the_numpy_adapted_forward(llada_mod
     targets = ("q_proj", "v_proj", "up_proj")
     lc = lora.LoraConfig(rank=2, alpha=4.0, targets=targets)
     cfg = model.config.replace(lora=lc)
-    params = dict(model.param_dict(), **llada.init_adapters(cfg, 1))
+    params = dict(model.param_dict(), **transformer.init_adapters(cfg, 1))
     rng = np.random.default_rng(4)
     params = {k: (jnp.asarray(rng.standard_normal(v.shape).astype(np.float32) * 0.3)
                   if lora.is_adapter(k) else v) for k, v in params.items()}

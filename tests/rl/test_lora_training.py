@@ -16,7 +16,7 @@ from safetensors import safe_open
 
 from igpo_jax import experiment, export, sft
 from igpo_jax.metrics import read_metrics
-from igpo_jax.models import hf_io, llada, lora
+from igpo_jax.models import hf_io, llada, lora, transformer
 from igpo_jax.rl import trainer
 from igpo_jax.configlib import typed
 
@@ -178,7 +178,7 @@ def test_export_cli_bfloat16_with_source_files(rl_runs, tmp_path):
     source.mkdir()
     (source / "modeling_llada.py").write_text("# modelling code\n")
     (source / "tokenizer.json").write_text("{}")
-    hf0 = hf_io.config_to_hf(llada.LLaDAConfig.tiny())  # stands in for the original folder
+    hf0 = llada.config_to_hf(transformer.TransformerConfig.tiny())  # stands in for the original folder
     hf0.update(custom_key=7)
     (source / "config.json").write_text(json.dumps(hf0))
     out = tmp_path / "hf_bf16"

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from igpo_jax.models import llada
+from igpo_jax.models import transformer
 from igpo_jax.rl import grpo, logprobs
 from tests import reference as ref
 
@@ -70,8 +70,8 @@ def test_advantages():
 
 
 def test_all_equal_group_has_zero_gradient():
-    cfg = llada.LLaDAConfig.tiny()
-    params = llada.init_params(cfg, 1)
+    cfg = transformer.TransformerConfig.tiny()
+    params = transformer.init_params(cfg, 1)
     prompt = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
     attn = jnp.ones((2, 6), bool)
     comp = (jnp.arange(16, dtype=jnp.int32).reshape(2, 8) + 20) % 60
@@ -117,8 +117,8 @@ def test_prompt_mask_rate_and_reuse():
     np.testing.assert_array_equal(m, logprobs.prompt_mask(key, attn, 0.15))
     assert not bool(logprobs.prompt_mask(key, attn, 0.0).any())
     # the same key gives the same log-probs (the shared mask of an inner iteration)
-    cfg = llada.LLaDAConfig.tiny()
-    params = llada.init_params(cfg)
+    cfg = transformer.TransformerConfig.tiny()
+    params = transformer.init_params(cfg)
     pr = jnp.arange(20, dtype=jnp.int32).reshape(2, 10)
     comp = jnp.full((2, 4), 5, jnp.int32)
     at = jnp.ones((2, 10), bool)
