@@ -89,11 +89,10 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     # have the base's shapes and shardings: generate_params merges once per call)
     sc = sampling.SamplerConfig.from_config(s)
     base_cfg = cfg.replace(lora=None)
-    st = sampling._Static(base_cfg, sc, cfg.mask_token_id, cfg.eos_token_id)
     rng = jax.eval_shape(lambda: jax.random.key(0))
-    rollout = sampling._generate_jit.lower(
-        lora.base(params), batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
-        batch(chunk, g, jnp.int32), batch(chunk, g, jnp.bool_), rng, st=st).compile()
+    rollout = sampling.lower(
+        lora.base(params), base_cfg, sc, batch(chunk, p, jnp.int32), batch(chunk, p, jnp.bool_),
+        batch(chunk, g, jnp.int32), batch(chunk, g, jnp.bool_), rng).compile()
     calls = -(-n // chunk) * (2 if rl.algo in ("igpo", "resample") else 1)  # hinted rows at most double it
     report["programs"]["rollout"] = dict(rows=chunk, calls_per_step_max=calls,
                                          memory_gib=_memory(rollout), flops=_flops(rollout))

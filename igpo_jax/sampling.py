@@ -351,6 +351,16 @@ def _generate(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, *, st: 
 _generate_jit = jax.jit(_generate, static_argnames=("st",))
 
 
+def lower(params, model_cfg: transformer.TransformerConfig, sampler_cfg: SamplerConfig,
+          prompt_ids, prompt_attn, hint_ids, hint_mask, rng) -> jax.stages.Lowered:
+    """The program one sampler call runs, lowered for these inputs (arrays or
+    ``jax.ShapeDtypeStruct`` with shardings) without running it: what the dry run
+    compiles to plan memory and FLOPs. The same program as :func:`generate_params`
+    with the config's mask and EOS ids (on merged weights: pass the base config)."""
+    st = _Static(model_cfg, sampler_cfg, model_cfg.mask_token_id, model_cfg.eos_token_id)
+    return _generate_jit.lower(params, prompt_ids, prompt_attn, hint_ids, hint_mask, rng, st=st)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sample:
     """What one sampler call returns."""

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from igpo_jax import experiment, optim, preemption, storage
+from igpo_jax import experiment, loop, optim, storage
 from igpo_jax import sharding as shd
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
@@ -178,7 +178,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     params = experiment.initial_params(c, cfg, mesh)
     ts = experiment.start_training(c, workdir, params, mesh, sft.num_steps, data_iter, 1, "sft")
     schedule, trainable, frozen, opt_state = ts.schedule, ts.trainable, ts.frozen, ts.opt_state
-    ckpt, writer, start = ts.ckpt, ts.writer, ts.start
+    writer, start = ts.writer, ts.start
     if sft.batch_size % sft.micro_batch_size:
         raise ValueError(f"sft.batch_size={sft.batch_size} must be a multiple of "
                          f"sft.micro_batch_size={sft.micro_batch_size}")
@@ -187,31 +187,26 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     key = jax.random.fold_in(jax.random.key(c.seed), 12345)
     end = sft.num_steps if stop_after is None else min(sft.num_steps, start + stop_after)
     progress = Progress(sft.num_steps, "sft", start, position=position)
-    m = {}
     t0 = time.time()
-    with preemption.StopRequest() as stop:
-        try:
-            for step in range(start, end):
-                idx = np.asarray(next(data_iter))
-                batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx],
-                                             target=targets[idx]), mesh)
-                trainable, opt_state, out = step_fn(trainable, opt_state, frozen, batch,
-                                                    jax.random.fold_in(key, step))
-                skipped = optim.check_finite(
-                    opt_state, c.optim.max_nonfinite, "sft", step + 1,
-                    (step // c.checkpoint.every) * c.checkpoint.every or None)
-                if (step + 1) % c.log_every == 0 or step + 1 == end:
-                    m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
-                             grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
-                             skipped_updates=skipped, seconds=time.time() - t0)
-                    writer.write(m)
-                    progress.update(step + 1, loss=m["loss"])
-                meta = ts.meta(step=step + 1, stage="sft", data_state=data_iter.get_state())
-                preemption.end_of_step(
-                    stop, ckpt, step + 1, end, c.checkpoint.every,
-                    lambda: ckpt.save(step + 1, trainable, opt_state, meta, force=True), "sft")
-        finally:
-            ckpt.wait()
-            ckpt.close()
-            writer.close()
+
+    def sft_step(trainable, opt_state, step):
+        idx = np.asarray(next(data_iter))
+        batch = shd.shard_batch(dict(prompt=prompts[idx], attn=attn[idx], target=targets[idx]),
+                                mesh)
+        trainable, opt_state, out = step_fn(trainable, opt_state, frozen, batch,
+                                            jax.random.fold_in(key, step))
+        skipped = optim.check_finite(
+            opt_state, c.optim.max_nonfinite, "sft", step + 1,
+            (step // c.checkpoint.every) * c.checkpoint.every or None)
+        if (step + 1) % c.log_every and step + 1 != end:
+            return trainable, opt_state, None
+        m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
+                 grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
+                 skipped_updates=skipped, seconds=time.time() - t0)
+        writer.write(m)
+        progress.update(step + 1, loss=m["loss"])
+        return trainable, opt_state, m
+
+    trainable, opt_state, m = loop.run(ts, sft_step, stage="sft", end=end,
+                                       checkpoint_every=c.checkpoint.every, data_iter=data_iter)
     return {"steps": end, "last": m, "data": counts, "params": {**frozen, **trainable}}

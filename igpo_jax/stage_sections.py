@@ -60,7 +60,7 @@ class EvalConfig(Section):
     temperature: float = field(0.0, "0 = greedy")
     batch_size: int = field(32, "problems per sampler call")
     every: int = field(
-        0, "RL/SFT: evaluate every this many steps on eval.during_examples (0 = off)")
+        0, "RL: evaluate every this many steps on eval.during_examples (0 = off)")
     during_examples: int = field(64, "held-out problems of the periodic evaluations")
     after_train: bool = field(False, "RL/SFT: evaluate on the held-out split when training ends")
     exact_sampler: bool = field(

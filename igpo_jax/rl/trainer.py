@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from igpo_jax import configlib, evaluate, experiment, optim, preemption, sampling
+from igpo_jax import configlib, evaluate, experiment, loop, optim, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import check_lengths, index_iterator
@@ -195,17 +195,29 @@ def _rl_step(r: _Run, trainable, opt_state, step: int):
     step_key = jax.random.fold_in(r.key, jax.device_put(np.uint32(step)))  # (explicit)
     idx = next(r.data_iter)
     batch = r.worker(params, [r.examples[int(i)] for i in idx], step_key)
-    return _update(r, trainable, opt_state, batch, step_key, step)
+    trainable, opt_state, out = _update(r, trainable, opt_state, batch, step_key)
+    return trainable, opt_state, _write_records(r, out, batch, step)
 
 
-def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key, step: int):
+@dataclasses.dataclass
+class _UpdateOut:
+    """What the device side of a step leaves on the device for the records."""
+
+    outs: list  # per inner iteration: the train step's statistics
+    counts: list  # per inner iteration: (consecutive, total) non-finite update counts
+    ent_sums: object  # entropy sums of hint and generated tokens (iteration 0)
+    logprob_seconds: float
+    t_update: float  # when the updates started (time.time())
+
+
+def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key
+            ) -> tuple[dict, object, _UpdateOut]:
     """The device side of a step: one host-to-device transfer of the whole scored batch,
-    the advantages, old/reference log-probs and ``num_iterations`` updates on the device,
-    one device-to-host transfer of everything the records need (tested under
-    ``jax.transfer_guard``)."""
-    c, rl = r.c, r.c.rl
+    the advantages, old/reference log-probs and ``num_iterations`` updates on the device;
+    the statistics stay there (:func:`_write_records` reads them in one transfer; the
+    whole step is tested under ``jax.transfer_guard``)."""
+    rl = r.c.rl
     params = {**r.frozen, **trainable}
-    n = rl.rows
     t_lp = time.time()
     arrays = shd.shard_batch(dict(p=batch.prompt_ids, a=batch.prompt_attn,
                                   c=batch.completion_ids, o=batch.order, h=batch.hint_mask,
@@ -241,7 +253,17 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
         counts.append((jnp.copy(opt_state.notfinite_count),
                        jnp.copy(opt_state.total_notfinite)))
         outs.append(dict(out, hint_tokens_kept=kept))
-    host = jax.device_get(dict(outs=outs, counts=counts, ent=ent_sums))
+    return trainable, opt_state, _UpdateOut(outs, counts, ent_sums, logprob_seconds, t_up)
+
+
+def _write_records(r: _Run, u: _UpdateOut, batch: augment.ScoredBatch, step: int) -> dict:
+    """The host side of a step: one device-to-host transfer of the statistics, the
+    non-finite update check, and one record per inner iteration written; returns the
+    last."""
+    c, rl = r.c, r.c.rl
+    n = rl.rows
+    t_up, logprob_seconds = u.t_update, u.logprob_seconds
+    host = jax.device_get(dict(outs=u.outs, counts=u.counts, ent=u.ent_sums))
     ent_stats = _entropy_split(host["ent"])
     record = {}
     for j, (out, (consecutive, total)) in enumerate(zip(host["outs"], host["counts"])):
@@ -257,7 +279,7 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key,
                       rollouts_per_step=n, **ent_stats,
                       groups_per_step=rl.prompts_per_step, **batch.stats)
         r.writer.write(record)
-    return trainable, opt_state, record
+    return record
 
 
 def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: int | None = None, *,
@@ -299,7 +321,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
                                    data_iter, rl.num_iterations, rl.algo)
     tx, schedule, trainable, frozen, opt_state = (ts.tx, ts.schedule, ts.trainable, ts.frozen,
                                                   ts.opt_state)
-    ckpt, writer, start = ts.ckpt, ts.writer, ts.start
+    writer, start = ts.writer, ts.start
     if start >= rl.num_steps:
         log.info("%s: all %d steps done already (%s)", rl.algo, rl.num_steps, workdir)
 
@@ -326,25 +348,18 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     if start == 0:
         heldout.maybe(0, {**frozen, **trainable}, rollouts=0)
     progress = Progress(rl.num_steps, rl.algo, start, position=position)
-    last = {}
-    with preemption.StopRequest() as stop:
-        try:
-            for step in range(start, end):
-                trainable, opt_state, last = _rl_step(r, trainable, opt_state, step)
-                heldout.maybe(step + 1, {**frozen, **trainable},
-                              final=step + 1 == rl.num_steps, rollouts=(step + 1) * n)
-                meta = ts.meta(step=step + 1, stage=rl.algo, data_state=data_iter.get_state())
-                preemption.end_of_step(
-                    stop, ckpt, step + 1, end, c.checkpoint.every,
-                    lambda: ckpt.save(step + 1, trainable, opt_state, meta, force=True),
-                    rl.algo)
-                if (step + 1) % c.log_every == 0:
-                    progress.update(step + 1, acc=last["accuracy"],
-                                    wrong=last["frac_all_wrong_groups"],
-                                    repl=last["num_replaced"], gnorm=last["grad_norm"],
-                                    clip=last["clip_frac"], loss=last["loss"])
-        finally:
-            ckpt.wait()
-            ckpt.close()
-            writer.close()
+
+    def rl_step(trainable, opt_state, step):
+        trainable, opt_state, record = _rl_step(r, trainable, opt_state, step)
+        if (step + 1) % c.log_every == 0:
+            progress.update(step + 1, acc=record["accuracy"],
+                            wrong=record["frac_all_wrong_groups"], repl=record["num_replaced"],
+                            gnorm=record["grad_norm"], clip=record["clip_frac"],
+                            loss=record["loss"])
+        return trainable, opt_state, record
+
+    trainable, opt_state, last = loop.run(
+        ts, rl_step, stage=rl.algo, end=end, checkpoint_every=c.checkpoint.every,
+        data_iter=data_iter, heldout=lambda done, params: heldout.maybe(
+            done, params, final=done == rl.num_steps, rollouts=done * n))
     return {"steps": end, "last": last, "params": {**frozen, **trainable}}

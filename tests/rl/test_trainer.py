@@ -227,12 +227,16 @@ def test_update_moves_the_batch_once_each_way(tmp_path, monkeypatch):
     """The device side of a step (advantages, prompt masks, old and reference log-probs,
     every inner update, the records' numbers; here GRPO with LoRA adapters, IGPO in the
     whole-step test below) makes one explicit host-to-device transfer of the whole batch
-    and one explicit device-to-host transfer of the results, and nothing implicit."""
+    and none back: it is device-only. The host step that writes the records makes one
+    explicit device-to-host transfer of the results and none the other way. Nothing
+    implicit in either."""
     c = tiny(algo="grpo", num_steps=2, num_iterations=2, p_mask_prompt=0.15, beta=0.02)
     c.model.lora.rank = 4
     seen = _guard_transfers(monkeypatch, "_update")
+    seen_host = _guard_transfers(monkeypatch, "_write_records")
     trainer.train(typed(c), str(tmp_path / "run"))
-    assert seen == [{"put": 1, "get": 1}] * 2
+    assert seen == [{"put": 1, "get": 0}] * 2
+    assert seen_host == [{"put": 0, "get": 1}] * 2
     rows = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert len(rows) == 4 and all(np.isfinite(r["loss"]) for r in rows)
 
