@@ -14,6 +14,7 @@ import numpy as np
 
 from igpo_jax import seed_stats, storage
 from igpo_jax.metrics import read_metrics, strict
+from igpo_jax.records import read_updates
 
 log = logging.getLogger(__name__)
 
@@ -27,47 +28,46 @@ def member_summary(stage_dir: str) -> dict:
         out.update(heldout_accuracy=ev["accuracy"], heldout_by_meta=ev["by_meta"],
                    heldout_examples=ev.get("num_examples"),
                    eval_mode=ev["sampler"].get("mode", "exact"))
-    mpath = os.path.join(stage_dir, "metrics.jsonl")
-    rows = read_metrics(mpath) if storage.exists(mpath) else []
-    rollouts = {r["rollout_step"]: r for r in rows if "rollout_step" in r}
-    if rollouts:
-        rs = [rollouts[k] for k in sorted(rollouts)]
-        groups = len(rs) * (rs[0].get("groups_per_step") or 1)
-        hinted = sum(r.get("hinted_samples", 0) for r in rs)
-        triggered = sum(r.get("inpaint_triggered", 0) for r in rs)
+    # one record per rollout batch: the last update's (each carries its batch)
+    rollouts = {u.rollout_step: u for u in read_updates(os.path.join(stage_dir, "metrics.jsonl"))}
+    rs = [rollouts[k] for k in sorted(rollouts)]
+    if rs:
+        ro = [u.rollout for u in rs]
+        groups = len(rs) * (rs[0].groups_per_step or 1)
+        hinted = sum(r.hinted_samples for r in ro)
+        triggered = sum(r.inpaint_triggered for r in ro)
         by_meta: dict[str, list[int]] = {}
-        for r in rs:
-            for meta, (ok, n) in (r.get("hinted_by_meta") or {}).items():
+        for r in ro:
+            for meta, (ok, n) in (r.hinted_by_meta or {}).items():
                 acc = by_meta.setdefault(meta, [0, 0])
                 acc[0] += ok
                 acc[1] += n
         out.update(
             rollout_steps=len(rs),
-            train_accuracy=float(np.mean([r["accuracy"] for r in rs])),
-            frac_all_wrong_groups=float(np.mean([r["frac_all_wrong_groups"] for r in rs])),
-            frac_all_wrong_after=float(np.mean([r["frac_all_wrong_after"] for r in rs])),
-            inpaint_trigger_rate=float(sum(r["inpaint_triggered"] for r in rs) / max(groups, 1)),
-            num_replaced=int(sum(r["num_replaced"] for r in rs)),
-            samples_used=int(sum(r["rollouts_per_step"] + r["hinted_samples"] for r in rs)),
+            train_accuracy=float(np.mean([r.accuracy for r in ro])),
+            frac_all_wrong_groups=float(np.mean([r.frac_all_wrong_groups for r in ro])),
+            frac_all_wrong_after=float(np.mean([r.frac_all_wrong_after for r in ro])),
+            inpaint_trigger_rate=float(triggered / max(groups, 1)),
+            num_replaced=int(sum(r.num_replaced for r in ro)),
+            samples_used=int(sum(u.rollouts_per_step + u.rollout.hinted_samples for u in rs)),
             # extra (hinted, or for the resampling control plain) completions: how many
             # were correct, and the share of triggered groups that got at least one
-            hinted_accuracy=(sum((r.get("hinted_accuracy") or 0) * r.get("hinted_samples", 0)
-                                 for r in rs) / hinted) if hinted else None,
-            all_wrong_rescued_share=(sum(r.get("all_wrong_rescued", 0) for r in rs)
-                                     / triggered) if triggered else None,
+            hinted_accuracy=(sum((r.hinted_accuracy or 0) * r.hinted_samples for r in ro)
+                             / hinted) if hinted else None,
+            all_wrong_rescued_share=(sum(r.all_wrong_rescued for r in ro) / triggered)
+            if triggered else None,
             hinted_by_meta={m: ok / n for m, (ok, n) in sorted(by_meta.items()) if n},
-            rollout_mode=rs[-1].get("rollout_mode", "exact"),
-            rollout_seconds=float(sum(r["rollout_seconds"] for r in rs)),
+            rollout_mode=ro[-1].rollout_mode,
+            rollout_seconds=float(sum(r.rollout_seconds for r in ro)),
         )
     hpath = os.path.join(stage_dir, "heldout.jsonl")
     if storage.exists(hpath):
         out["heldout_curve"] = read_metrics(hpath)
-    rs = [rollouts[k] for k in sorted(rollouts)]
-    samples = np.cumsum([r["rollouts_per_step"] + r.get("hinted_samples", 0) for r in rs])
-    out["curve"] = [dict(rollouts=r["rollout_step"] * r["rollouts_per_step"],
-                         samples=int(n), frac_all_wrong_groups=r["frac_all_wrong_groups"],
-                         frac_all_wrong_after=r["frac_all_wrong_after"],
-                         accuracy=r["accuracy"]) for r, n in zip(rs, samples)]
+    samples = np.cumsum([u.rollouts_per_step + u.rollout.hinted_samples for u in rs])
+    out["curve"] = [dict(rollouts=u.rollout_step * u.rollouts_per_step, samples=int(n),
+                         frac_all_wrong_groups=u.rollout.frac_all_wrong_groups,
+                         frac_all_wrong_after=u.rollout.frac_all_wrong_after,
+                         accuracy=u.rollout.accuracy) for u, n in zip(rs, samples)]
     return out
 
 

@@ -31,6 +31,7 @@ from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import PipelinePosition, Progress
+from igpo_jax.records import SFTRecord
 from igpo_jax.models import family, transformer
 from igpo_jax.sections import require
 from igpo_jax.stage_sections import MASK_MODES, OVERLONG, T_SAMPLING, SFTConfig  # noqa: F401
@@ -200,13 +201,14 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
             (step // c.checkpoint.every) * c.checkpoint.every or None)
         if (step + 1) % c.log_every and step + 1 != end:
             return trainable, opt_state, None
-        m = dict(step=step + 1, stage="sft", loss=float(out["loss"]),
-                 grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
-                 skipped_updates=skipped, seconds=time.time() - t0)
-        writer.write(m)
-        progress.update(step + 1, loss=m["loss"])
+        m = SFTRecord(step=step + 1, stage="sft", loss=float(out["loss"]),
+                      grad_norm=float(out["grad_norm"]), lr=float(schedule(step)),
+                      skipped_updates=skipped, seconds=time.time() - t0)
+        writer.write(m.to_json())
+        progress.update(step + 1, loss=m.loss)
         return trainable, opt_state, m
 
     trainable, opt_state, m = loop.run(ts, sft_step, stage="sft", end=end,
                                        checkpoint_every=c.checkpoint.every, data_iter=data_iter)
-    return {"steps": end, "last": m, "data": counts, "params": {**frozen, **trainable}}
+    return {"steps": end, "last": m.to_json() if m else {}, "data": counts,
+            "params": {**frozen, **trainable}}

@@ -27,6 +27,7 @@ import numpy as np
 
 from igpo_jax.data import Example
 from igpo_jax.data.pipeline import encode_traces
+from igpo_jax.records import RolloutRecord
 from igpo_jax.rl import igpo
 
 _build_hints = jax.jit(igpo.build_hints, static_argnames=("gen_length", "hc"))
@@ -46,7 +47,7 @@ class ScoredBatch:
     hint_mask: np.ndarray  # bool [N, C]; True at hint tokens of swapped-in completions
     texts: list[str]
     golds: list[str]
-    stats: dict
+    stats: RolloutRecord | None  # set by the rollout worker once the batch is augmented
 
 
 # (prompt_ids, prompt_attn, key, hint_ids | None, hint_mask | None)

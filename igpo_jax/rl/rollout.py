@@ -22,6 +22,7 @@ from igpo_jax.data.pipeline import encode_prompts
 from igpo_jax.distributed import to_host
 from igpo_jax.models import lora, transformer
 from igpo_jax.rl import igpo
+from igpo_jax.records import RolloutRecord
 from igpo_jax.rl.augment import Augmentation, ScoredBatch
 from igpo_jax.tokenizers import Tokenizer
 
@@ -100,22 +101,22 @@ class RolloutWorker:
         comp, order = self.generate(params, p_ids, p_attn, k_sample)
         rew, ok, texts = self.score(comp, golds)
         wrong = igpo.all_wrong_groups(ok, G)
+        sampled = dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
+                       frac_all_wrong_groups=float(wrong.mean()))
         batch = ScoredBatch(p_ids, p_attn, comp, order, rew, ok, np.zeros(comp.shape, bool),
-                            texts, golds, dict(accuracy=float(ok.mean()), reward_mean=float(rew.mean()),
-                                        frac_all_wrong_groups=float(wrong.mean())))
+                            texts, golds, None)
 
         def sample(prompt_ids, prompt_attn, k, hint_ids=None, hint_mask=None):
             return self.generate(params, prompt_ids, prompt_attn, k, hint_ids, hint_mask)
-        batch.stats.update(self.augmentation(batch, examples, sample, self.score,
-                                             (k_eta, k_hint, k_gen, k_plan)))
+        augmented = self.augmentation(batch, examples, sample, self.score,
+                                      (k_eta, k_hint, k_gen, k_plan))
         after = igpo.all_wrong_groups(batch.correct, G)
         same = np.ptp(batch.rewards.reshape(-1, G), axis=1) == 0
-        batch.stats.update(frac_all_wrong_after=float(after.mean()),
-                           frac_zero_adv_groups=float(same.mean()),
-                           completion_tokens=float((batch.completion_ids != self.tok.eos_id)
-                                                   .sum(1).mean()),
-                           reward_failures=self.reward_failures,
-                           rollout_mode=self.sc.mode,
-                           forward_passes=float(np.mean(self.forward_passes)),
-                           rollout_seconds=time.time() - t0)
+        batch.stats = RolloutRecord(
+            **sampled, **augmented, frac_all_wrong_after=float(after.mean()),
+            frac_zero_adv_groups=float(same.mean()),
+            completion_tokens=float((batch.completion_ids != self.tok.eos_id).sum(1).mean()),
+            reward_failures=self.reward_failures, rollout_mode=self.sc.mode,
+            forward_passes=float(np.mean(self.forward_passes)),
+            rollout_seconds=time.time() - t0)
         return batch

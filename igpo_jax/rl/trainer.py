@@ -26,6 +26,7 @@ from igpo_jax import sharding as shd
 from igpo_jax.data.pipeline import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, PipelinePosition, Progress
+from igpo_jax.records import UpdateRecord
 from igpo_jax.models import lora, transformer
 from igpo_jax.rl import augment, estimators, grpo, logprobs
 from igpo_jax.rl.rollout import RolloutConfig, RolloutWorker
@@ -256,7 +257,8 @@ def _update(r: _Run, trainable, opt_state, batch: augment.ScoredBatch, step_key
     return trainable, opt_state, _UpdateOut(outs, counts, ent_sums, logprob_seconds, t_up)
 
 
-def _write_records(r: _Run, u: _UpdateOut, batch: augment.ScoredBatch, step: int) -> dict:
+def _write_records(r: _Run, u: _UpdateOut, batch: augment.ScoredBatch, step: int
+                   ) -> UpdateRecord:
     """The host side of a step: one device-to-host transfer of the statistics, the
     non-finite update check, and one record per inner iteration written; returns the
     last."""
@@ -265,20 +267,20 @@ def _write_records(r: _Run, u: _UpdateOut, batch: augment.ScoredBatch, step: int
     t_up, logprob_seconds = u.t_update, u.logprob_seconds
     host = jax.device_get(dict(outs=u.outs, counts=u.counts, ent=u.ent_sums))
     ent_stats = _entropy_split(host["ent"])
-    record = {}
+    record = None
     for j, (out, (consecutive, total)) in enumerate(zip(host["outs"], host["counts"])):
         opt_step = step * rl.num_iterations + j + 1
         skipped = optim.check_counts(consecutive, total, c.optim.max_nonfinite, rl.algo,
                                      opt_step,
                                      (step // c.checkpoint.every) * c.checkpoint.every or None)
-        record = dict(step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
-                      **update_metrics(out), lr=r.lrs[opt_step],
-                      skipped_updates=skipped,
-                      hint_tokens_kept=float(out["hint_tokens_kept"]),
-                      update_seconds=time.time() - t_up, logprob_seconds=logprob_seconds,
-                      rollouts_per_step=n, **ent_stats,
-                      groups_per_step=rl.prompts_per_step, **batch.stats)
-        r.writer.write(record)
+        record = UpdateRecord(
+            step=opt_step, rollout_step=step + 1, inner_iter=j, stage=rl.algo,
+            **update_metrics(out), lr=r.lrs[opt_step], skipped_updates=skipped,
+            hint_tokens_kept=float(out["hint_tokens_kept"]),
+            update_seconds=time.time() - t_up, logprob_seconds=logprob_seconds,
+            rollouts_per_step=n, **ent_stats, groups_per_step=rl.prompts_per_step,
+            rollout=batch.stats)
+        r.writer.write(record.to_json())
     return record
 
 
@@ -352,14 +354,16 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     def rl_step(trainable, opt_state, step):
         trainable, opt_state, record = _rl_step(r, trainable, opt_state, step)
         if (step + 1) % c.log_every == 0:
-            progress.update(step + 1, acc=record["accuracy"],
-                            wrong=record["frac_all_wrong_groups"], repl=record["num_replaced"],
-                            gnorm=record["grad_norm"], clip=record["clip_frac"],
-                            loss=record["loss"])
+            progress.update(step + 1, acc=record.rollout.accuracy,
+                            wrong=record.rollout.frac_all_wrong_groups,
+                            repl=record.rollout.num_replaced, gnorm=record.grad_norm,
+                            clip=record.clip_frac, loss=record.loss)
         return trainable, opt_state, record
 
     trainable, opt_state, last = loop.run(
         ts, rl_step, stage=rl.algo, end=end, checkpoint_every=c.checkpoint.every,
         data_iter=data_iter, heldout=lambda done, params: heldout.maybe(
             done, params, final=done == rl.num_steps, rollouts=done * n))
-    return {"steps": end, "last": last, "params": {**frozen, **trainable}}
+    # the summary's last record as its JSON (the typed one is records.UpdateRecord)
+    return {"steps": end, "last": last.to_json() if last else {},
+            "params": {**frozen, **trainable}}
