@@ -23,7 +23,7 @@ from igpo_jax.optim import OptimConfig
 from igpo_jax.rewards import RewardConfig
 from igpo_jax.rl.grpo import RLConfig
 from igpo_jax.rl.igpo import IgpoConfig
-from igpo_jax.sampling import SamplerConfig
+from igpo_jax.sampler_config import SamplerConfig
 from igpo_jax.sections import ConfigError, Section, check, field, sub
 from igpo_jax.sharding import MeshConfig
 from igpo_jax.stage_sections import EvalConfig, SFTConfig

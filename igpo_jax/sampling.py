@@ -45,12 +45,9 @@ import numpy as np
 from flax import struct
 
 from igpo_jax import sharding as shd
-from igpo_jax.sections import Section, check, field
 from igpo_jax.models import family, lora, transformer
+from igpo_jax.sampler_config import SamplerConfig
 
-REMASKING = ("low_confidence", "random")
-CACHE_MODES = ("none", "prefix", "dual")
-UNMASK_MODES = ("fixed", "threshold")
 
 
 def num_transfer_tokens(num_masked: jax.Array, steps: int) -> jax.Array:
@@ -85,73 +82,6 @@ def _select_top(confidence: jax.Array, k: jax.Array) -> jax.Array:
     order = jnp.argsort(-confidence, axis=-1, stable=True)
     rank = jnp.argsort(order, axis=-1, stable=True)
     return rank < k[:, None]
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplerConfig(Section):
-    """The config's ``sampler`` section, and the static settings of one compiled sampler
-    program (``prompt_len`` and ``rollout_batch_size`` are the rollouts' input shape)."""
-
-    prompt_len: int = field(16, "prompt tokens (left-padded); longer prompts stop at load time")
-    gen_length: int = field(64, "generated tokens per completion")
-    block_length: int = field(16, "semi-autoregressive block size (divides gen_length)")
-    steps: int = field(32, "denoising steps in all (a multiple of the number of blocks)")
-    temperature: float = field(
-        1.2, "rollout sampling temperature (eval.temperature for evaluation)")
-    remasking: str = field("low_confidence", "low_confidence | random: which positions to unmask")
-    cfg_scale: float = field(0.0, "classifier-free guidance scale (0 = off)")
-    early_stop: bool = field(False, "fill with EOS once every row's current block is all EOS")
-    rollout_batch_size: int = field(32, "rows per sampler call (rollouts are chunked to this)")
-    cache: str = field(
-        "none",
-        "none (exact) | prefix | dual: reuse keys/values within a block (fast decoding: README "
-        "\"Fast rollouts\")")
-    unmask: str = field("fixed", "fixed (steps schedule) | threshold (confidence > threshold)")
-    threshold: float = field(0.9, 'unmask="threshold" only')
-
-    def __post_init__(self):
-        for k in ("prompt_len", "gen_length", "block_length", "steps", "rollout_batch_size"):
-            check(getattr(self, k) > 0, f"sampler.{k}", getattr(self, k), "must be positive")
-        check(self.gen_length % self.block_length == 0, "sampler.gen_length", self.gen_length,
-              f"must be a multiple of sampler.block_length={self.block_length}")
-        nb = self.gen_length // self.block_length
-        check(self.steps % nb == 0, "sampler.steps", self.steps,
-              f"must be a multiple of the number of blocks gen_length/block_length={nb}")
-        check(self.remasking in REMASKING, "sampler.remasking", self.remasking,
-              f"expected {REMASKING}")
-        check(self.temperature >= 0, "sampler.temperature", self.temperature, "must be >= 0")
-        check(self.cfg_scale >= 0, "sampler.cfg_scale", self.cfg_scale, "must be >= 0")
-        check(self.cache in CACHE_MODES, "sampler.cache", self.cache,
-              f"expected one of {CACHE_MODES}")
-        check(self.unmask in UNMASK_MODES, "sampler.unmask", self.unmask,
-              f"expected one of {UNMASK_MODES}")
-        check(0 <= self.threshold <= 1, "sampler.threshold", self.threshold,
-              "must be in [0, 1]")
-        check(self.unmask == "fixed" or self.remasking == "low_confidence", "sampler.unmask",
-              self.unmask,
-              "threshold unmasking compares confidences: it needs remasking=low_confidence")
-
-    @classmethod
-    def from_config(cls, s, temperature: float | None = None) -> "SamplerConfig":
-        """From a config's ``sampler`` section (``temperature`` overrides its own)."""
-        sc = super().from_config(s)
-        return sc if temperature is None else sc.replace(temperature=float(temperature))
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
-
-    @property
-    def mode(self) -> str:
-        """A short name of the decoding mode, recorded in metrics and results."""
-        if self.cache == "none" and self.unmask == "fixed":
-            return "exact"
-        unmask = f"threshold{self.threshold:g}" if self.unmask == "threshold" else "fixed"
-        return f"cache={self.cache},unmask={unmask}"
 
 
 @dataclasses.dataclass(frozen=True)
