@@ -73,7 +73,7 @@ def main():
     a = ap.parse_args()
 
     from igpo_jax import metrics, rewards, sampling
-    from igpo_jax.data.pipeline import encode_prompts
+    from igpo_jax.data.batches import encode_prompts
     from igpo_jax.data.sources import load_examples
     from igpo_jax.rl import estimators, grpo, logprobs
 

@@ -142,7 +142,7 @@ def accuracy(args):
     from configs import demo
     from igpo_jax import experiment, rewards
     from igpo_jax.data.sources import load_examples
-    from igpo_jax.data.pipeline import encode_prompts
+    from igpo_jax.data.batches import encode_prompts
     from igpo_jax.pipeline import ASSETS
 
     c = demo.get_config()

@@ -98,7 +98,7 @@ def step_probe(params, cfg, tok, c, by, n: int = 100) -> dict:
     line at every length; one that only learned shortcuts for the first lines does not.
     Returns ``{length: {"line_1": acc, ...}}`` (``n`` problems per length)."""
     import jax.numpy as jnp
-    from igpo_jax.data.pipeline import encode_prompts
+    from igpo_jax.data.batches import encode_prompts
     from igpo_jax.models import family
     nl = tok.encode("\n")[-1]
     end = tok.encode("</reasoning>")[-1]
@@ -139,7 +139,7 @@ def main():
     a = ap.parse_args()
 
     from igpo_jax import rewards, sampling
-    from igpo_jax.data.pipeline import encode_prompts, encode_traces
+    from igpo_jax.data.batches import encode_prompts, encode_traces
     from igpo_jax.data.sources import load_examples
     from igpo_jax.rl import igpo
 

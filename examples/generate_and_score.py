@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from igpo_jax import configlib, experiment, pipeline, rewards, sampling
-from igpo_jax.data import answers, pipeline as data_pipeline
+from igpo_jax.data import answers, batches
 from igpo_jax.data.sources import load_examples
 from igpo_jax.rl import igpo
 
@@ -31,7 +31,7 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
     # Held-out problems of the synthetic task (the longest chains: the hard ones).
     examples = [e for e in load_examples(c.data.to_dict(), "test")
                 if e.meta == f"n_terms={c.data.synthetic.test_max_terms}"][:num_problems]
-    prompt_ids, prompt_mask = data_pipeline.encode_prompts(tok, examples, prompt_len=18)
+    prompt_ids, prompt_mask = batches.encode_prompts(tok, examples, prompt_len=18)
     sc = sampling.SamplerConfig(gen_length=64, block_length=16, steps=64, temperature=0.0)
 
     # 1. Plain greedy generation.
@@ -41,7 +41,7 @@ def main(num_problems: int = 4, seed: int = 0) -> dict:
 
     # 2. The same with IGPO hints: chunks of each reference trace clamped in place
     #    (never the answer span, never the last reasoning line).
-    trace_ids, trace_len, revealable = data_pipeline.encode_traces(
+    trace_ids, trace_len, revealable = batches.encode_traces(
         tok, examples, sc.gen_length, exclude_last_step=True)
     hc = igpo.IgpoConfig(min_chunk=2, max_chunk=4, reserve=4)
     eta = np.full(len(examples), 0.6, np.float32)  # reveal 60% of the revealable chunks

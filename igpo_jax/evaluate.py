@@ -22,7 +22,7 @@ import numpy as np
 from igpo_jax import experiment, protocols, rewards as rewards_lib, sampling
 from igpo_jax.data import answers
 from igpo_jax.data import Example
-from igpo_jax.data.pipeline import encode_prompts
+from igpo_jax.data.batches import encode_prompts
 from igpo_jax.data.sources import load_examples
 from igpo_jax import storage
 from igpo_jax.distributed import to_host
@@ -166,7 +166,7 @@ def sampler_for_eval(c: RunConfig) -> sampling.SamplerConfig:
 
 def eval_examples(c: RunConfig, limit: int | None = None,
                   tok: Tokenizer | None = None) -> list[Example]:
-    from igpo_jax.data.pipeline import check_lengths
+    from igpo_jax.data.batches import check_lengths
     examples = load_examples(c.data.to_dict(), c.eval.split)
     protocol = eval_protocol(c)
     if protocol is not None:

@@ -138,8 +138,8 @@ def main(argv):
             jax.config.update("jax_platforms", "cpu")
             jax.config.update("jax_num_cpu_devices", _DRY_RUN_DEVICES.value)
         from igpo_jax import configlib, dry_run
-        rc = configlib.validate(_CONFIG.value, check_paths=False, need_weights=False)
-        dry_run.run(rc, _DRY_RUN_JSON.value or None)
+        run_cfg = configlib.validate(_CONFIG.value, check_paths=False, need_weights=False)
+        dry_run.run(run_cfg, _DRY_RUN_JSON.value or None)
         return
     preemption.install_outside_loop_handler()
     try:
@@ -148,8 +148,8 @@ def main(argv):
             from igpo_jax import configlib, export
             if not _WORKDIR.value:
                 raise app.UsageError("--export_hf needs --workdir (the run to export)")
-            rc = configlib.validate(_CONFIG.value, check_paths=True, need_weights=False)
-            export.export(rc, _WORKDIR.value, _EXPORT_HF.value, _EXPORT_STEP.value,
+            run_cfg = configlib.validate(_CONFIG.value, check_paths=True, need_weights=False)
+            export.export(run_cfg, _WORKDIR.value, _EXPORT_HF.value, _EXPORT_STEP.value,
                           _EXPORT_DTYPE.value, _EXPORT_SHARD_GB.value)
             return
         run.run(_CONFIG.value, _WORKDIR.value, command_line_keys=_command_line_keys(sys.argv))

@@ -45,14 +45,14 @@ def run(c: ml_collections.ConfigDict, workdir: str | None, *,
     ``metrics.PipelinePosition``, for the progress lines). ``command_line_keys``: the
     keys the command line set (they win over a pipeline stage's own values)."""
     from igpo_jax import workdir_lock
-    rc = configlib.validate(c)
+    run_cfg = configlib.validate(c)
     workdir = prepare_workdir(c, workdir)
     try:
-        if rc.mode == "pipeline":
+        if run_cfg.mode == "pipeline":
             from igpo_jax import pipeline
             return pipeline.run_pipeline(c, workdir, run_stage=run,
                                          command_line_keys=command_line_keys)
-        return _run_stage(rc, workdir, position)
+        return _run_stage(run_cfg, workdir, position)
     finally:
         workdir_lock.release(workdir)
 

@@ -28,7 +28,7 @@ import numpy as np
 from igpo_jax import experiment, loop, optim, storage
 from igpo_jax import sharding as shd
 from igpo_jax.data import Example
-from igpo_jax.data.pipeline import encode_prompts, index_iterator
+from igpo_jax.data.batches import encode_prompts, index_iterator
 from igpo_jax.data.sources import load_examples, read_json_rows
 from igpo_jax.metrics import PipelinePosition, Progress
 from igpo_jax.records import SFTRecord

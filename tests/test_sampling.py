@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from igpo_jax import sampling
-from igpo_jax.data.pipeline import left_pad
+from igpo_jax.data.batches import left_pad
 from tests import reference as ref
 
 MASK, EOS = 63, 62

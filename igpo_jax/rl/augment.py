@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from igpo_jax.data import Example
-from igpo_jax.data.pipeline import encode_traces
+from igpo_jax.data.batches import encode_traces
 from igpo_jax.records import RolloutRecord
 from igpo_jax.rl import igpo
 
@@ -61,21 +61,30 @@ EMPTY_STATS = dict(inpaint_triggered=0, num_replaced=0, hinted_accuracy=None,
 
 
 class Augmentation:
-    """GRPO: the batch as sampled; every completion token counts in the loss."""
+    """What an RL algorithm does between the scored rollouts and the update. This base
+    changes nothing (the batch as sampled; every completion token counts in the loss):
+    subclasses override what differs."""
 
-    name = "grpo"
+    name = ""
 
     def __init__(self, group_size: int, **_):
         self.group_size = group_size
 
     def __call__(self, batch: ScoredBatch, examples: Sequence[Example], sample: Sampler,
                  score: Scorer, keys) -> dict:
-        """Augments ``batch`` in place; returns the step's statistics."""
+        """Augments ``batch`` in place; returns the step's statistics (the augmentation
+        fields of ``records.RolloutRecord``)."""
         return dict(EMPTY_STATS)
 
     def loss_mask(self, entropy: jax.Array, hint_mask: jax.Array) -> jax.Array:
         """bool ``[N, C]``: which completion positions may count in the loss."""
         return jnp.ones_like(hint_mask)
+
+
+class Grpo(Augmentation):
+    """GRPO: the batch as sampled; every completion token counts in the loss."""
+
+    name = "grpo"
 
 
 class Resample(Augmentation):
@@ -135,7 +144,7 @@ class Resample(Augmentation):
                     hinted_by_meta=by_meta)
 
 
-class Inpaint(Resample):
+class Igpo(Resample):
     """IGPO: the extra completions of the all-wrong groups are hinted (inpainted), and
     only the most uncertain hint tokens count in the loss (the entropy filter)."""
 
@@ -166,7 +175,7 @@ class Inpaint(Resample):
 
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
-    "grpo": Augmentation, "igpo": Inpaint, "resample": Resample}
+    "grpo": Grpo, "igpo": Igpo, "resample": Resample}
 ALGORITHMS = tuple(AUGMENTATIONS)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sampling
 from igpo_jax.data import Example
-from igpo_jax.data.pipeline import encode_prompts
+from igpo_jax.data.batches import encode_prompts
 from igpo_jax.distributed import to_host
 from igpo_jax.models import lora, transformer
 from igpo_jax.rl import igpo
@@ -44,9 +44,9 @@ class RolloutConfig:
 
 class RolloutWorker:
     def __init__(self, model_cfg: transformer.TransformerConfig, sampler_cfg: sampling.SamplerConfig,
-                 rc: RolloutConfig, augmentation: Augmentation, tok: Tokenizer,
+                 rollout_cfg: RolloutConfig, augmentation: Augmentation, tok: Tokenizer,
                  reward_fn: rewards_lib.MathReward, mesh: jax.sharding.Mesh | None = None):
-        self.model_cfg, self.sc, self.rc = model_cfg, sampler_cfg, rc
+        self.model_cfg, self.sc, self.rollout_cfg = model_cfg, sampler_cfg, rollout_cfg
         self.augmentation = augmentation
         self.tok, self.reward_fn, self.mesh = tok, reward_fn, mesh
         self.reward_failures = 0  # this step's reward checks that crashed or timed out
@@ -56,12 +56,12 @@ class RolloutWorker:
                  hint_ids: np.ndarray | None = None, hint_mask: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
         """Completions ``[N, gen_length]`` and the sampler step that wrote each position
-        (``Sample.order``, -1 for hints), sampled in chunks of ``rc.chunk`` rows."""
+        (``Sample.order``, -1 for hints), sampled in chunks of ``rollout_cfg.chunk`` rows."""
         n, g = prompt_ids.shape[0], self.sc.gen_length
         if hint_ids is None:
             hint_ids = np.zeros((n, g), np.int32)
             hint_mask = np.zeros((n, g), bool)
-        chunk = self.rc.chunk
+        chunk = self.rollout_cfg.chunk
         pad = (-n) % chunk
         arrays = [np.concatenate([a, np.repeat(a[:1], pad, 0)]) if pad else a
                   for a in (prompt_ids, prompt_attn, np.asarray(hint_ids), np.asarray(hint_mask))]
@@ -92,10 +92,10 @@ class RolloutWorker:
         params = lora.merge_for_sampling(params, self.model_cfg.lora)  # once for every chunk
         self.reward_failures = 0
         self.forward_passes = []
-        G = self.rc.group_size
+        G = self.rollout_cfg.group_size
         k_sample, k_eta, k_hint, k_gen, k_plan = _split5(key)
-        p_ids, p_attn = encode_prompts(self.tok, examples, self.rc.prompt_len,
-                                       self.rc.system_prompt)
+        p_ids, p_attn = encode_prompts(self.tok, examples, self.rollout_cfg.prompt_len,
+                                       self.rollout_cfg.system_prompt)
         p_ids, p_attn = np.repeat(p_ids, G, 0), np.repeat(p_attn, G, 0)
         golds = [e.answer for e in examples for _ in range(G)]
         comp, order = self.generate(params, p_ids, p_attn, k_sample)

@@ -23,7 +23,7 @@ import optax
 from igpo_jax import configlib, evaluate, experiment, loop, optim, sampling
 from igpo_jax import rewards as rewards_lib
 from igpo_jax import sharding as shd
-from igpo_jax.data.pipeline import check_lengths, index_iterator
+from igpo_jax.data.batches import check_lengths, index_iterator
 from igpo_jax.data.sources import load_examples
 from igpo_jax.metrics import MetricsWriter, PipelinePosition, Progress
 from igpo_jax.records import UpdateRecord

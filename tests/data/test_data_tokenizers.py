@@ -8,7 +8,7 @@ import pytest
 
 from igpo_jax import rewards, tokenizers
 from igpo_jax.data import answers
-from igpo_jax.data import Example, format_trace, pipeline, sources, split_trace, synthetic
+from igpo_jax.data import Example, batches, format_trace, sources, split_trace, synthetic
 
 
 def test_synthetic_traces_are_correct_and_deterministic():
@@ -105,7 +105,7 @@ def test_hints_never_reveal_answer_markers_in_math_style_traces():
     rev, rest = split_trace(t)
     assert rev == "<reasoning>\nLet $a = 2$. Then $a^2 = " and rest.startswith("\\boxed{4}")
     tok = tokenizers.SentencePieceTokenizer()
-    ids, lens, revl = pipeline.encode_traces(tok, [Example("q", "7", t)] * 4, 128)
+    ids, lens, revl = batches.encode_traces(tok, [Example("q", "7", t)] * 4, 128)
     hc = igpo.IgpoConfig(min_chunk=1, max_chunk=3, reserve=0)
     for position in igpo.POSITIONS:
         h_ids, h_mask = igpo.build_hints(jax.random.key(0), jnp.asarray(ids), jnp.asarray(lens),
@@ -206,31 +206,31 @@ def test_malformed_rows_name_file_and_line(tmp_path):
 
 
 def test_grain_iterator_state_and_process_sharding():
-    it = pipeline.index_iterator(10, 4, seed=1)
+    it = batches.index_iterator(10, 4, seed=1)
     first = [next(it).tolist() for _ in range(2)]
     state = it.get_state()
     nxt = next(it).tolist()
-    it2 = pipeline.index_iterator(10, 4, seed=1)
+    it2 = batches.index_iterator(10, 4, seed=1)
     it2.set_state(state)
     assert next(it2).tolist() == nxt
     seen = [x for b in first for x in b]
     assert len(set(seen)) == 8
     # two processes read disjoint halves of the same global batch, in process order
-    shard0 = next(pipeline.local_index_iterator(10, 4, 1, 0, 2)).tolist()
-    shard1 = next(pipeline.local_index_iterator(10, 4, 1, 1, 2)).tolist()
+    shard0 = next(batches.local_index_iterator(10, 4, 1, 0, 2)).tolist()
+    shard1 = next(batches.local_index_iterator(10, 4, 1, 1, 2)).tolist()
     assert shard0 + shard1 == first[0]
     with pytest.raises(ValueError, match="does not divide over 3 processes"):
-        pipeline.local_index_iterator(10, 4, 1, 0, 3)
+        batches.local_index_iterator(10, 4, 1, 0, 3)
 
 
 def test_encode_traces_revealable():
     tok = tokenizers.SentencePieceTokenizer()
     e = synthetic.make_example([1, 2, 3], 5)
-    ids, lens, rev = pipeline.encode_traces(tok, [e], 64, exclude_last_step=True)
+    ids, lens, rev = batches.encode_traces(tok, [e], 64, exclude_last_step=True)
     assert tok.decode(ids[0, :lens[0]]) == e.trace
     assert tok.decode(ids[0, :rev[0]]) == "<reasoning>\n1\n3\n"
     with pytest.raises(ValueError, match="prompt_len=2"):
-        pipeline.encode_prompts(tok, [e], 2)
+        batches.encode_prompts(tok, [e], 2)
 
 
 def test_the_old_heldout_draw_held_679_distinct_problems():

@@ -1,4 +1,4 @@
-"""grain pipelines and tokenisation of batches.
+"""Batches: the grain index pipeline and the tokenisation of prompts, traces and hints.
 
 The grain dataset runs over example indices (shuffled by seed, reshuffled every
 epoch, sharded by process, batched); its iterator state is a small dict saved
