@@ -391,6 +391,9 @@ def test_a_stop_that_surfaces_as_another_exception_still_exits_75(tmp_path):
         "app.run(main.main, flags_parser=main.parse_flags)\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True,
-                       text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                       text=True, timeout=120,
+                       # the script is outside the repository: import the package from it
+                       env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": os.pathsep.join(
+                           [root] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
     assert r.returncode == preemption.EXIT_PREEMPTED, r.stdout[-1000:] + r.stderr[-2000:]
     assert "re-run the same command to resume" in r.stderr
