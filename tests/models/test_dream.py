@@ -214,7 +214,7 @@ def test_chatml_template_and_dream_special_tokens(tmp_path):
     with pytest.raises(ValueError, match="<\\|mask\\|>"):  # a LLaDA tokenizer is not Dream's
         ref_tok = tmp_path / "llada"
         ref_tok.mkdir()
-        from tests.data.test_data_tokenizers import _tiny_hf_tokenizer
+        from tests.test_tokenizers import _tiny_hf_tokenizer
         _tiny_hf_tokenizer(ref_tok / "tokenizer.json")
         tokenizers.load_tokenizer("hf", str(ref_tok), family="dream")
 
