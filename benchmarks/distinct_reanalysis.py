@@ -1,4 +1,4 @@
-"""The running-sum seed sweep (docs/seed_results.json) re-read over distinct problems.
+"""The running-sum seed sweep (docs/running_sum/seed_results.json) re-read over distinct problems.
 
 That sweep's 1,000 held-out rows held 679 distinct problems (2 terms: 117 rows of 4
 problems; 3 terms: 144 rows of 24), so its accuracies weighted a handful of short

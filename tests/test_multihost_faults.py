@@ -29,7 +29,8 @@ def _free_port() -> int:
 
 def _start(workdir, port):
     """The two processes of one run (process 0 first)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))
+           or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}  # (conftest)
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     procs = []
     for pid in (0, 1):

@@ -24,7 +24,8 @@ def _free_port() -> int:
 
 
 def _launch(workdir, out, n, pid, port, devices, lora_rank):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))
+           or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}  # (conftest)
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
     return subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(workdir),
                              str(out), str(n), str(pid), str(port), str(devices),
