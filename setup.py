@@ -36,7 +36,7 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6", "tokenizers>=0.20", "matplotlib>=3.8",
                  "tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources",
                  "gcsfs>=2024.2", "gcp-storage-emulator>=2024.1", "nbclient>=0.10",
-                 "nbformat>=5.9", "ipykernel>=6.29", "wandb>=0.19"],
+                 "nbformat>=5.9", "ipykernel>=6.29", "wandb>=0.19", "pytest-xdist>=3.5"],
         "gcs": ["gcsfs>=2024.2"],  # gs:// workdirs, init_from, data and exports
         "tfds": ["tensorflow-datasets>=4.9", "array-record>=0.5", "importlib_resources"],
         "hf": ["tokenizers>=0.20"],

@@ -1,4 +1,5 @@
-"""The one-command CPU demo: SFT -> GRPO vs IGPO -> held-out evaluation.
+"""The earlier CPU demo, on running sums: SFT -> GRPO vs IGPO -> held-out evaluation
+(the README's first command is now configs/pointer.py, built on this config).
 
     python -m igpo_jax.main --config configs/demo.py --workdir runs/demo
 
