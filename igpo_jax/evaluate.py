@@ -203,11 +203,8 @@ def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None
     ``params``, ``tokenizer``, ``reward`` and ``examples`` replace what the config
     would build."""
     c = require(c, "evaluate.run_eval")
-    mesh = experiment.build_mesh(c)
-    tok = tokenizer or experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    if params is None:
-        params = experiment.initial_params(c, cfg, mesh)
+    parts = experiment.build_model(c, tokenizer=tokenizer, params=params)
+    mesh, tok, cfg, params = parts.mesh, parts.tok, parts.cfg, parts.params
     summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit, tok),
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress,
                               reward, position=position)

@@ -71,6 +71,36 @@ def model_config(c: RunConfig,
     return cfg
 
 
+class ModelParts:
+    """What every stage builds from its config before it runs, once: the mesh, the
+    tokenizer and the model config (checked against each other) at once, the starting
+    parameters when first read (after the stage has checked its data, so a bad data
+    file fails before any weights are read)."""
+
+    def __init__(self, c: RunConfig, tokenizer: tokenizers.Tokenizer | None = None,
+                 params: dict | None = None):
+        self.c = require(c, "experiment.ModelParts")
+        self.mesh = build_mesh(c)
+        self.tok = tokenizer or build_tokenizer(c)
+        self.cfg = model_config(c, self.tok)
+        log.info("%s", describe(self.cfg))
+        self._params = params
+
+    @property
+    def params(self) -> dict:
+        """The starting parameters (:func:`initial_params`, or the ones given)."""
+        if self._params is None:
+            self._params = initial_params(self.c, self.cfg, self.mesh)
+        return self._params
+
+
+def build_model(c: RunConfig, *, tokenizer: tokenizers.Tokenizer | None = None,
+                params: dict | None = None) -> ModelParts:
+    """The :class:`ModelParts` of config ``c``; a given ``tokenizer`` or ``params`` is used
+    as is."""
+    return ModelParts(c, tokenizer, params)
+
+
 def checkpoint_dir(path: str) -> str:
     """Accepts a run's workdir or its ``checkpoints`` folder."""
     sub = os.path.join(path, "checkpoints")

@@ -158,10 +158,8 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     """Runs (or resumes) SFT of config ``c`` in ``workdir``."""
     c = require(c, "sft.train")
     sft, s = c.sft, c.sampler
-    mesh = experiment.build_mesh(c)
-    tok = experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    log.info("%s", experiment.describe(cfg))
+    parts = experiment.build_model(c)
+    mesh, tok, cfg = parts.mesh, parts.tok, parts.cfg
     examples = load_examples(c.data.to_dict(), "train")
     if sft.rewritten_path:
         examples, n_rw = apply_rewritten(examples, sft.rewritten_path)
@@ -176,8 +174,8 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     targets = np.stack([tok.completion_ids(e.trace, s.gen_length) for e in examples])
     data_iter = index_iterator(len(examples), sft.batch_size, c.seed, jax.process_index(),
                                jax.process_count())
-    params = experiment.initial_params(c, cfg, mesh)
-    ts = experiment.start_training(c, workdir, params, mesh, sft.num_steps, data_iter, 1, "sft")
+    ts = experiment.start_training(c, workdir, parts.params, mesh, sft.num_steps, data_iter, 1,
+                                   "sft")
     schedule, trainable, frozen, opt_state = ts.schedule, ts.trainable, ts.frozen, ts.opt_state
     writer, start = ts.writer, ts.start
     if sft.batch_size % sft.micro_batch_size:

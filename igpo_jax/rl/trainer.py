@@ -301,10 +301,8 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     """
     c = require(c, "trainer.train")
     rl, s = c.rl, c.sampler
-    mesh = experiment.build_mesh(c)
-    tok = tokenizer or experiment.build_tokenizer(c)
-    cfg = experiment.model_config(c, tok)
-    log.info("%s", experiment.describe(cfg))
+    parts = experiment.build_model(c, tokenizer=tokenizer, params=params)
+    mesh, tok, cfg = parts.mesh, parts.tok, parts.cfg
     n = rl.rows
     configlib.check_devices(c)
     examples = check_lengths(tok, examples or load_examples(c.data.to_dict(), "train"),
@@ -313,7 +311,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
                              c.data.system_prompt or None, c.data.skip_bad_rows, "RL data")
     data_iter = index_iterator(len(examples), rl.prompts_per_step, c.seed,
                                jax.process_index(), jax.process_count())
-    params = experiment.initial_params(c, cfg, mesh) if params is None else params
+    params = parts.params  # read (or initialised) only now that the data has been checked
     # the frozen reference policy is the initial one (also after a resume): under LoRA
     # the base with adapters off (the same arrays, never donated); else a copy, because
     # the update step donates the trainable parameters
