@@ -51,7 +51,7 @@ def main(workdir: str) -> None:
         train = f"{100 * sum(acc[:10]) / 10:.1f}% → {100 * sum(acc[-10:]) / 10:.1f}%" if acc else ""
         aw = (f"{100 * s['frac_all_wrong_groups']:.1f}% / {100 * s['frac_all_wrong_after']:.1f}%"
               if acc else "")
-        kind = "hinted" if m.startswith("igpo") else "plain"
+        kind = "plain" if m.startswith("resample") else "hinted"
         extra = (f"{kind}: {100 * s['hinted_accuracy']:.1f}%"
                  if s.get("hinted_accuracy") is not None else "")
         gt = boxed_gt(os.path.join(d, "eval", "generations.jsonl")).get("hops=3", 0)
