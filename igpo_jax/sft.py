@@ -174,7 +174,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     targets = np.stack([tok.completion_ids(e.trace, s.gen_length) for e in examples])
     data_iter = index_iterator(len(examples), sft.batch_size, c.seed, jax.process_index(),
                                jax.process_count())
-    ts = experiment.start_training(c, workdir, parts.params, mesh, sft.num_steps, data_iter, 1,
+    ts = loop.start_training(c, workdir, parts.params, mesh, sft.num_steps, data_iter, 1,
                                    "sft")
     schedule, trainable, frozen, opt_state = ts.schedule, ts.trainable, ts.frozen, ts.opt_state
     writer, start = ts.writer, ts.start

@@ -317,7 +317,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     # the update step donates the trainable parameters
     ref_params = None if rl.beta <= 0 else (
         lora.base(params) if cfg.lora else jax.tree.map(jnp.copy, params))
-    ts = experiment.start_training(c, workdir, params, mesh, rl.num_steps * rl.num_iterations,
+    ts = loop.start_training(c, workdir, params, mesh, rl.num_steps * rl.num_iterations,
                                    data_iter, rl.num_iterations, rl.algo)
     tx, schedule, trainable, frozen, opt_state = (ts.tx, ts.schedule, ts.trainable, ts.frozen,
                                                   ts.opt_state)
