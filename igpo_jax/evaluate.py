@@ -203,7 +203,7 @@ def run_eval(c: RunConfig | ml_collections.ConfigDict, workdir: str, params=None
     ``params``, ``tokenizer``, ``reward`` and ``examples`` replace what the config
     would build."""
     c = require(c, "evaluate.run_eval")
-    parts = experiment.build_model(c, tokenizer=tokenizer, params=params)
+    parts = experiment.ModelParts(c, tokenizer=tokenizer, params=params)
     mesh, tok, cfg, params = parts.mesh, parts.tok, parts.cfg, parts.params
     summary = evaluate_config(c, params, cfg, tok, examples or eval_examples(c, limit, tok),
                               os.path.join(workdir, name), mesh, c.eval.k, show_progress,

@@ -75,9 +75,10 @@ class ModelParts:
     """What every stage builds from its config before it runs, once: the mesh, the
     tokenizer and the model config (checked against each other) at once, the starting
     parameters when first read (after the stage has checked its data, so a bad data
-    file fails before any weights are read)."""
+    file fails before any weights are read). A given ``tokenizer`` or ``params`` is used
+    as is."""
 
-    def __init__(self, c: RunConfig, tokenizer: tokenizers.Tokenizer | None = None,
+    def __init__(self, c: RunConfig, *, tokenizer: tokenizers.Tokenizer | None = None,
                  params: dict | None = None):
         self.c = require(c, "experiment.ModelParts")
         self.mesh = build_mesh(c)
@@ -92,13 +93,6 @@ class ModelParts:
         if self._params is None:
             self._params = initial_params(self.c, self.cfg, self.mesh)
         return self._params
-
-
-def build_model(c: RunConfig, *, tokenizer: tokenizers.Tokenizer | None = None,
-                params: dict | None = None) -> ModelParts:
-    """The :class:`ModelParts` of config ``c``; a given ``tokenizer`` or ``params`` is used
-    as is."""
-    return ModelParts(c, tokenizer, params)
 
 
 def checkpoint_dir(path: str) -> str:

@@ -34,6 +34,7 @@ from igpo_jax.models import lora
 
 log = logging.getLogger(__name__)
 
+
 @dataclasses.dataclass
 class TrainingStart:
     """Optimiser, checkpointer, metrics writer and the state to start from."""
@@ -97,22 +98,23 @@ def start_training(c: RunConfig, workdir: str, params: dict,
                          run_meta)
 
 
-# (trainable, opt_state, step index) -> (trainable, opt_state, record or None)
-StepFn = Callable[[dict, object, int], tuple[dict, object, "dict | None"]]
+# (trainable, opt_state, step index) -> (trainable, opt_state, the step's record or None)
+StepFn = Callable[[dict, object, int], tuple[dict, object, object]]
 
 
 def run(ts: TrainingStart, step: StepFn, *, stage: str, end: int, checkpoint_every: int,
         data_iter, heldout: Callable[[int, dict], object] | None = None
-        ) -> tuple[dict, object, dict]:
+        ) -> tuple[dict, object, object]:
     """Runs steps ``ts.start .. end - 1``. ``step`` does one (and writes its record);
     ``heldout(steps_done, params)`` evaluates when due. Returns the final trainable
-    parameters, the optimiser state and the last record a step returned."""
-    trainable, opt_state, last = ts.trainable, ts.opt_state, {}
+    parameters, the optimiser state and the last record a step returned (None when no
+    step ran or none returned one)."""
+    trainable, opt_state, last = ts.trainable, ts.opt_state, None
     with preemption.StopRequest() as stop:
         try:
             for i in range(ts.start, end):
                 trainable, opt_state, record = step(trainable, opt_state, i)
-                last = record or last
+                last = record if record is not None else last
                 if heldout is not None:
                     heldout(i + 1, {**ts.frozen, **trainable})
                 meta = ts.meta(step=i + 1, stage=stage, data_state=data_iter.get_state())

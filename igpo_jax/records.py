@@ -53,33 +53,34 @@ class RolloutRecord:
         return cls(**_known(cls, row))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class UpdateRecord:
-    """One RL update and the rollout batch it trained on."""
+    """One RL update and the rollout batch it trained on. The defaults are what rows of
+    older versions, which lack the key, are read with."""
 
     step: int  # optimiser steps done
     rollout_step: int  # rollout batches done
-    inner_iter: int  # which of the batch's rl.num_iterations updates
+    inner_iter: int = 0  # which of the batch's rl.num_iterations updates
     stage: str  # the algorithm (grpo | igpo | resample)
     loss: float
     grad_norm: float
-    clip_frac: float  # share of loss tokens whose ratio was clipped
-    kl: float  # mean per-token KL to the reference policy
-    loss_tokens: float
-    ratio_mean: float
-    clip_frac_gen: float  # the same at generated tokens
-    ratio_gen: float
-    clip_frac_hint: float | None  # and at hint tokens (None without any)
-    ratio_hint: float | None
+    clip_frac: float = 0.0  # share of loss tokens whose ratio was clipped
+    kl: float = 0.0  # mean per-token KL to the reference policy
+    loss_tokens: float = 0.0
+    ratio_mean: float = 1.0
+    clip_frac_gen: float = 0.0  # the same at generated tokens
+    ratio_gen: float = 0.0
+    clip_frac_hint: float | None = None  # and at hint tokens (None without any)
+    ratio_hint: float | None = None
     lr: float
-    skipped_updates: int  # updates skipped so far for non-finite gradients
-    hint_tokens_kept: float  # hint tokens the entropy filter kept in the loss
-    update_seconds: float
-    logprob_seconds: float
+    skipped_updates: int = 0  # updates skipped so far for non-finite gradients
+    hint_tokens_kept: float = 0.0  # hint tokens the entropy filter kept in the loss
+    update_seconds: float = 0.0
+    logprob_seconds: float = 0.0
     rollouts_per_step: int
-    entropy_hint: float | None  # mean old-policy entropy at hint tokens
-    entropy_gen: float | None  # and at generated tokens
-    groups_per_step: int
+    entropy_hint: float | None = None  # mean old-policy entropy at hint tokens
+    entropy_gen: float | None = None  # and at generated tokens
+    groups_per_step: int = 1
     rollout: RolloutRecord
 
     def to_json(self) -> dict:
@@ -91,32 +92,27 @@ class UpdateRecord:
     def from_json(cls, row: Mapping[str, Any]) -> "UpdateRecord":
         fields = _known(cls, row)
         fields.pop("rollout", None)
-        defaults = dict(clip_frac_gen=0.0, ratio_gen=0.0, clip_frac_hint=None, ratio_hint=None,
-                        hint_tokens_kept=0.0, update_seconds=0.0, logprob_seconds=0.0,
-                        entropy_hint=None, entropy_gen=None, groups_per_step=1,
-                        skipped_updates=0, inner_iter=0, kl=0.0, loss_tokens=0.0,
-                        ratio_mean=1.0, clip_frac=0.0)
-        return cls(**{**defaults, **fields}, rollout=RolloutRecord.from_json(row))
+        return cls(**fields, rollout=RolloutRecord.from_json(row))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class SFTRecord:
-    """One SFT step."""
+    """One SFT step (defaults: as for :class:`UpdateRecord`)."""
 
     step: int
     stage: str
     loss: float
     grad_norm: float
     lr: float
-    skipped_updates: int
-    seconds: float  # since this call started
+    skipped_updates: int = 0
+    seconds: float = 0.0  # since this call started
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> "SFTRecord":
-        return cls(**{"skipped_updates": 0, "seconds": 0.0, **_known(cls, row)})
+        return cls(**_known(cls, row))
 
 
 def read_updates(path: str) -> list[UpdateRecord]:

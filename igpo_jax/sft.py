@@ -158,7 +158,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     """Runs (or resumes) SFT of config ``c`` in ``workdir``."""
     c = require(c, "sft.train")
     sft, s = c.sft, c.sampler
-    parts = experiment.build_model(c)
+    parts = experiment.ModelParts(c)
     mesh, tok, cfg = parts.mesh, parts.tok, parts.cfg
     examples = load_examples(c.data.to_dict(), "train")
     if sft.rewritten_path:
@@ -208,5 +208,5 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
 
     trainable, opt_state, m = loop.run(ts, sft_step, stage="sft", end=end,
                                        checkpoint_every=c.checkpoint.every, data_iter=data_iter)
-    return {"steps": end, "last": m.to_json() if m else {}, "data": counts,
+    return {"steps": end, "last": m.to_json() if m is not None else {}, "data": counts,
             "params": {**frozen, **trainable}}

@@ -301,7 +301,7 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
     """
     c = require(c, "trainer.train")
     rl, s = c.rl, c.sampler
-    parts = experiment.build_model(c, tokenizer=tokenizer, params=params)
+    parts = experiment.ModelParts(c, tokenizer=tokenizer, params=params)
     mesh, tok, cfg = parts.mesh, parts.tok, parts.cfg
     n = rl.rows
     configlib.check_devices(c)
@@ -363,5 +363,5 @@ def train(c: RunConfig | ml_collections.ConfigDict, workdir: str, stop_after: in
         data_iter=data_iter, heldout=lambda done, params: heldout.maybe(
             done, params, final=done == rl.num_steps, rollouts=done * n))
     # the summary's last record as its JSON (the typed one is records.UpdateRecord)
-    return {"steps": end, "last": last.to_json() if last else {},
+    return {"steps": end, "last": last.to_json() if last is not None else {},
             "params": {**frozen, **trainable}}
