@@ -49,19 +49,11 @@ _LAYER = {"attn_norm": "input_layernorm.weight", "ff_norm": "post_attention_laye
           "up_proj": "mlp.up_proj.weight", "ff_out": "mlp.down_proj.weight"}
 _TOP = {"wte": "model.embed_tokens.weight", "ln_f": "model.norm.weight",
         "lm_head": "lm_head.weight"}
-_LINEARS = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
-
-
 def tensor_name(name: str, layer: int | None = None) -> str:
     """Our parameter name -> the tensor name in Dream's safetensors files."""
     if name.startswith("blocks/"):
         return f"model.layers.{layer}.{_LAYER[name.split('/', 1)[1]]}"
     return _TOP[name]
-
-
-def is_linear(name: str) -> bool:
-    """Linear weights are stored [out, in] by Hugging Face, [in, out] here."""
-    return name == "lm_head" or name.split("/")[-1] in _LINEARS
 
 
 def matches(hf: Mapping[str, Any]) -> bool:
@@ -138,7 +130,7 @@ def config_to_hf(cfg: transformer.TransformerConfig) -> dict[str, Any]:
 FAMILY = Family(
     name=NAME, title="Dream", switches=dict(SWITCHES, rms_norm_eps=1e-6), presets=PRESETS,
     checkpoint="Dream-org/Dream-v0-Instruct-7B",
-    layout=Layout(tensor_name, is_linear, config_from_hf, config_to_hf, matches,
+    layout=Layout(tensor_name, config_from_hf, config_to_hf, matches,
                   MODELLING_FILES),
     chat=ChatFormat(chat_text, bos=EOS_TOKEN, eos=EOS_TOKEN, mask=MASK_TOKEN, eot=IM_END,
                     markers=(IM_START,)))

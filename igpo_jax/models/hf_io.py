@@ -56,7 +56,7 @@ def config_from_hf(path_or_dict: str | os.PathLike | Mapping[str, Any],
     """The model config of a Hugging Face ``config.json`` of any family (a path, a
     folder or a dict): Dream's when it says so, else LLaDA's."""
     hf = read_hf_config(path_or_dict)
-    return family.of_hf(hf).layout.config_from_hf(hf, **overrides)
+    return layout_of_hf(hf).config_from_hf(hf, **overrides)
 
 
 def layout_of_hf(hf: Mapping[str, Any]) -> Layout:

@@ -36,20 +36,12 @@ def chat_text(messages: Messages, prefill: str = "") -> str:
 
 
 # ---- names and config.json of the Hugging Face LLaDA layout --------------------------
-_LINEARS = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"}
-
-
 def tensor_name(name: str, layer: int | None = None) -> str:
     """Our parameter name -> the Hugging Face LLaDA tensor name."""
     if name.startswith("blocks/"):
         return f"model.transformer.blocks.{layer}.{name.split('/', 1)[1]}.weight"
     return {"wte": "model.transformer.wte.weight", "ln_f": "model.transformer.ln_f.weight",
             "lm_head": "model.transformer.ff_out.weight"}[name]
-
-
-def is_linear(name: str) -> bool:
-    """Linear weights are transposed between HF ([out, in]) and us ([in, out])."""
-    return name == "lm_head" or name.split("/")[-1] in _LINEARS
 
 
 def matches(hf: Mapping[str, Any]) -> bool:
@@ -131,7 +123,7 @@ def config_to_hf(cfg: LLaDAConfig) -> dict[str, Any]:
 FAMILY = Family(
     name=NAME, title="LLaDA", switches=SWITCHES, presets=PRESETS,
     checkpoint="GSAI-ML/LLaDA-8B-Instruct",
-    layout=Layout(tensor_name, is_linear, config_from_hf, config_to_hf, matches,
+    layout=Layout(tensor_name, config_from_hf, config_to_hf, matches,
                   "configuration_llada.py, modeling_llada.py"),
     chat=ChatFormat(chat_text, bos=BOS_TOKEN, eos=EOS_TOKEN, mask=MASK_TOKEN, eot=EOT_TOKEN,
                     markers=(HEADER_START, HEADER_END)))

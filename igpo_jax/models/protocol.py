@@ -36,17 +36,28 @@ class ChatFormat:
     markers: tuple[str, ...]
 
 
+# the shared Transformer's linear kernels (models/transformer.py), stored [in, out] here
+LINEARS = frozenset({"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"})
+
+
+def is_linear(name: str) -> bool:
+    """Whether a parameter of the shared Transformer is a linear kernel (Hugging Face
+    files store them ``[out, in]``, this package ``[in, out]``)."""
+    return name == "lm_head" or name.split("/")[-1] in LINEARS
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """How a family's checkpoints are written by Hugging Face: tensor names, which
-    tensors are linear (``[out, in]`` there, ``[in, out]`` here), ``config.json`` keys."""
+    """How a family's checkpoints are written by Hugging Face: tensor names,
+    ``config.json`` keys, and which tensors are linear (``[out, in]`` there, ``[in, out]``
+    here; by default the shared Transformer's kernels)."""
 
     tensor_name: Callable[[str, int | None], str]
-    is_linear: Callable[[str], bool]
     config_from_hf: Callable[..., transformer.TransformerConfig]
     config_to_hf: Callable[[transformer.TransformerConfig], dict]
     matches: Callable[[Mapping[str, Any]], bool]  # whether a config.json is this family's
     modelling_files: str  # the modelling code a Hugging Face folder of it ships
+    is_linear: Callable[[str], bool] = is_linear
 
 
 @dataclasses.dataclass(frozen=True)
