@@ -1,7 +1,6 @@
 """launch/: the scripts parse, their dry runs print the expected commands, and the Colab
 notebook's code cells run on CPU against configs/tiny.py."""
 
-import json
 import os
 import subprocess
 

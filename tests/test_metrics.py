@@ -1,8 +1,11 @@
-"""The step-record sinks: the Weights & Biases run (offline) holds the same fields as
-metrics.jsonl, read back from W&B's own transaction log by an independent reader."""
+"""Step records (igpo_jax/metrics.py): metrics.jsonl read back (a half-written last record
+dropped, a bad one named), a fresh start truncates, and the Weights & Biases run
+(offline) holds the same fields as metrics.jsonl, read back from W&B's own transaction
+log by an independent reader."""
 
 import glob
 import json
+import logging
 import os
 import struct
 import sys
@@ -109,3 +112,35 @@ def test_wandb_settings_errors_name_the_key_and_the_package(tmp_path, monkeypatc
     # off by default: no wandb files, no import
     MetricsWriter(str(tmp_path / "plain"), settings=MetricsConfig()).close()
     assert not os.path.exists(tmp_path / "plain" / "wandb")
+
+
+def _write(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(lines))
+
+
+def test_half_written_last_record_is_dropped_with_a_warning(tmp_path, caplog):
+    p = tmp_path / "metrics.jsonl"
+    _write(p, ['{"step": 1}\n', '{"step": 2}\n', '{"step": 3, "loss": 0.'])
+    with caplog.at_level(logging.WARNING):
+        assert read_metrics(str(p)) == [{"step": 1}, {"step": 2}]
+    assert "metrics.jsonl:3" in caplog.text and "unfinished last record" in caplog.text
+
+
+def test_bad_record_before_the_last_names_file_and_line(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    _write(p, ['{"step": 1}\n', 'garbage\n', '{"step": 3}\n'])
+    with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON record"):
+        read_metrics(str(p))
+
+
+def test_fresh_start_starts_a_fresh_record(tmp_path, caplog):
+    """A run killed before its first checkpoint left rows; the rerun starts at step 0
+    and its record must not keep them (steps would read 1, 2, 1, 2, 3, ...)."""
+    _write(tmp_path / "metrics.jsonl", ['{"step": 1}\n', '{"step": 2}\n'])
+    w = MetricsWriter(str(tmp_path), tensorboard=False)
+    with caplog.at_level(logging.WARNING):
+        w.truncate_after(0)
+    assert "dropping the 2 records" in caplog.text
+    w.write({"step": 1, "loss": 1.0})
+    assert [r["step"] for r in read_metrics(str(tmp_path / "metrics.jsonl"))] == [1]

@@ -1,9 +1,11 @@
-"""AdamW moments in float32 for bfloat16 parameters (optim.moments_dtype)."""
+"""The optimiser (igpo_jax/optim.py): AdamW moments in float32 for bfloat16 parameters
+(optim.moments_dtype), non-finite gradients skipped then stopping the run."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from igpo_jax import optim
 
@@ -54,3 +56,20 @@ def test_param_dtype_moments_follow_the_params():
     st = tx.init(p16)
     _, st = tx.update({"w": jnp.full((4, 4), jnp.nan, jnp.bfloat16)}, st, p16)
     assert optim.nonfinite_counts(st) == (1, 1)
+
+
+def test_nonfinite_gradients_skip_the_update():
+    tx, _ = optim.make_optimizer(dict(lr=0.1, warmup_steps=0, schedule="constant", b1=0.9,
+                                      b2=0.99, weight_decay=0.0, grad_clip=1.0), 10)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    bad = {"w": jnp.array([1.0, jnp.nan, 0.0])}
+    updates, state = tx.update(bad, state, params)
+    assert float(jnp.abs(updates["w"]).max()) == 0.0
+    assert optim.nonfinite_counts(state) == (1, 1)
+    updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+    assert float(jnp.abs(updates["w"]).max()) > 0 and optim.nonfinite_counts(state) == (0, 1)
+    with pytest.raises(optim.NonFiniteError, match="in a row"):
+        for _ in range(3):
+            _, state = tx.update(bad, state, params)
+        optim.check_finite(state, 3, "rl", 5, 4)

@@ -1,3 +1,4 @@
+import sys
 import threading
 import time
 
@@ -7,6 +8,7 @@ from hypothesis import strategies as st
 
 from igpo_jax import rewards
 from igpo_jax.data import answers
+from tests.data.test_answers import MATH_STYLE
 
 EQUIV = [
     ("72", "72"), ("72.0", "72"), ("72.00", "72"), ("1,000", "1000"), ("1,234,567", "1234567"),
@@ -38,23 +40,6 @@ def test_not_equivalent(pred, gold):
 
 def test_table_size():
     assert len(EQUIV) + len(NOT_EQUIV) >= 40
-
-
-@pytest.mark.parametrize("text,want", [
-    ("so \\boxed{42}.", "42"), ("\\boxed{\\frac{1}{2}} and \\boxed{3}", "\\frac{1}{2}"),
-    ("\\boxed{{a}+{b}}", "{a}+{b}"), ("\\boxed 5$ end", "5"), ("\\fbox{7}", "7"),
-    ("no box here", None), ("\\boxed{unclosed", None), ("", None),
-    ("\\fbox{1} then \\boxed{2}", "1"), ("\\boxed{2} then \\fbox{1}", "2"),
-])
-def test_extract_boxed(text, want):
-    assert answers.extract_boxed(text) == want
-
-
-def test_ground_truth_parsers():
-    assert answers.gsm8k_answer("Natalia sold ... 72 clips.\n#### 1,072") == "1072"
-    assert answers.metamath_answer("... so 3 + 4 = 7.\nThe answer is: 7") == "7"
-    with pytest.raises(ValueError, match="####"):
-        answers.gsm8k_answer("no marker")
 
 
 def test_format_reward_xmlcount():
@@ -142,26 +127,21 @@ def test_extract_never_raises(text):
     assert rewards.format_reward(text) <= 0.75
 
 
-# MATH-style completions box intermediate results inside the reasoning.
-MATH_STYLE = ("<reasoning>\nFirst $x = \\boxed{3}$, then $y = \\boxed{4}$.\n</reasoning>\n"
-              "<answer>\n\\boxed{7}\n</answer>")
-
-
-@pytest.mark.parametrize("text,want", [
-    (MATH_STYLE, "7"),
-    ("<answer>\n\\boxed{1} no, \\boxed{2}\n</answer>", "2"),  # last box of the span
-    ("<reasoning>\n\\boxed{9}\n</reasoning>\n<answer>\n42\n</answer>", "42"),  # unboxed span
-    ("So \\boxed{1}, finally \\boxed{2}.", "2"),  # no answer span: last box
-    ("<answer>\n\\boxed{5}", "5"),  # unterminated span
-    ("<reasoning>\n\\boxed{9}\n</reasoning>\n<answer>\n</answer>", None),
-    ("nothing", None), (None, None),
-])
-def test_extract_answer_reads_the_final_answer(text, want):
-    assert answers.extract_answer(text) == want
-
-
 def test_reward_grades_the_answer_span_not_boxes_in_the_reasoning():
     r = rewards.MathReward(symbolic=False)
     assert r(MATH_STYLE, "7")[1]
     assert not r(MATH_STYLE, "3")[1]  # the first box is an intermediate result
     assert answers.extract_boxed(MATH_STYLE, "last") == "7"
+
+
+def test_reward_crash_scores_zero_and_is_counted(monkeypatch):
+    from igpo_jax import rewards
+
+    # a grading process that starts, then dies on its first check (as one killed by the
+    # out-of-memory killer would)
+    dying = rewards._Grader([sys.executable, "-c", "print('\"ready\"', flush=True)"])
+    monkeypatch.setattr(rewards, "GRADER", dying)
+    r = rewards.MathReward()
+    assert r.score("\\boxed{\\sqrt{2}}", "\\frac{2}{\\sqrt{2}}") == (0.0, False, True)
+    rew, ok, failed = r.batch(["\\boxed{\\sqrt{2}}", "\\boxed{5}"], ["\\frac{2}{\\sqrt{2}}", "5"])
+    assert failed == 1 and ok == [False, True]

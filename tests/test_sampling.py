@@ -22,15 +22,6 @@ def test_transfer_schedule_hand_worked():
     np.testing.assert_array_equal(got, [[3, 2, 2], [2, 2, 2], [1, 0, 0], [0, 0, 0]])
 
 
-def test_indivisible_lengths_are_rejected():
-    with pytest.raises(ValueError, match="block_length"):
-        sampling.SamplerConfig(gen_length=30, block_length=8, steps=8)
-    with pytest.raises(ValueError, match="sampler.steps=6: must be a multiple of the number of blocks"):
-        sampling.SamplerConfig(gen_length=32, block_length=8, steps=6)
-    with pytest.raises(ValueError, match="remasking"):
-        sampling.SamplerConfig(gen_length=32, block_length=8, steps=8, remasking="top")
-
-
 def test_greedy_matches_numpy_reference(hf_model):
     c, t, model = hf_model
     prompt = np.random.default_rng(0).integers(0, 60, (3, 5)).astype(np.int32)

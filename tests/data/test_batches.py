@@ -2,6 +2,7 @@
 encoded traces and what hints may reveal."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from igpo_jax import tokenizers
+from igpo_jax.configlib import typed
 from igpo_jax.data import Example, batches, format_trace, split_trace, synthetic
+from igpo_jax.metrics import read_metrics
 
 
 def test_grain_iterator_state_and_process_sharding():
@@ -59,3 +62,24 @@ def test_hints_never_reveal_answer_markers_in_math_style_traces():
         for row in range(4):
             shown = tok.decode(np.asarray(h_ids)[row][np.asarray(h_mask)[row]])
             assert shown and "boxed" not in shown and "answer" not in shown and "7" not in shown
+
+
+def test_long_prompts_are_found_when_the_data_is_loaded(tmp_path, capsys):
+    """A prompt longer than prompt_len stops the run before any step, with the count
+    and file:line (not when its batch is drawn); skip_bad_rows drops it."""
+    from configs import tiny
+    from igpo_jax.rl import trainer
+    rows = [{"question": "1 2", "answer": "3"}] * 6 + [{"question": "1 2 3 4 5 6 7 8 9", "answer": "0"}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    c = tiny.get_config("rl")
+    c.eval.every = 0
+    c.rl.update(num_steps=1, algo="grpo", prompts_per_step=2)
+    c.data.update(source="jsonl", train_path=str(path), test_path=str(path))
+    with pytest.raises(ValueError, match=r"1 prompts longer than sampler.prompt_len=12 .*"
+                                         r"train.jsonl:7"):
+        trainer.train(typed(c), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # no step was taken
+    c.data.skip_bad_rows = True
+    trainer.train(typed(c), str(tmp_path / "run"))
+    assert {r["rollout_step"] for r in read_metrics(str(tmp_path / "run" / "metrics.jsonl"))} == {1}

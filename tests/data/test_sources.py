@@ -51,3 +51,11 @@ def test_malformed_rows_name_file_and_line(tmp_path):
         sources.load_file("amc", _write(tmp_path / "empty.jsonl", [{"problem": "P"}]))
     with pytest.raises(FileNotFoundError):
         sources.load_file("gsm8k", str(tmp_path / "missing.jsonl"))
+
+
+def test_binary_data_file_is_named(tmp_path):
+    from igpo_jax.data.sources import DataError, load_file
+    p = tmp_path / "train.jsonl"
+    p.write_bytes(b'{"question": "1", "answer": "1"}\n\x1f\x8b\x08\x00\xff\xfe binary')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not UTF-8 text at byte"):
+        load_file("jsonl", str(p))

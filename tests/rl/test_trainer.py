@@ -4,9 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from igpo_jax import configlib, experiment, run
+from igpo_jax import configlib, experiment, optim, run
+from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.metrics import read_metrics
-from igpo_jax.rl import trainer
+from igpo_jax.rl import grpo, trainer
 from igpo_jax.configlib import typed
 
 REQUIRED = {"step", "stage", "loss", "reward_mean", "accuracy", "frac_all_wrong_groups",
@@ -265,3 +266,20 @@ def test_whole_step_crosses_host_and_device_only_in_counted_explicit_transfers(
         hinted_calls = -(-r["hinted_samples"] // 8)
         puts = 1 + plain_calls + 1 + hinted_calls + 1 + 1 + (1 if i == 0 else 0)
         assert got == {"put": puts, "get": 5}, (i, got, r["hinted_samples"])
+
+
+def test_nan_loss_in_training_is_skipped_then_stops(tmp_path, monkeypatch):
+    from configs import tiny
+    c = tiny.get_config("rl")
+    c.rl.num_steps, c.rl.num_iterations, c.eval.every, c.optim.max_nonfinite = 3, 1, 0, 2
+    real = grpo.policy_loss
+
+    def nan_loss(*a, **k):
+        s, d, st = real(*a, **k)
+        return s * jnp.nan, d, st
+    monkeypatch.setitem(grpo.POLICY_LOSSES, "clipped_surrogate", nan_loss)
+    with pytest.raises(optim.NonFiniteError, match="last good checkpoint"):
+        trainer.train(typed(c), str(tmp_path))
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert rows[0]["skipped_updates"] == 1
+    assert Checkpointer(str(tmp_path / "checkpoints")).latest_step() == 1

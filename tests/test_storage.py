@@ -1,6 +1,6 @@
-"""Runs whose every file lives in a bucket: a local Google Cloud Storage emulator
-(``gcp-storage-emulator``, the GCS JSON API on localhost, through tests/gcs_emulator.py
-which adds the generation header GCS sends) stands in for ``gs://``.
+"""Storage (igpo_jax/storage.py): runs whose every file lives in a bucket. A local Google
+Cloud Storage emulator (``gcp-storage-emulator``, the GCS JSON API on localhost, through
+tests/gcs_emulator.py which adds the generation header GCS sends) stands in for ``gs://``.
 Orbax's array files go to it through TensorStore (``TENSORSTORE_GCS_HTTP_URL``); every
 other file through etils.epath and gcsfs (``STORAGE_EMULATOR_HOST``)."""
 
@@ -19,7 +19,7 @@ from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io
 from igpo_jax.rl import trainer
-from tests.test_faults import ROOT, _cmd, _env, _sigterm_when, _strip
+from tests.processes import ROOT, sigterm_when, strip_timings, subprocess_env, tiny_rl_cmd
 from igpo_jax.configlib import typed
 
 pytestmark = pytest.mark.slow  # an emulator process and whole runs
@@ -94,18 +94,18 @@ def test_tiny_run_in_a_bucket_survives_sigterm_and_resumes_there(gcs, tmp_path,
     def ready():
         return storage.exists(metrics) and storage.read_text(metrics).strip()
 
-    code, out = _sigterm_when(run, ready, 300, 0.5, env={**_env(), **gcs})
+    code, out = sigterm_when(run, ready, 300, 0.5, env={**subprocess_env(), **gcs})
     assert code == preemption.EXIT_PREEMPTED, out[-3000:]
     assert not os.path.exists(os.path.join(ROOT, "gs:")), "a local folder named gs: appeared"
     stopped = Checkpointer(f"{run}/checkpoints").latest_step()
     assert stopped is not None and 1 <= stopped < 5
     assert storage.exists(f"{run}/checkpoints/{stopped}/checksums.sha256.json")
-    done = subprocess.run(_cmd(run), cwd=ROOT, env={**_env(), **gcs}, capture_output=True,
+    done = subprocess.run(tiny_rl_cmd(run), cwd=ROOT, env={**subprocess_env(), **gcs}, capture_output=True,
                           text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert f"resumed igpo at step {stopped} from {run}/checkpoints" in done.stdout + done.stderr
     got, want = read_metrics(metrics), straight_tiny_rl_metrics
-    assert len(got) == len(want) and _strip(got) == _strip(want)
+    assert len(got) == len(want) and strip_timings(got) == strip_timings(want)
     assert storage.exists(f"{run}/config.json") and not storage.exists(f"{run}/.lock")
 
 

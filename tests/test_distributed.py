@@ -1,5 +1,5 @@
-"""What a lost process does to a two-process run (jax.distributed on localhost, the
-command line as users run it): SIGKILL of one process, SIGTERM of one process only,
+"""Multi-process runs (igpo_jax/distributed.py): what a lost process does to a two-process
+run (jax.distributed on localhost, the command line as users run it): SIGKILL of one process, SIGTERM of one process only,
 then a re-run of both that resumes and ends with the record of an uninterrupted run."""
 
 import os

@@ -1,0 +1,56 @@
+"""Reporting (igpo_jax/reporting.py): the seed report, its tables and plot, from a sweep's
+member folders."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from igpo_jax import reporting, seed_stats
+
+
+def test_seed_report_from_member_folders(tmp_path):
+    """A fake finished sweep: per-problem generations and member summaries -> report,
+    tables and plot."""
+    rng = np.random.default_rng(1)
+    results = {}
+    for g, p_ok in (("grpo", 0.4), ("igpo", 0.5)):
+        for s in (1, 2, 3):
+            d = tmp_path / f"{g}@{s}" / "eval"
+            os.makedirs(d)
+            ok = rng.random(50) < p_ok
+            with open(d / "generations.jsonl", "w") as f:
+                for i, o in enumerate(ok):
+                    f.write(json.dumps({"index": i, "sample": 0, "correct": bool(o)}) + "\n")
+            curve = [dict(rollouts=64 * k, samples=64 * k + (8 * k if g == "igpo" else 0),
+                          frac_all_wrong_groups=0.3, frac_all_wrong_after=0.3 - 0.1 * (g == "igpo"),
+                          accuracy=0.5) for k in range(1, 5)]
+            results[f"{g}@{s}"] = dict(heldout_accuracy=float(ok.mean()), curve=curve,
+                                       frac_all_wrong_groups=0.3, samples_used=256,
+                                       heldout_curve=[dict(step=0, accuracy=0.4,
+                                                           num_examples=50),
+                                                      dict(step=4, accuracy=float(ok.mean()),
+                                                           num_examples=50)])
+    # the unseeded start checkpoint, evaluated on the same problems, as a baseline
+    d = tmp_path / "sft_eval" / "eval"
+    os.makedirs(d)
+    sft_ok = rng.random(50) < 0.3
+    with open(d / "generations.jsonl", "w") as f:
+        for i, o in enumerate(sft_ok):
+            f.write(json.dumps({"index": i, "sample": 0, "correct": bool(o)}) + "\n")
+    results["sft_eval"] = dict(heldout_accuracy=float(sft_ok.mean()))
+    rep = reporting.report_seeds(results, str(tmp_path), [("igpo", "grpo"), ("grpo", "sft")])
+    g = rep["comparisons"]["grpo - sft"]
+    diffs = [results[f"grpo@{s}"]["heldout_accuracy"] - sft_ok.mean() for s in (1, 2, 3)]
+    assert g["n"] == 3 and g["mean"] == pytest.approx(np.mean(diffs))
+    assert g["bootstrap"]["mean"] == pytest.approx(np.mean(diffs))
+    assert g["lo"] == pytest.approx(seed_stats.t_interval(diffs)["lo"])
+    c = rep["comparisons"]["igpo - grpo"]
+    want = np.mean([results[f"igpo@{s}"]["heldout_accuracy"] - results[f"grpo@{s}"]
+                    ["heldout_accuracy"] for s in (1, 2, 3)])
+    assert c["mean"] == pytest.approx(want) and c["n"] == 3
+    assert c["bootstrap"]["mean"] == pytest.approx(want)
+    assert rep["groups"]["grpo"]["heldout_accuracy"]["n"] == 3
+    assert (tmp_path / "seeds.png").stat().st_size > 1000
+    assert "igpo - grpo" in (tmp_path / "seed_report.md").read_text()
