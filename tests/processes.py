@@ -27,7 +27,8 @@ def subprocess_env():
 def sigterm_when(run, ready, timeout: float, poll: float, env=None):
     """Starts the 5-step run in ``run``, waits until ``ready()`` (or ``timeout`` s, or the
     process ending), sends SIGTERM; returns (exit code, output)."""
-    proc = subprocess.Popen(tiny_rl_cmd(run), cwd=ROOT, env=env or subprocess_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(tiny_rl_cmd(run), cwd=ROOT, env=env or subprocess_env(),
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + timeout

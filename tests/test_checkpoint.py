@@ -117,7 +117,8 @@ def test_silent_corruption_is_caught_by_checksums(tmp_path, caplog):
         fh.seek(os.path.getsize(files[0]) // 2)
         fh.write(b"\x7f" * 16)
     with caplog.at_level("WARNING"):
-        params, _, meta = Checkpointer(str(tmp_path), keep=5).restore(None, {"w": jnp.zeros((64, 64))})
+        params, _, meta = Checkpointer(str(tmp_path), keep=5).restore(
+            None, {"w": jnp.zeros((64, 64))})
     assert meta["step"] == 1 and float(params["w"][0, 0]) == 1.0
     assert "does not match the checksum" in caplog.text
 

@@ -22,10 +22,12 @@ def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path, straight_tin
     assert "re-run the same command to resume" in out
     stopped = Checkpointer(str(run / "checkpoints")).latest_step()
     assert stopped is not None and 1 <= stopped < 5  # saved although checkpoint.every=100
-    done = subprocess.run(tiny_rl_cmd(run), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+    done = subprocess.run(tiny_rl_cmd(run), cwd=ROOT, env=subprocess_env(),
+                          capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert strip_timings(read_metrics(run / "metrics.jsonl")) == strip_timings(straight_tiny_rl_metrics)
+    assert (strip_timings(read_metrics(run / "metrics.jsonl"))
+            == strip_timings(straight_tiny_rl_metrics))
 
 
 def test_sigterm_before_the_training_loop_exits_75_with_a_message(tmp_path):

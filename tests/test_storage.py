@@ -100,7 +100,8 @@ def test_tiny_run_in_a_bucket_survives_sigterm_and_resumes_there(gcs, tmp_path,
     stopped = Checkpointer(f"{run}/checkpoints").latest_step()
     assert stopped is not None and 1 <= stopped < 5
     assert storage.exists(f"{run}/checkpoints/{stopped}/checksums.sha256.json")
-    done = subprocess.run(tiny_rl_cmd(run), cwd=ROOT, env={**subprocess_env(), **gcs}, capture_output=True,
+    done = subprocess.run(tiny_rl_cmd(run), cwd=ROOT, env={**subprocess_env(), **gcs},
+                          capture_output=True,
                           text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert f"resumed igpo at step {stopped} from {run}/checkpoints" in done.stdout + done.stderr
