@@ -132,7 +132,10 @@ def summarize(rows: list[dict], k: int, sc: sampling.SamplerConfig) -> dict:
             "sampler": dict(gen_length=sc.gen_length, block_length=sc.block_length,
                             steps=sc.steps, temperature=sc.temperature,
                             remasking=sc.remasking, cache=sc.cache, unmask=sc.unmask,
-                            threshold=sc.threshold, mode=sc.mode),
+                            threshold=sc.threshold, mode=sc.mode,
+                            # recorded where they differ from LLaDA's sampler
+                            **({"top_p": sc.top_p} if sc.top_p < 1 else {}),
+                            **({"schedule": sc.schedule} if sc.schedule != "even" else {})),
             # model calls of the sampler call that produced each row, mean over rows
             "forward_passes": float(np.mean([r.get("forward_passes", sc.steps) for r in rows]))
             if rows else 0.0}
@@ -143,8 +146,14 @@ def describe_sampler(sc: dict) -> str:
     fast = [f"cache={sc['cache']}"] if sc.get("cache", "none") != "none" else []
     if sc.get("unmask", "fixed") != "fixed":
         fast.append(f"unmask={sc['unmask']}")
+    extra = [f"top_p={sc['top_p']:g}"] if sc.get("top_p", 1.0) < 1 else []
+    if sc.get("remasking", "low_confidence") != "low_confidence":
+        extra.append(sc["remasking"])
+    if sc.get("schedule", "even") != "even":
+        extra.append(f"{sc['schedule']} schedule")
     return (f"length {sc['gen_length']}, block {sc['block_length']}, {sc['steps']} steps, "
-            f"T={sc['temperature']:g}, " + (" ".join(fast) or "exact"))
+            f"T={sc['temperature']:g}, " + "".join(e + ", " for e in extra)
+            + (" ".join(fast) or "exact"))
 
 
 def format_table(summaries: dict[str, dict]) -> str:

@@ -59,18 +59,24 @@ class Protocol:
     join: str = "\n\n"  # between the instruction and the question
     prefill: str = ""  # written after the assistant header, before the completion
     gen_lengths: tuple[int, ...] = (256,)
-    block_length: int = 32
+    block_length: int = 32  # 0: the whole generation is one block
     steps_per_token: float = 0.5  # steps = gen_length * this
     temperature: float = 0.0
+    top_p: float = 1.0  # nucleus sampling (1 = off)
+    remasking: str = "low_confidence"  # the sampler's choice of positions to unmask
+    schedule: str = "even"  # the sampler's tokens per step (sampler.schedule)
+    model: str = "llada"  # the family the reference evaluates (the recipe's default)
     k: int = 1  # samples per problem (avg@k when > 1)
     num_examples: int = 0  # 0: every problem of the split, in order
     subsample_seed: int | None = None  # numpy.random.seed(s); choice(N, num_examples)
     shots: tuple[tuple[str, str], ...] = ()  # (user, assistant) rounds before the question
     # what the grader reads: "special" (every generated token, special ones written out:
     # d1's batch_decode(skip_special_tokens=False)), "drop_special" (every generated
-    # token, special ones dropped: OpenCompass), "first_stop" (up to the first EOS /
-    # end-of-turn, this package's own reading)
+    # token, special ones dropped: OpenCompass), "special_to_eos" (special ones written
+    # out, cut at the first EOS: lm-eval's diffllm wrapper), "first_stop" (up to the
+    # first EOS / end-of-turn, this package's own reading)
     decode: str = "special"
+    stop: tuple[str, ...] = ()  # then cut at each of these, in order (lm-eval's until)
     metric: str = "accuracy"
     published: tuple[Published, ...] = ()
     notes: str = ""
@@ -93,13 +99,22 @@ class Protocol:
     def completion_text(self, tok, ids) -> str:
         """The generated ids as the reference's grader reads them."""
         if self.decode == "special":
-            return tok.decode_raw(ids)
-        if self.decode == "drop_special":
-            return tok.decode(ids)
-        return tok.decode_completion(ids)
+            text = tok.decode_raw(ids)
+        elif self.decode == "special_to_eos":
+            text = tok.decode_raw(ids).split(tok.decode_raw([tok.eos_id]))[0]
+        elif self.decode == "drop_special":
+            text = tok.decode(ids)
+        else:
+            text = tok.decode_completion(ids)
+        for s in self.stop:
+            text = text.split(s)[0]
+        return text
 
     def steps(self, gen_length: int) -> int:
         return int(gen_length * self.steps_per_token)
+
+    def block(self, gen_length: int) -> int:
+        return self.block_length or gen_length
 
     def select(self, examples: Sequence[Example]) -> list[Example]:
         """The problems the reference evaluates, in its order."""
@@ -263,6 +278,87 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
              notes="all 1,319 test problems, 4 fixed worked examples as chat rounds; the last "
                    "number before any 'Question:'"),
 )}
+
+
+PROTOCOLS["llada_math"] = Protocol(
+    "llada_math", "math", reference="LLaDA (ML-GSAI/LLaDA, EVAL.md: OpenCompass)", instruction="",
+    question=lambda e: f"{e.question}\nPlease reason step by step, and put your final answer "
+                       "within \\boxed{}.",
+    grade=graders.opencompass_math_score, gen_lengths=(512,), block_length=64,
+    steps_per_token=1.0, decode="drop_special",
+    published=(Published("llada", 512, 42.2, "LLaDA EVAL.md (their own run)"),
+               Published("llada", 512, 42.7, "LLaDA EVAL.md (OpenCompass)")),
+    notes="OpenCompass's math_0shot_gen_11c4b5 over the 5,000 MATH test problems, zero-shot; "
+          "the last box, else the first sentence saying 'answer is'; MATHEvaluator v2. "
+          "EVAL.md's other MATH row (one 512-token block, 31.9 / 29.6) also sets "
+          "confidence_eos_eot_inf, which this sampler does not offer")
+
+
+# Dream-v0-Instruct-7B's own evaluation (DreamLM/Dream eval_instruct/: a vendored
+# lm-evaluation-harness 0.4.8 with a diffusion wrapper): zero-shot, lm-eval's chat
+# template (Qwen's default system turn), temperature 0.1, top_p 0.9, entropy-ordered
+# unmasking of the whole window, one token per step; the response decoded with special
+# tokens written out, cut at the first <|endoftext|>, then at each stop string
+_DREAM = dict(reference="Dream (DreamLM/Dream eval_instruct/, lm-eval 0.4.8)",
+              block_length=0, steps_per_token=1.0, temperature=0.1, top_p=0.9,
+              remasking="entropy", schedule="dream", decode="special_to_eos", model="dream")
+_DREAM_PAPER = "Dream paper (arXiv 2508.15487), as the ZHZisZZ/dllm README quotes it"
+_GSM8K_COT = dict(question=lambda e: f"Q: {e.question}\nA:", stop=("Q:", "</s>", "<|im_end|>"),
+                  gen_lengths=(256,), **_DREAM)
+_MINERVA = dict(question=lambda e: f"Problem:\n{e.question}\n\nSolution:", stop=("Problem:",),
+                gen_lengths=(512,), **_DREAM)
+
+# IGPO's training prompt (facebookresearch/igpo utils/data_utils.py): the user turn is
+# this, a blank line, then the question; no prefill. The source writes "\boxed" in a
+# plain string, so the prompt holds a backspace character and "oxed" (kept: it is what
+# IGPO's models were trained on)
+IGPO_INSTRUCTION = ("\nRespond in the following format:\n<reasoning>\n...\n</reasoning>\n"
+                    "<answer>\n\boxed{<Your answer>}\n</answer>\n")
+# IGPO releases no evaluation code: these recipes are this package's choice in IGPO's
+# lineage (its training prompt; d1's block 32 and steps = length / 2; its training length
+# 256), labelled as such; the numbers are the IGPO paper's for LLaDA-8B-Instruct
+_IGPO = dict(reference="this package's choice (IGPO releases no evaluation code)",
+             instruction=IGPO_INSTRUCTION, gen_lengths=(256, 512), block_length=32,
+             steps_per_token=0.5)
+_IGPO_PAPER = "IGPO paper, main table (protocol not released)"
+
+
+PROTOCOLS.update({p.name: p for p in (
+    Protocol("dream_gsm8k", "gsm8k", instruction="", grade=graders.lm_eval_gsm8k_flexible_score,
+             metric="exact_match (flexible-extract)",
+             published=(Published("dream", 256, 81.0, _DREAM_PAPER),),
+             notes="gsm8k_cot at 0 shots: 'Q: {question}\\nA:'; the last number-like run "
+                   "(flexible-extract), commas, '$' and a final '.' dropped; which filter the "
+                   "published number used is not stated (flexible-extract is the one a chat "
+                   "model's answers reach)", **_GSM8K_COT),
+    Protocol("dream_gsm8k_strict", "gsm8k", instruction="",
+             grade=graders.lm_eval_gsm8k_strict_score, metric="exact_match (strict-match)",
+             notes="gsm8k_cot's other filter: the first 'The answer is N.'", **_GSM8K_COT),
+    Protocol("dream_minerva_math", "math", instruction="",
+             grade=graders.minerva_math_verify_score, metric="math_verify",
+             published=(Published("dream", 512, 39.2, _DREAM_PAPER),),
+             notes="minerva_math at 0 shots over the 5,000 MATH test problems (the seven "
+                   "subjects, size-weighted); math-verify's parse of the normalised target "
+                   "and of the whole response; which of the two metrics the published "
+                   "number is, is not stated", **_MINERVA),
+    Protocol("dream_minerva_math_em", "math", instruction="",
+             grade=graders.minerva_exact_match_score, metric="exact_match (Minerva phrase)",
+             notes="minerva_math's exact_match: the answer of 'Final Answer: The final answer "
+                   "is X. I hope it is correct.', Minerva's normalisation, sympy's LaTeX "
+                   "equivalence (needs antlr4-python3-runtime 4.11)", **_MINERVA),
+    Protocol("igpo_gsm8k", "gsm8k", grade=graders.d1_gsm8k_score,
+             published=(Published("llada", 256, 81.5, _IGPO_PAPER),),
+             notes="greedy pass@1 over the 1,319 test problems, d1's GSM8K grader", **_IGPO),
+    Protocol("igpo_math500", "math", grade=graders.d1_math_score,
+             published=(Published("llada", 256, 39.0, _IGPO_PAPER),),
+             notes="greedy pass@1 over MATH-500, d1's MATH grader", **_IGPO),
+    Protocol("igpo_amc", "amc", grade=graders.amc_score, temperature=0.1, k=16,
+             metric="avg@16", published=(Published("llada", 256, 14.5, _IGPO_PAPER),),
+             notes="16 samples per problem at temperature 0.1, the mean over problems of the "
+                   "share right; the last box, MATH's normalisation or equal numbers; which "
+                   "AMC set the paper used is not stated (AI-MO's aimo-validation-amc has 83 "
+                   "problems, AMC23 40)", **_IGPO),
+)})
 
 
 def get(name: str) -> Protocol:

@@ -8,7 +8,8 @@ import dataclasses
 
 from igpo_jax.sections import Section, check, field
 
-REMASKING = ("low_confidence", "random")
+REMASKING = ("low_confidence", "random", "entropy")
+SCHEDULES = ("even", "dream")
 CACHE_MODES = ("none", "prefix", "dual")
 UNMASK_MODES = ("fixed", "threshold")
 
@@ -24,7 +25,17 @@ class SamplerConfig(Section):
     steps: int = field(32, "denoising steps in all (a multiple of the number of blocks)")
     temperature: float = field(
         1.2, "rollout sampling temperature (eval.temperature for evaluation)")
-    remasking: str = field("low_confidence", "low_confidence | random: which positions to unmask")
+    remasking: str = field(
+        "low_confidence",
+        "low_confidence (LLaDA) | random | entropy (Dream's alg=entropy: lowest entropy of the "
+        "tempered, top_p-filtered distribution first): which positions to unmask")
+    top_p: float = field(1.0, "nucleus sampling: keep the most likely tokens up to this mass "
+                              "(1 = off; applied after the temperature, as Dream does)")
+    schedule: str = field(
+        "even",
+        "even (a block's masked tokens spread evenly over its steps, LLaDA) | dream (Dream's "
+        "count per step: floor(masked * (1 - s/t)) on linspace(1, 1e-3), the rest at the last "
+        "step)")
     cfg_scale: float = field(0.0, "classifier-free guidance scale (0 = off)")
     early_stop: bool = field(False, "fill with EOS once every row's current block is all EOS")
     rollout_batch_size: int = field(32, "rows per sampler call (rollouts are chunked to this)")
@@ -46,6 +57,11 @@ class SamplerConfig(Section):
         check(self.remasking in REMASKING, "sampler.remasking", self.remasking,
               f"expected {REMASKING}")
         check(self.temperature >= 0, "sampler.temperature", self.temperature, "must be >= 0")
+        check(0 < self.top_p <= 1, "sampler.top_p", self.top_p, "must be in (0, 1]")
+        check(self.schedule in SCHEDULES, "sampler.schedule", self.schedule,
+              f"expected one of {SCHEDULES}")
+        check(self.schedule == "even" or self.unmask == "fixed", "sampler.schedule",
+              self.schedule, 'the dream schedule is a fixed schedule: it needs unmask="fixed"')
         check(self.cfg_scale >= 0, "sampler.cfg_scale", self.cfg_scale, "must be >= 0")
         check(self.cache in CACHE_MODES, "sampler.cache", self.cache,
               f"expected one of {CACHE_MODES}")

@@ -60,6 +60,41 @@ def num_transfer_tokens(num_masked: jax.Array, steps: int) -> jax.Array:
     return base + (jnp.arange(steps)[None, :] < rem).astype(base.dtype)
 
 
+DREAM_EPS = 1e-3  # the last timestep of Dream's schedule (generation_utils.py)
+
+
+def dream_transfer_tokens(num_masked: jax.Array, steps: int, eps: float = DREAM_EPS
+                          ) -> jax.Array:
+    """Dream's tokens to unmask per step: ``[B]`` -> ``[B, steps]``.
+
+    With ``t = linspace(1, eps, steps + 1)`` and ``m`` the tokens still masked, step ``i``
+    unmasks ``floor(m * (1 - t[i+1] / t[i]))`` (float32, as Dream computes it on the
+    device), and the last step every token left. At one step per token the first step
+    unmasks none (``L * (1 - eps) / L < 1``) and the last one catches up.
+    """
+    t = jnp.asarray(np.linspace(1.0, eps, steps + 1), jnp.float32)
+
+    def body(m, ts):
+        t_i, s_i, last = ts
+        k = jnp.where(last, m, jnp.floor(m.astype(jnp.float32) * (1 - s_i / t_i)).astype(m.dtype))
+        return m - k, k
+
+    _, ks = jax.lax.scan(body, num_masked, (t[:-1], t[1:], jnp.arange(steps) == steps - 1))
+    return ks.T
+
+
+def top_p_logits(logits: jax.Array, top_p: float) -> jax.Array:
+    """Logits outside the nucleus set to ``-inf``: sorted by logit, a token is dropped
+    when the mass before it already exceeds ``top_p`` (the most likely token always
+    stays; Dream's ``top_p_logits``). Tokens tied with the last kept logit stay too."""
+    order = jnp.sort(logits, axis=-1)[..., ::-1]
+    mass = jnp.cumsum(jax.nn.softmax(order, axis=-1), axis=-1)
+    mass_before = jnp.concatenate([jnp.zeros_like(mass[..., :1]), mass[..., :-1]], axis=-1)
+    kept = mass_before <= top_p
+    cutoff = jnp.min(jnp.where(kept, order, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where(logits >= cutoff, logits, -jnp.inf)
+
+
 def threshold_counts(confidence: jax.Array, masked: jax.Array, min_count: jax.Array,
                      threshold: float) -> jax.Array:
     """Tokens to unmask this step under ``unmask="threshold"``: ``[B]``.
@@ -169,7 +204,8 @@ def _run_block(params, st: _Static, s: DenoiseState, blk, attn, hint_mask, p) ->
     hint_b = jax.lax.dynamic_slice_in_dim(hint_mask, blk * bl, bl, axis=1)
     xb0 = jax.lax.dynamic_slice_in_dim(s.x, start, bl, axis=1)
     n_masked = jnp.sum((xb0 == st.mask_id) & ~hint_b, axis=1)
-    schedule = num_transfer_tokens(n_masked, spb)  # [B, spb]
+    schedule = (dream_transfer_tokens(n_masked, spb) if sc.schedule == "dream"
+                else num_transfer_tokens(n_masked, spb))  # [B, spb]
     # tokens the later steps unmask under the fixed schedule: the threshold floor.
     later = jnp.concatenate([jnp.cumsum(schedule[:, ::-1], axis=1)[:, ::-1][:, 1:],
                              jnp.zeros_like(schedule[:, :1])], axis=1)
@@ -180,14 +216,22 @@ def _run_block(params, st: _Static, s: DenoiseState, blk, attn, hint_mask, p) ->
     def update(i, s: DenoiseState, logits) -> DenoiseState:
         x, order = s.x, s.order
         rng, k_noise, k_rand = jax.random.split(s.rng, 3)
+        scaled = logits / sc.temperature if sc.temperature > 0 else logits
+        if sc.top_p < 1:
+            scaled = top_p_logits(scaled, sc.top_p)
         if sc.temperature > 0:
             g = jax.random.gumbel(k_noise, logits.shape, jnp.float32)
-            x0 = jnp.argmax(logits / sc.temperature + g, axis=-1)
+            x0 = jnp.argmax(scaled + g, axis=-1)
         else:
-            x0 = jnp.argmax(logits, axis=-1)
+            x0 = jnp.argmax(scaled, axis=-1)
         if sc.remasking == "low_confidence":
             probs = jax.nn.softmax(logits, axis=-1)
             conf = jnp.take_along_axis(probs, x0[..., None], axis=-1)[..., 0]
+        elif sc.remasking == "entropy":
+            # Dream: the negative entropy of the distribution sampled from (1e-10 as
+            # Dream's epsilon inside the log)
+            probs = jax.nn.softmax(scaled, axis=-1)
+            conf = jnp.sum(probs * jnp.log(probs + 1e-10), axis=-1)
         else:
             conf = jax.random.uniform(k_rand, x0.shape, jnp.float32)
         masked = masked_of(x)

@@ -169,7 +169,8 @@ def numpy_forward(t, c, ids, attention_mask=None, stale=None, window=None, recor
 
 def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
                    hint_ids=None, hint_mask=None, attention_mask=None, cache="none",
-                   threshold=None, dream=False):
+                   threshold=None, dream=False, remasking="low_confidence", top_p=1.0,
+                   schedule="even"):
     """Step-by-step numpy version of docs/ALGORITHM.md section 3 at temperature 0, low_confidence.
 
     ``cache``: "none" (exact), "prefix" or "dual": steps after a block's first see
@@ -182,6 +183,11 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
     ``dream``: Dream's forward and its shifted logits (the prediction of token i read
     at position i-1); a cached step then also recomputes position ``start - 1``, whose
     output predicts the block's first token.
+
+    ``remasking="entropy"``, ``top_p`` and ``schedule="dream"``: Dream's generation
+    (generation_utils.py): the nucleus filter on the logits (sorted, cumulative mass,
+    shifted by one, scattered back), confidence = the negative entropy of the filtered
+    distribution, and Dream's count per step on linspace(1, 1e-3).
 
     Returns (x [B, P+G], log) where log lists (block, step, transferred positions per row).
     """
@@ -202,7 +208,10 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
     for b in range(nb):
         lo, hi = P + b * block_length, P + (b + 1) * block_length
         n = ((x[:, lo:hi] == mask_id) & ~fixed[:, lo:hi]).sum(1)
-        counts = np.stack([n // spb + (i < n % spb) for i in range(spb)], 1)
+        if schedule == "dream":
+            counts = np.stack([dream_counts(int(m), spb) for m in n])
+        else:
+            counts = np.stack([n // spb + (i < n % spb) for i in range(spb)], 1)
         at_start = x.copy()
         for i in range(spb):
             masked = (x == mask_id) & ~fixed
@@ -218,10 +227,15 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
             if dream:
                 logits = dream_shift(logits)
             logits[..., mask_id] = -np.inf
+            if top_p < 1:
+                logits = dream_top_p(logits, top_p)
             x0 = logits.argmax(-1)
             p = np.exp(logits - logits.max(-1, keepdims=True))
             p /= p.sum(-1, keepdims=True)
-            conf = np.take_along_axis(p, x0[..., None], -1)[..., 0]
+            if remasking == "entropy":
+                conf = (p * np.log(p + 1e-10)).sum(-1)
+            else:
+                conf = np.take_along_axis(p, x0[..., None], -1)[..., 0]
             conf = np.where(masked, conf, -np.inf)
             moved = []
             for r in range(B):
@@ -235,6 +249,34 @@ def numpy_generate(t, c, prompt, gen_length, block_length, steps, mask_id,
                 moved.append(sorted(sel.tolist()))
             log.append((b, i, moved))
     return x, log
+
+
+def dream_counts(masked: int, steps: int, eps: float = 1e-3) -> np.ndarray:
+    """Dream's tokens per step, as its loop computes them one step at a time:
+    int(masked * (1 - s / t)) in float32, all that is left at the last step."""
+    t = np.linspace(1.0, eps, steps + 1).astype(np.float32)
+    out = []
+    for i in range(steps):
+        keep = np.float32(1) - t[i + 1] / t[i]
+        k = masked if i == steps - 1 else int(np.float32(masked) * keep)
+        out.append(k)
+        masked -= k
+    return np.array(out)
+
+
+def dream_top_p(logits: np.ndarray, top_p: float) -> np.ndarray:
+    """Dream's top_p_logits: sort descending, remove where the cumulative softmax exceeds
+    top_p, shifted right by one (the first token always stays), scattered back."""
+    order = np.argsort(-logits, axis=-1, kind="stable")
+    srt = np.take_along_axis(logits, order, -1)
+    e = np.exp(srt - srt[..., :1])
+    cum = np.cumsum(e / e.sum(-1, keepdims=True), -1)
+    remove = cum > top_p
+    remove[..., 1:] = remove[..., :-1].copy()
+    remove[..., 0] = False
+    mask = np.zeros_like(remove)
+    np.put_along_axis(mask, order, remove, -1)
+    return np.where(mask, -np.inf, logits)
 
 
 # ---- Dream (Qwen2-shaped, shifted logits), written from Dream's modelling code ----------

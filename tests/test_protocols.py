@@ -101,6 +101,72 @@ def test_llada_gsm8k_prompt_matches_opencompass_character_for_character():
         "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 
+# LLaDA's EVAL.md MATH row: OpenCompass math_0shot_gen_11c4b5 ('{problem}\nPlease reason
+# step by step, and put your final answer within \\boxed{}.' as one HUMAN turn), through
+# LLaDA-8B-Instruct's chat template (the turn trimmed)
+LLADA_MATH_ONE_PLUS_ONE = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n\nWhat is $1+1$?\nPlease '
+    'reason step by step, and put your final answer within \\boxed{}.<|eot_id|>'
+    '<|start_header_id|>assistant<|end_header_id|>\n\n')
+# Dream's eval_instruct (lm-eval 0.4.8, --apply_chat_template, 0 shots, no system
+# instruction): one user turn doc_to_text(doc) in Dream's (Qwen2's) template, whose
+# default system turn comes first
+DREAM_GSM8K_JANET = (
+    '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nQ: '
+    + JANET + '\nA:<|im_end|>\n<|im_start|>assistant\n')
+DREAM_MINERVA_ONE_PLUS_ONE = (
+    '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n'
+    'Problem:\nWhat is $1+1$?\n\nSolution:<|im_end|>\n<|im_start|>assistant\n')
+# IGPO's training prompt (utils/data_utils.py: SYSTEM_PROMPT + "\n\n" + query, where
+# SYSTEM_PROMPT is a plain triple-quoted string whose "\b" is a backspace), in LLaDA's
+# template: the trim drops SYSTEM_PROMPT's first line break
+IGPO_GSM8K_JANET = (
+    '<|startoftext|><|start_header_id|>user<|end_header_id|>\n\nRespond in the following '
+    'format:\n<reasoning>\n...\n</reasoning>\n<answer>\n\x08oxed{<Your answer>}\n'
+    '</answer>\n\n\n' + JANET + '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n')
+
+
+def test_llada_math_dream_and_igpo_prompts_character_for_character():
+    one = Example("What is $1+1$?", "2", "", "")
+    assert P.PROTOCOLS["llada_math"].prompt_text(one) == LLADA_MATH_ONE_PLUS_ONE
+    assert P.PROTOCOLS["dream_gsm8k"].prompt_text(_gsm8k(), "dream") == DREAM_GSM8K_JANET
+    assert P.PROTOCOLS["dream_gsm8k_strict"].prompt_text(_gsm8k(), "dream") == DREAM_GSM8K_JANET
+    for name in ("dream_minerva_math", "dream_minerva_math_em"):
+        assert P.PROTOCOLS[name].prompt_text(one, "dream") == DREAM_MINERVA_ONE_PLUS_ONE
+    for name in ("igpo_gsm8k", "igpo_math500", "igpo_amc"):
+        assert P.PROTOCOLS[name].prompt_text(_gsm8k()) == IGPO_GSM8K_JANET
+
+
+class _SpecialTokens:
+    """Decodes ids to fixed strings (special tokens written out unless dropped)."""
+    eos_id, eot_id = 0, 1
+    words = {0: "<|endoftext|>", 1: "<|im_end|>", 2: "The answer is 18.", 3: "\nQ: next",
+             4: " Problem: more"}
+
+    def decode_raw(self, ids):
+        return "".join(self.words[i] for i in ids)
+
+    def decode(self, ids):
+        return "".join(self.words[i] for i in ids if i > 1)
+
+    def decode_completion(self, ids):
+        return self.decode(ids[:ids.index(0)] if 0 in ids else ids)
+
+
+def test_dream_responses_are_cut_as_lm_evals_wrapper_cuts_them():
+    """Decoded with special tokens, cut at the first <|endoftext|>, then at each stop
+    string: gsm8k_cot stops at Q: and <|im_end|>; minerva_math at Problem: only, so its
+    <|im_end|> stays."""
+    tok = _SpecialTokens()
+    gsm8k, math = P.PROTOCOLS["dream_gsm8k"], P.PROTOCOLS["dream_minerva_math"]
+    assert gsm8k.completion_text(tok, [2, 1, 0, 0]) == "The answer is 18."
+    assert gsm8k.completion_text(tok, [2, 3, 1, 0]) == "The answer is 18.\n"
+    assert math.completion_text(tok, [2, 1, 0, 3]) == "The answer is 18.<|im_end|>"
+    assert math.completion_text(tok, [2, 4, 1, 0]) == "The answer is 18. "
+    assert P.PROTOCOLS["llada_math"].completion_text(tok, [2, 1, 0, 3]) == \
+        "The answer is 18.\nQ: next"  # OpenCompass: the whole window, special tokens dropped
+
+
 def test_protocol_problems_are_the_references_subset():
     # d1: numpy.random.seed(42); choice(500, 256, replace=False) over the file's rows
     rows = [Example(str(i), str(i), "", "") for i in range(500)]
@@ -126,14 +192,17 @@ def _recipe(arg, tmp_path):
     c.model.overrides.max_sequence_length = 1088
     c.tokenizer.update(kind="sentencepiece", path="")
     c.eval.update(num_examples=2, batch_size=2)
-    c.sampler.update(prompt_len=1024, gen_length=32, block_length=8,
+    whole = c.sampler.block_length == c.sampler.gen_length  # Dream: one block
+    c.sampler.update(prompt_len=1024, gen_length=32, block_length=32 if whole else 8,
                      steps=32 if c.sampler.steps >= c.sampler.gen_length else 16,
                      rollout_batch_size=2)
     rows = {"gsm8k": [{"question": JANET, "answer": "16 - 3 - 4 = 9\n#### 18"},
                       {"question": "What is 2+3?", "answer": "#### 5"}],
             "math": [{"problem": "What is $1+1$?", "solution": "$\\boxed{2}$", "answer": "2"},
                      {"problem": "Half of 1?", "solution": "$\\boxed{\\frac12}$",
-                      "answer": "\\frac{1}{2}"}]}
+                      "answer": "\\frac{1}{2}"}],
+            "amc": [{"problem": "What is $6 \\cdot 7$?", "answer": 42.0},
+                    {"problem": "What is $1+1$?", "answer": 2.0}]}
     if c.data.source in rows:  # countdown and sudoku: generated offline by d1's rules
         path = tmp_path / f"{c.data.source}.jsonl"
         path.write_text("".join(json.dumps(r) + "\n" for r in rows[c.data.source]))
@@ -144,7 +213,8 @@ def _recipe(arg, tmp_path):
 # llada_gsm8k's prompt (four worked examples, 5,466 characters) is too long for the
 # tiny model's character tokenizer in a test; its prompt and grader are tested above
 @pytest.mark.parametrize("arg", ["d1_gsm8k_128", "d1_math500_256", "d1_countdown_512",
-                                 "d1_sudoku_128"])
+                                 "d1_sudoku_128", "llada_math_512", "dream_gsm8k_256",
+                                 "dream_minerva_math_512", "igpo_amc_256"])
 def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
     from configs import eval_protocols
     from igpo_jax import evaluate, experiment
@@ -153,16 +223,25 @@ def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
     p = P.PROTOCOLS[name]
     full = eval_protocols.get_config(arg)  # the recipe as published
     assert (full.sampler.gen_length, full.sampler.block_length, full.sampler.steps) == (
-        int(length), p.block_length, int(int(length) * p.steps_per_token))
-    assert full.eval.protocol == name and full.sampler.temperature == 0 and full.eval.exact_sampler
+        int(length), p.block_length or int(length), int(int(length) * p.steps_per_token))
+    assert (full.sampler.temperature, full.sampler.top_p, full.sampler.remasking,
+            full.sampler.schedule, full.eval.k) == (
+        p.temperature, p.top_p, p.remasking, p.schedule, p.k)
+    assert full.model.preset == {"llada": "llada_8b", "dream": "dream_7b"}[p.model]
+    assert full.eval.protocol == name and full.eval.exact_sampler
     c = validate(_recipe(arg, tmp_path))
     summary = evaluate.run_eval(c, str(tmp_path / "run"), show_progress=False)
     assert summary["protocol"] == name and summary["num_examples"] == 2
+    assert summary["metric"] == ("pass@1" if p.k == 1 else f"avg@{p.k}")
+    assert summary["sampler"]["remasking"] == p.remasking
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "generations.jsonl")]
     examples = evaluate.eval_examples(c)
     tok = experiment.build_tokenizer(c)
-    assert [r["question"] for r in rows] == [e.question for e in examples]
-    for r, e in zip(rows, examples):
+    assert len(rows) == p.k * len(examples)  # avg@k: k samples of every problem
+    assert [r["question"] for r in rows] == [examples[r["index"]].question for r in rows]
+    assert sorted({r["index"] for r in rows}) == list(range(len(examples)))
+    for r in rows:
+        e = examples[r["index"]]
         assert 0 <= r["score"] <= 1 and r["correct"] == (r["score"] == 1)
         # the model was asked the protocol's prompt (its ids, left-padded)
         ids = p.prompt_ids(tok, e)

@@ -22,6 +22,60 @@ def test_transfer_schedule_hand_worked():
     np.testing.assert_array_equal(got, [[3, 2, 2], [2, 2, 2], [1, 0, 0], [0, 0, 0]])
 
 
+def test_dream_schedule_hand_worked():
+    # t = linspace(1, 1e-3, 5) = 1, .75025, .5005, .25075, .001.  4 masked: 4 * .24975
+    # = .999 -> 0; 4 * (1 - .5005 / .75025) = 1.33 -> 1; 3 * (1 - .25075 / .5005) = 1.50
+    # -> 1; the last step takes the 2 left.  3 masked: .749 -> 0, .999 -> 0 (float32:
+    # 3 * (1 - .5005 / .75025) = 0.9985), 1.497 -> 1, then 2
+    got = sampling.dream_transfer_tokens(jnp.array([4, 3, 0]), 4)
+    np.testing.assert_array_equal(got, [[0, 1, 1, 2], [0, 0, 1, 2], [0, 0, 0, 0]])
+    # one step per token (Dream's evaluation): none at the first step, one per step after,
+    # the last catches up; the count is Dream's step-by-step loop's
+    for n in (256, 512):
+        counts = np.asarray(sampling.dream_transfer_tokens(jnp.array([n]), n))[0]
+        np.testing.assert_array_equal(counts, ref.dream_counts(n, n))
+        assert counts.sum() == n and counts[0] == 0 and counts[-1] == 2
+
+
+def test_top_p_keeps_dreams_nucleus():
+    logits = np.random.default_rng(4).normal(0, 2, (3, 5, 64)).astype(np.float32)
+    logits[0, 0, 7] = 9.0  # one dominant token: alone in any nucleus below its mass
+    for top_p in (0.05, 0.5, 0.9, 0.999):
+        got = np.asarray(sampling.top_p_logits(jnp.asarray(logits), top_p))
+        want = ref.dream_top_p(logits, top_p)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        np.testing.assert_array_equal(got[~np.isinf(got)], logits[~np.isinf(want)])
+    assert np.isfinite(np.asarray(sampling.top_p_logits(jnp.asarray(logits), 0.5))[0, 0]).sum() == 1
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.6])
+def test_dreams_entropy_order_matches_numpy(hf_model, top_p):
+    """remasking="entropy", top_p and the dream schedule at temperature 0, one block of
+    the whole length (Dream's evaluation settings) against the numpy step loop."""
+    c, t, model = hf_model
+    prompt = np.random.default_rng(5).integers(0, 60, (3, 5)).astype(np.int32)
+    want, log = ref.numpy_generate(t, c, prompt, 16, 16, 16, MASK, remasking="entropy",
+                                   top_p=top_p, schedule="dream")
+    sc = sampling.SamplerConfig(gen_length=16, block_length=16, steps=16, temperature=0.0,
+                                remasking="entropy", top_p=top_p, schedule="dream")
+    out = sampling.generate(model, prompt, sc, mask_id=MASK)
+    np.testing.assert_array_equal(np.asarray(out.tokens), want)
+    order = np.asarray(out.order)
+    for _, i, moved in log:
+        for r in range(3):
+            assert sorted(np.flatnonzero(order[r] == i) + 5) == moved[r]
+    assert [len(moved[0]) for _, _, moved in log] == list(ref.dream_counts(16, 16))
+
+
+def test_entropy_order_differs_from_low_confidence(hf_model):
+    _, _, model = hf_model
+    prompt = np.random.default_rng(6).integers(0, 60, (4, 5)).astype(np.int32)
+    orders = [np.asarray(sampling.generate(model, prompt, sampling.SamplerConfig(
+        gen_length=16, block_length=16, steps=16, temperature=0.0, remasking=r),
+        mask_id=MASK).order) for r in ("low_confidence", "entropy")]
+    assert (orders[0] != orders[1]).any()
+
+
 def test_greedy_matches_numpy_reference(hf_model):
     c, t, model = hf_model
     prompt = np.random.default_rng(0).integers(0, 60, (3, 5)).astype(np.int32)
