@@ -14,8 +14,23 @@ CACHE_MODES = ("none", "prefix", "dual")
 UNMASK_MODES = ("fixed", "threshold")
 
 
+class BlockGeometry:
+    """The block layout of a generation: ``gen_length`` tokens in blocks of
+    ``block_length``, ``steps`` denoising steps spread evenly over the blocks (the
+    sampler's settings and the estimators' view of them). A mixin: the dataclass that
+    uses it declares the three fields."""
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+    @property
+    def steps_per_block(self) -> int:
+        return self.steps // self.num_blocks
+
+
 @dataclasses.dataclass(frozen=True)
-class SamplerConfig(Section):
+class SamplerConfig(Section, BlockGeometry):
     """The config's ``sampler`` section, and the static settings of one compiled sampler
     program (``prompt_len`` and ``rollout_batch_size`` are the rollouts' input shape)."""
 
@@ -78,14 +93,6 @@ class SamplerConfig(Section):
         """From a config's ``sampler`` section (``temperature`` overrides its own)."""
         sc = super().from_config(s)
         return sc if temperature is None else sc.replace(temperature=float(temperature))
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
 
     @property
     def mode(self) -> str:

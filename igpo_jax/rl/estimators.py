@@ -49,6 +49,7 @@ import jax.numpy as jnp
 
 from igpo_jax.models import transformer
 from igpo_jax.rl import logprobs
+from igpo_jax.sampler_config import BlockGeometry
 
 # the estimators by name (``rl.estimator``); each maps (params, model config, settings,
 # prompt ids / attention, d1's prompt mask or None, completion ids, the sampler's
@@ -58,7 +59,7 @@ ESTIMATORS: dict = {}
 
 
 @dataclasses.dataclass(frozen=True)
-class EstimatorConfig:
+class EstimatorConfig(BlockGeometry):
     """Static settings of an estimator (hashable: part of compiled programs)."""
 
     name: str = "one_step"
@@ -79,14 +80,6 @@ class EstimatorConfig:
         if self.trajectory_passes < 0 or self.mc_samples < 1:
             raise ValueError(f"rl.trajectory_passes={self.trajectory_passes} must be >= 0 and "
                              f"rl.mc_samples={self.mc_samples} >= 1")
-
-    @property
-    def num_blocks(self) -> int:
-        return self.gen_length // self.block_length
-
-    @property
-    def steps_per_block(self) -> int:
-        return self.steps // self.num_blocks
 
     @property
     def passes_per_block(self) -> int:
