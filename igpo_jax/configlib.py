@@ -89,6 +89,14 @@ class PipelineConfig(Section):
     compare: tuple = field(
         (), "seed sweeps (members named GROUP@SEED): paired comparisons (a, b) of held-out "
         "accuracy, a - b, reported with 95% intervals (igpo_jax/seed_stats.py)")
+    report_name: str = field(
+        "seed_report", "seed sweeps: the report's files in the workdir, NAME.md and NAME.json "
+        "(and the plot: seeds.png for seed_report, else NAME.png), so that two sweeps of one "
+        "workdir (the main comparison, the ablations) keep their own reports")
+
+    def __post_init__(self):
+        check(bool(self.report_name) and "/" not in self.report_name, "pipeline.report_name",
+              self.report_name, "must be a plain file name (no folder)")
 
 
 @dataclasses.dataclass(frozen=True)

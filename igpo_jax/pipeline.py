@@ -221,7 +221,8 @@ def run_pipeline(c: ml_collections.ConfigDict, workdir: str, run_stage,
         print(f"results: {os.path.join(workdir, 'results.json')}"
               + (f", plot: {os.path.join(workdir, 'results.png')}" if plotted else ""))
         if any(seed_stats.split_member(n) for n in results):
-            reporting.report_seeds(results, workdir, [tuple(p) for p in c.pipeline.compare])
+            reporting.report_seeds(results, workdir, [tuple(p) for p in c.pipeline.compare],
+                                   c.pipeline.report_name)
     return results
 
 

@@ -23,7 +23,17 @@ References read (their code, re-written here):
 - LLaDA's own evaluation of LLaDA-8B-Instruct (``ML-GSAI/LLaDA``, ``EVAL.md``: OpenCompass):
   GSM8K with four fixed worked examples as chat rounds, length 256, block 8, one token
   per step; the whole window decoded with special tokens dropped; the last number
-  before any ``Question:``.
+  before any ``Question:``. MATH (``math_0shot_gen_11c4b5``): zero-shot, the 5,000 MATH
+  test problems, length 512, block 64, one token per step; the last box or the first
+  "answer is" sentence, ``MATHEvaluator`` v2.
+- Dream's evaluation of Dream-v0-Instruct-7B (``DreamLM/Dream`` ``eval_instruct/``: a
+  vendored lm-evaluation-harness 0.4.8): ``gsm8k_cot`` and ``minerva_math`` at 0 shots in
+  Dream's chat template, temperature 0.1, top_p 0.9, entropy-ordered unmasking of the whole
+  window on Dream's schedule; flexible / strict GSM8K extraction, math-verify / Minerva
+  exact match.
+- IGPO (``facebookresearch/igpo``) releases no evaluation code: ``igpo_*`` are this
+  package's choice in its lineage (its training prompt, d1's block and steps; AMC avg@16
+  at temperature 0.1).
 """
 
 from __future__ import annotations

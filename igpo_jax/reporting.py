@@ -168,17 +168,19 @@ def plot_results(results: Mapping[str, dict], path: str) -> bool:
 
 
 def report_seeds(results: Mapping[str, dict], workdir: str,
-                 compare: Iterable[tuple[str, str]]) -> dict:
-    """Seed statistics of a ``GROUP@SEED`` sweep: ``seed_report.json``, tables on the
-    terminal and ``seed_report.md``, and ``seeds.png`` (means with 95% bands)."""
+                 compare: Iterable[tuple[str, str]], name: str = "seed_report") -> dict:
+    """Seed statistics of a ``GROUP@SEED`` sweep: ``NAME.json``, tables on the terminal
+    and ``NAME.md``, and the plot of means with 95% bands (``seeds.png`` for the default
+    name, else ``NAME.png``)."""
     rep = seed_stats.seed_report(results, workdir, list(compare))
-    storage.write_text(os.path.join(workdir, "seed_report.json"),
+    storage.write_text(os.path.join(workdir, f"{name}.json"),
                        json.dumps(strict(rep), indent=2, allow_nan=False))
     text = seed_stats.format_seed_report(rep)
-    storage.write_text(os.path.join(workdir, "seed_report.md"), text + "\n")
+    storage.write_text(os.path.join(workdir, f"{name}.md"), text + "\n")
     print(text)
-    plot_seeds(results, rep, os.path.join(workdir, "seeds.png"))
-    print(f"seed report: {os.path.join(workdir, 'seed_report.md')}")
+    plot = "seeds.png" if name == "seed_report" else f"{name}.png"
+    plot_seeds(results, rep, os.path.join(workdir, plot))
+    print(f"seed report: {os.path.join(workdir, name + '.md')}")
     return rep
 
 

@@ -54,3 +54,25 @@ def test_seed_report_from_member_folders(tmp_path):
     assert rep["groups"]["grpo"]["heldout_accuracy"]["n"] == 3
     assert (tmp_path / "seeds.png").stat().st_size > 1000
     assert "igpo - grpo" in (tmp_path / "seed_report.md").read_text()
+    # a second report of the same workdir under its own name leaves the first one as it was
+    before = {n: (tmp_path / n).read_bytes() for n in ("seed_report.md", "seed_report.json",
+                                                        "seeds.png")}
+    other = reporting.report_seeds(results, str(tmp_path), [("grpo", "sft")],
+                                   name="ablation_report")
+    assert list(other["comparisons"]) == ["grpo - sft"]
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    saved = json.loads((tmp_path / "ablation_report.json").read_text())
+    assert list(saved["comparisons"]) == ["grpo - sft"]
+    assert (tmp_path / "ablation_report.png").stat().st_size > 1000
+    assert "igpo - grpo" not in (tmp_path / "ablation_report.md").read_text()
+
+
+def test_the_ablation_sweep_reports_under_its_own_name():
+    from configs.sweeps import pointer, seeds
+    from igpo_jax.configlib import PipelineConfig
+    from igpo_jax.sections import ConfigError
+    for sweep in (seeds, pointer):
+        assert sweep.get_config("ablations").pipeline.report_name == "ablation_report"
+        assert sweep.get_config("main").pipeline.report_name == "seed_report"
+    with pytest.raises(ConfigError, match="pipeline.report_name"):
+        PipelineConfig(report_name="docs/x")

@@ -19,7 +19,8 @@ of the held-out accuracy (1,000 distinct problems never trained on, 200 per hop 
 - ``main`` (default): grpo, igpo, resample on the 5 report seeds.
 - ``ablations``: the paper's ablations on the first 3 report seeds (full hints eta = 1,
   no entropy filter tau = 1, more replacements lambda = 1); run it in the same workdir
-  after ``main`` (the igpo members are shared).
+  after ``main`` (the igpo members are shared); its report is ``ablation_report.md`` /
+  ``.json`` / ``.png``, beside the main one.
 - ``tune``: the tuning seeds, with ``RL`` below as the starting point; the RL settings
   were chosen on these seeds only.
 

@@ -16,7 +16,9 @@ held-out problems are distinct, so both count problems, not copies): ``seed_repo
 - ``main`` (default): grpo, igpo, resample on the 5 report seeds.
 - ``ablations``: the paper's ablations on the first 3 report seeds: full hints
   (eta = 1), no entropy filter (tau = 1), more replacements (lambda 1). Run it in the
-  same workdir as ``main`` (after it): the shared igpo members are reused.
+  same workdir as ``main`` (after it): the shared igpo members are reused; its report
+  is ``ablation_report.md`` / ``.json`` / ``.png`` (``pipeline.report_name``), so the
+  main report stays.
 - ``tune``: the main comparison on the tuning seeds (used to choose the task and the
   hyper-parameters; never reported as evidence).
 
@@ -73,6 +75,8 @@ def seed_sweep(c, arg: str, start, rl: dict, tuning_seeds, report_seeds, ablatio
                   "lam=1.0": {"rl.algo": "igpo", "igpo.lam": 1.0}}
         seeds = ablation_seeds
         compare = (("igpo", "eta=1.0"), ("igpo", "tau=1.0"), ("igpo", "lam=1.0"))
+        # its own report files: the main sweep's seed_report.* in the same workdir stay
+        c.pipeline.report_name = "ablation_report"
     members = list(start)
     for seed in seeds:  # seed-major: an interrupted sweep has balanced groups
         for g, ov in groups.items():
