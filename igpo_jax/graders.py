@@ -318,7 +318,7 @@ def minerva_gold(example: Example) -> str:
     return minerva_normalize(example.answer)
 
 
-def _sympy_latex_parser():
+def sympy_latex_parser():
     """sympy's LaTeX parser, which needs ``antlr4-python3-runtime==4.11`` (math-verify
     itself works with other versions)."""
     from sympy.parsing.latex import parse_latex
@@ -342,7 +342,7 @@ def sympy_equiv(x1: str, x2: str, parse=None, timeout_s: int = 5) -> bool:
 
     import sympy
 
-    parse = parse or _sympy_latex_parser()
+    parse = parse or sympy_latex_parser()
     use_alarm = threading.current_thread() is threading.main_thread()
 
     def body() -> bool:

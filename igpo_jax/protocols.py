@@ -90,6 +90,9 @@ class Protocol:
     metric: str = "accuracy"
     published: tuple[Published, ...] = ()
     notes: str = ""
+    # raises (a clear ImportError) when the grader cannot run here: called before any
+    # generation, so a missing dependency stops the run at its start
+    requires: Callable[[], object] | None = None
 
     def user_content(self, example: Example) -> str:
         q = self.question(example)
@@ -353,6 +356,7 @@ PROTOCOLS.update({p.name: p for p in (
                    "number is, is not stated", **_MINERVA),
     Protocol("dream_minerva_math_em", "math", instruction="",
              grade=graders.minerva_exact_match_score, metric="exact_match (Minerva phrase)",
+             requires=graders.sympy_latex_parser,
              notes="minerva_math's exact_match: the answer of 'Final Answer: The final answer "
                    "is X. I hope it is correct.', Minerva's normalisation, sympy's LaTeX "
                    "equivalence (needs antlr4-python3-runtime 4.11)", **_MINERVA),
@@ -372,6 +376,10 @@ PROTOCOLS.update({p.name: p for p in (
 
 
 def get(name: str) -> Protocol:
+    """The protocol ``name``, its grader's dependencies checked."""
     if name not in PROTOCOLS:
         raise ValueError(f"eval.protocol={name!r}; known: {sorted(PROTOCOLS)}")
-    return PROTOCOLS[name]
+    p = PROTOCOLS[name]
+    if p.requires is not None:
+        p.requires()
+    return p

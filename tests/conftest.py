@@ -8,14 +8,20 @@ program, so identical programs compile once per session (the cached executable i
 same binary: results are unchanged). It lives in a fresh temporary folder, or in
 ``IGPO_TEST_COMPILATION_CACHE`` when set (reused across runs). The settings are passed
 as environment variables so the suite's subprocesses (the CLI, multi-process runs)
-share it.
+share it. XLA compiles with LLVM's optimisation off (``processes.TEST_XLA_FLAGS``), which
+cuts the compile time by about a third; unset by ``IGPO_TEST_XLA_OPTIMISE=1``.
 """
 
 import gc
 import os
 import tempfile
 
+from tests.processes import TEST_XLA_FLAGS  # noqa: E402
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if os.environ.get("IGPO_TEST_XLA_OPTIMISE") != "1" and \
+        TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + TEST_XLA_FLAGS).strip()
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.environ.get(
     "IGPO_TEST_COMPILATION_CACHE") or tempfile.mkdtemp(prefix="igpo-jax-test-cache-"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")

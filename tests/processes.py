@@ -9,6 +9,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The suite's XLA setting (tests/conftest.py), passed on to every subprocess: LLVM's
+# optimisation of the compiled CPU code off. Compiling, not running, is most of the
+# suite's time on tiny models; the programs and their float arithmetic are the same (the
+# optimiser does not reorder float operations), only slower to run.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
 TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
@@ -21,7 +26,7 @@ def tiny_rl_cmd(workdir, *extra):
 def subprocess_env():
     # the same 8 simulated devices as this test process, so numerics match exactly
     return {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
-            "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}"}
 
 
 def sigterm_when(run, ready, timeout: float, poll: float, env=None):

@@ -8,13 +8,15 @@ import sys
 
 import pytest
 
+from tests.processes import TEST_XLA_FLAGS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
 def test_gpu_8b_rl_script_runs_every_phase_tiny_on_cpu(tmp_path):
     out = tmp_path / "r.json"
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": TEST_XLA_FLAGS}
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_8b_rl.py"),
                            "--tiny", "--out", str(out), "--estimator", "trajectory"],
                           cwd=tmp_path, env=env,

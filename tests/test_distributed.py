@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.processes import TEST_XLA_FLAGS
+
 from igpo_jax import distributed, preemption
 from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.metrics import read_metrics
@@ -31,7 +33,7 @@ def _start(workdir, port):
     """The two processes of one run (process 0 first)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))
            or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}  # (conftest)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=TEST_XLA_FLAGS)
     procs = []
     for pid in (0, 1):
         cmd = [sys.executable, "-m", "igpo_jax.main", "--config", "configs/tiny.py:rl",

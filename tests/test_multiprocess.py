@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from tests.processes import TEST_XLA_FLAGS
+
 pytestmark = pytest.mark.slow  # processes / whole training runs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +28,7 @@ def _free_port() -> int:
 def _launch(workdir, out, n, pid, port, devices, lora_rank):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))
            or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}  # (conftest)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=TEST_XLA_FLAGS)
     return subprocess.Popen([sys.executable, "-m", "tests.multiprocess_worker", str(workdir),
                              str(out), str(n), str(pid), str(port), str(devices),
                              str(lora_rank)], cwd=ROOT,

@@ -191,7 +191,7 @@ def _recipe(arg, tmp_path):
     c.model.update(preset="tiny", param_dtype="float32", dtype="float32")
     c.model.overrides.max_sequence_length = 1088
     c.tokenizer.update(kind="sentencepiece", path="")
-    c.eval.update(num_examples=2, batch_size=2)
+    c.eval.update(num_examples=2, batch_size=2, k=min(c.eval.k, 2))  # avg@16: 2 samples here
     whole = c.sampler.block_length == c.sampler.gen_length  # Dream: one block
     c.sampler.update(prompt_len=1024, gen_length=32, block_length=32 if whole else 8,
                      steps=32 if c.sampler.steps >= c.sampler.gen_length else 16,
@@ -214,7 +214,8 @@ def _recipe(arg, tmp_path):
 # tiny model's character tokenizer in a test; its prompt and grader are tested above
 @pytest.mark.parametrize("arg", ["d1_gsm8k_128", "d1_math500_256", "d1_countdown_512",
                                  "d1_sudoku_128", "llada_math_512", "dream_gsm8k_256",
-                                 "dream_minerva_math_512", "igpo_amc_256"])
+                                 "dream_gsm8k_strict_256", "dream_minerva_math_512",
+                                 "igpo_gsm8k_256", "igpo_math500_512", "igpo_amc_256"])
 def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
     from configs import eval_protocols
     from igpo_jax import evaluate, experiment
@@ -232,12 +233,12 @@ def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
     c = validate(_recipe(arg, tmp_path))
     summary = evaluate.run_eval(c, str(tmp_path / "run"), show_progress=False)
     assert summary["protocol"] == name and summary["num_examples"] == 2
-    assert summary["metric"] == ("pass@1" if p.k == 1 else f"avg@{p.k}")
+    assert summary["metric"] == ("pass@1" if p.k == 1 else f"avg@{c.eval.k}")
     assert summary["sampler"]["remasking"] == p.remasking
     rows = [json.loads(line) for line in open(tmp_path / "run" / "eval" / "generations.jsonl")]
     examples = evaluate.eval_examples(c)
     tok = experiment.build_tokenizer(c)
-    assert len(rows) == p.k * len(examples)  # avg@k: k samples of every problem
+    assert len(rows) == c.eval.k * len(examples)  # avg@k: k samples of every problem
     assert [r["question"] for r in rows] == [examples[r["index"]].question for r in rows]
     assert sorted({r["index"] for r in rows}) == list(range(len(examples)))
     for r in rows:
@@ -247,6 +248,23 @@ def test_each_recipe_evaluates_the_tiny_model_with_its_protocol(arg, tmp_path):
         ids = p.prompt_ids(tok, e)
         assert tok.decode(ids) == tok.decode(tok.encode(p.prompt_text(e)[len("<|startoftext|>"):]))
     assert summary["accuracy"] == pytest.approx(sum(r["score"] for r in rows) / len(rows))
+
+
+def test_minerva_exact_match_recipe_needs_sympys_latex_parser(tmp_path):
+    """dream_minerva_math_em grades with sympy's LaTeX parser (antlr 4.11): without it the
+    run stops before generating anything, saying what to install; with it, it runs."""
+    from igpo_jax import evaluate
+    from igpo_jax.configlib import validate
+    c = validate(_recipe("dream_minerva_math_em_512", tmp_path))
+    try:
+        G.sympy_latex_parser()
+    except ImportError:
+        with pytest.raises(ImportError, match="antlr4-python3-runtime==4.11"):
+            evaluate.run_eval(c, str(tmp_path / "run"), show_progress=False)
+        assert not (tmp_path / "run" / "eval" / "generations.jsonl").exists()
+    else:
+        summary = evaluate.run_eval(c, str(tmp_path / "run"), show_progress=False)
+        assert summary["protocol"] == "dream_minerva_math_em" and summary["num_examples"] == 2
 
 
 def test_the_recipe_refuses_an_unpublished_length_and_an_unknown_protocol():
