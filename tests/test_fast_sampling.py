@@ -116,7 +116,7 @@ def test_threshold_counts_bounds():
         masked = jnp.asarray(rng.random((4, 8)) < 0.5)
         floor = jnp.asarray(rng.integers(-3, 6, 4))
         thr = float(rng.random())
-        k = np.asarray(sampling.threshold_counts(conf, masked, floor, thr))
+        k = np.asarray(unmasking.threshold_counts(conf, masked, floor, thr))
         remaining = np.asarray(masked).sum(1)
         above = (np.asarray(masked) & (np.asarray(conf) > thr)).sum(1)
         want = np.minimum(np.maximum(above, np.maximum(np.asarray(floor), 1)), remaining)

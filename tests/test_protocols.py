@@ -1,7 +1,7 @@
 """Evaluation protocols: each prompt compared character for character with the string the
 reference's code builds for the same problem (written down here from reading that
 code: d1's eval/ with LLaDA-8B-Instruct's chat template; LLaDA's OpenCompass GSM8K
-config) and each recipe run on the tiny model (the graders: test_graders.py)."""
+config) and each recipe run on the tiny model (the graders: tests/graders/)."""
 
 import json
 import os
