@@ -12,6 +12,21 @@ _BOX_COMMANDS = ("\\boxed", "\\fbox")
 MAX_ANSWER_CHARS = 200  # longer "answers" are never sent to the symbolic checker
 
 
+
+def closing_brace(text: str, start: int) -> int | None:
+    """Index of the ``}`` that brings the brace depth counted from ``start`` back to 0
+    (the end of the first ``{...}`` at or after ``start``; a ``}`` before any ``{`` does
+    not end it); ``None`` when the braces never close."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
 def _boxed_spans(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` / ``\\fbox{...}`` (and ``\\boxed 5``) in order;
     an unbalanced box ends the scan."""
@@ -32,18 +47,11 @@ def _boxed_spans(text: str) -> list[str]:
             if m:
                 out.append(m.group(1))
         elif i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        out.append(text[i + 1:j])
-                        pos = j + 1
-                        break
-            else:
+            j = closing_brace(text, i)
+            if j is None:
                 return out  # unbalanced: nothing after it counts
+            out.append(text[i + 1:j])
+            pos = j + 1
 
 
 def extract_boxed(text: str, which: str = "first") -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from igpo_jax.data import Example, planning
+from igpo_jax.data.answers import closing_brace
 
 
 # ---- d1's graders --------------------------------------------------------------------
@@ -62,12 +63,8 @@ def last_boxed(text: str) -> str | None:
         start = text.rfind("\\fbox")
         if start < 0:
             return text
-    depth = 0
-    for i in range(start, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if text[i] == "}" and depth == 0:
-            return text[start:i + 1]
-    return None
+    end = closing_brace(text, start)
+    return None if end is None else text[start:end + 1]
 
 
 def unbox(s: str) -> str:

@@ -80,6 +80,15 @@ def minerva_unnormalized(text: str) -> str:
     return m.group(1).strip() if m else MINERVA_INVALID
 
 
+def unwrap_markup(s: str) -> str:
+    """Minerva's (and OpenCompass's) ``\\text{X}``, ``\\textbf{X}``, ``\\overline{X}`` ->
+    ``X`` (the first closing brace ends each) and ``\\boxed{X}`` -> ``X`` (the last one)."""
+    s = re.sub(r"(\\text\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", s)
+    s = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", s)
+    return re.sub(r"(\\boxed\{)(.*)(\})", "\\2", s)
+
+
 def minerva_normalize(final_answer: str) -> str:
     """Minerva's ``normalize_final_answer`` (Lewkowycz et al., appendix D), step for step."""
     final_answer = final_answer.split("=")[-1]
@@ -88,10 +97,7 @@ def minerva_normalize(final_answer: str) -> str:
     for expr in MINERVA_REMOVED:
         final_answer = final_answer.replace(expr, "")
     final_answer = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", final_answer)
-    final_answer = re.sub(r"(\\text\{)(.*?)(\})", "\\2", final_answer)
-    final_answer = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", final_answer)
-    final_answer = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", final_answer)
-    final_answer = re.sub(r"(\\boxed\{)(.*)(\})", "\\2", final_answer)
+    final_answer = unwrap_markup(final_answer)
     final_answer = re.sub(r"(frac)([^{])(.)", "frac{\\2}{\\3}", final_answer)
     final_answer = re.sub(r"(sqrt)([^{])", "sqrt{\\2}", final_answer)
     final_answer = final_answer.replace("$", "")

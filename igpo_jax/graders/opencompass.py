@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from igpo_jax.data import Example
-from igpo_jax.graders.lm_eval import MINERVA_REMOVED, MINERVA_SUBSTITUTIONS
+from igpo_jax.data.answers import closing_brace
+from igpo_jax.graders.lm_eval import MINERVA_REMOVED, MINERVA_SUBSTITUTIONS, unwrap_markup
 
 
 # ---- OpenCompass's GSM8K grader (LLaDA-8B-Instruct's evaluation) ------------------------
@@ -38,15 +39,8 @@ def _oc_last_boxed(s: str) -> str | None:
         idx = s.rfind("\\fbox")
         if idx < 0:
             return None
-    depth = 0
-    for i in range(idx, len(s)):
-        if s[i] == "{":
-            depth += 1
-        elif s[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return s[idx:i + 1]
-    return None
+    end = closing_brace(s, idx)
+    return None if end is None else s[idx:end + 1]
 
 
 def opencompass_boxed_answer(s: str, strip_double_curly_brace: bool = False) -> str | None:
@@ -73,11 +67,7 @@ def opencompass_normalize(s: str) -> str:
         s = s.replace(before, after)
     for expr in _OC_REMOVED:
         s = s.replace(expr, "")
-    s = re.sub(r"(\\text\{)\((.*?)\)(\})", "\\2", s)
-    s = re.sub(r"(\\text\{)(.*?)(\})", "\\2", s)
-    s = re.sub(r"(\\textbf\{)(.*?)(\})", "\\2", s)
-    s = re.sub(r"(\\overline\{)(.*?)(\})", "\\2", s)
-    s = re.sub(r"(\\boxed\{)(.*)(\})", "\\2", s)
+    s = unwrap_markup(re.sub(r"(\\text\{)\((.*?)\)(\})", "\\2", s))
     for pattern in (r"finalansweris(.*)", r"answer?is:?(.*)", r"oxed\{(.*?)\}", r"\$(.*?)\$"):
         found = re.findall(pattern, s)
         if found:

@@ -6,14 +6,7 @@ import pytest
 from igpo_jax import graders as G
 from igpo_jax.data import Example
 from igpo_jax.data import planning
-
-
-def _gsm8k(answer="18"):
-    return Example("Janet's ducks lay 16 eggs per day. How much does she make?", answer, "", "")
-
-
-def _math(answer):
-    return Example("Find x.", answer, "", "")
+from tests.graders import _gsm8k, _math
 
 
 E = "<|eot_id|><|endoftext|><|endoftext|>"  # what d1's decode keeps after a completion

@@ -5,15 +5,7 @@ lm-eval's code."""
 import pytest
 
 from igpo_jax import graders as G
-from igpo_jax.data import Example
-
-
-def _gsm8k(answer="18"):
-    return Example("Janet's ducks lay 16 eggs per day. How much does she make?", answer, "", "")
-
-
-def _math(answer):
-    return Example("Find x.", answer, "", "")
+from tests.graders import _gsm8k, _math
 
 
 # ---- lm-eval 0.4.8 gsm8k_cot (Dream-v0-Instruct-7B) --------------------------------------

@@ -4,15 +4,7 @@ math_postprocess_v2 / MATHEvaluator v2 on the cases traced through OpenCompass's
 import pytest
 
 from igpo_jax import graders as G
-from igpo_jax.data import Example
-
-
-def _gsm8k(answer="18"):
-    return Example("Janet's ducks lay 16 eggs per day. How much does she make?", answer, "", "")
-
-
-def _math(answer):
-    return Example("Find x.", answer, "", "")
+from tests.graders import _gsm8k, _math
 
 
 @pytest.mark.parametrize("completion,answer,score", [
