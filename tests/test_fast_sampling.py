@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from igpo_jax import sampling
+from igpo_jax import sampling, unmasking
 from igpo_jax import sharding as shd
 from igpo_jax.models import hf_io, transformer
 from tests import reference as ref
