@@ -140,18 +140,10 @@ def sympy_equiv(x1: str, x2: str, parse=None, timeout_s: int = 5) -> bool:
     use_alarm = threading.current_thread() is threading.main_thread()
 
     def body() -> bool:
+        # every failure the reference catches (parse errors, a TypeError in the difference,
+        # a ValueError or anything else in simplify) ends as "not equal"
         try:
-            a, b = parse(x1), parse(x2)
-        except Exception:  # LaTeXParsingError, SympifyError, TypeError
-            return False
-        try:
-            diff = a - b
-        except TypeError:
-            return False
-        try:
-            return bool(sympy.simplify(diff) == 0)
-        except ValueError:
-            return False
+            return bool(sympy.simplify(parse(x1) - parse(x2)) == 0)
         except Exception:
             return False
 
