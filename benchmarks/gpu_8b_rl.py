@@ -113,10 +113,8 @@ def main():
     c = typed(c)
     plan = dry_run.plan(c)
     print(f"plan compiled in {time.perf_counter() - t:.0f} s", flush=True)
-    mesh = experiment.build_mesh(c)
-    tok = experiment.build_tokenizer(c) if a.tiny else None
-    cfg = experiment.model_config(c, tok)
-    params = experiment.initial_params(c, cfg, mesh)
+    parts = experiment.ModelParts(c, with_tokenizer=a.tiny)
+    mesh, cfg, params = parts.mesh, parts.cfg, parts.params
     trainable, frozen = lora.split(params)
     rl, s = c.rl, c.sampler
     n = rl.prompts_per_step * rl.group_size

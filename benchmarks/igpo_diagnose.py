@@ -62,9 +62,8 @@ def load_model(config: str, init_from: str = "", overrides=()):
     with c.unlocked():
         c.model.init_from = init
     tc = typed(c)
-    tok = experiment.build_tokenizer(tc)
-    cfg = experiment.model_config(tc, tok)
-    return c, init, tok, cfg, experiment.initial_params(tc, cfg, experiment.build_mesh(tc))
+    parts = experiment.ModelParts(tc)
+    return c, init, parts.tok, parts.cfg, parts.params
 
 
 def first_wrong_line(text: str, trace: str) -> int:

@@ -62,8 +62,8 @@ def plan(c: RunConfig | ml_collections.ConfigDict) -> dict[str, Any]:
     c = require(c, "dry_run.plan")
     from igpo_jax.rl import trainer  # the trainer's own program builders
 
-    cfg = experiment.model_config(c)  # no tokenizer needed for an HF folder or the 8B preset
-    mesh = experiment.build_mesh(c)
+    parts = experiment.ModelParts(c, with_tokenizer=False)  # no text is read here
+    cfg, mesh = parts.cfg, parts.mesh
     rl, s = c.rl, c.sampler
     params = experiment.abstract_params(cfg, mesh)  # adapters included under LoRA
     trainable, frozen = lora.split(params)

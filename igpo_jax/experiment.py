@@ -76,13 +76,15 @@ class ModelParts:
     tokenizer and the model config (checked against each other) at once, the starting
     parameters when first read (after the stage has checked its data, so a bad data
     file fails before any weights are read). A given ``tokenizer`` or ``params`` is used
-    as is."""
+    as is. Stages that read no text (export, the dry run) pass ``with_tokenizer=False``:
+    no tokenizer is then built unless a small preset takes its vocabulary from it, and
+    ``tok`` is None."""
 
     def __init__(self, c: RunConfig, *, tokenizer: tokenizers.Tokenizer | None = None,
-                 params: dict | None = None):
+                 params: dict | None = None, with_tokenizer: bool = True):
         self.c = require(c, "experiment.ModelParts")
         self.mesh = build_mesh(c)
-        self.tok = tokenizer or build_tokenizer(c)
+        self.tok = tokenizer or (build_tokenizer(c) if with_tokenizer else None)
         self.cfg = model_config(c, self.tok)
         log.info("%s", describe(self.cfg))
         self._params = params

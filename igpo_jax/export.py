@@ -37,9 +37,9 @@ def export(c: RunConfig | ml_collections.ConfigDict, workdir: str, out_dir: str,
     ckpt_dir = experiment.checkpoint_dir(workdir)
     if not storage.isdir(ckpt_dir):
         raise FileNotFoundError(f"--export_hf: no checkpoints in {workdir}")
-    mesh = experiment.build_mesh(c)
-    cfg = experiment.model_config(c).replace(lora=None)
-    params, meta = experiment.params_of_run(ckpt_dir, c, cfg, mesh, step)
+    parts = experiment.ModelParts(c, with_tokenizer=False)
+    cfg = parts.cfg.replace(lora=None)
+    params, meta = experiment.params_of_run(ckpt_dir, c, cfg, parts.mesh, step)
     dtype = dtype or cfg.param_dtype
     source = c.model.hf_dir or None
     out = hf_io.save_hf_checkpoint(params, cfg, out_dir, dtype=dtype,
