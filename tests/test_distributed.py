@@ -1,7 +1,9 @@
 """Multi-process runs (igpo_jax/distributed.py): what a lost process does to a two-process
-run (jax.distributed on localhost, the command line as users run it): SIGKILL of one process, SIGTERM of one process only,
-then a re-run of both that resumes and ends with the record of an uninterrupted run."""
+run (jax.distributed on localhost, the command line as users run it): SIGTERM of one
+process only, then SIGKILL of one process, then a re-run of both that resumes and ends
+with the record of an uninterrupted run."""
 
+import json
 import os
 import signal
 import socket
@@ -19,7 +21,7 @@ from igpo_jax.metrics import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEARTBEAT_S = 5
-STEPS = 4
+STEPS = 6
 TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
@@ -62,17 +64,26 @@ def _finish(procs, timeout=300):
     return [p.returncode for p in procs], outs
 
 
-def _steps_written(workdir) -> int:
+def _last_step(workdir) -> int:
+    """The highest rollout step of the records written so far (0 before the first); the
+    checkpoints count rollout steps."""
     path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return 0
-    return sum(1 for line in open(path) if '"step"' in line)
+    last = 0
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                row = json.loads(line)
+            except ValueError:  # a line being written
+                continue
+            if "rollout_step" in row:
+                last = max(last, int(row["rollout_step"]))
+    return last
 
 
-def _wait_for_steps(procs, workdir, n, timeout=240):
+def _wait_for_step(procs, workdir, n, timeout=240):
     deadline = time.time() + timeout
     while time.time() < deadline and all(p.poll() is None for p in procs):
-        if _steps_written(workdir) >= n:
+        if _last_step(workdir) >= n:
             return
         time.sleep(0.1)
     raise AssertionError(f"the run did not reach step {n}: "
@@ -106,16 +117,35 @@ def straight(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_sigkill_of_one_process_ends_the_survivor_within_the_heartbeat_bound_then_resumes(
+def test_sigterm_then_sigkill_of_one_process_then_a_rerun_ends_with_the_straight_record(
         tmp_path, straight):
+    """One run through both faults (one sequence, so the suite starts the two processes
+    three times rather than four):
+
+    1. SIGTERM to process 1 only: both processes stop with the preemption code at the
+       same checkpoint, saved although not due.
+    2. The re-run resumes from it; SIGKILL of process 1 (no handler runs, no checkpoint)
+       ends the survivor within the heartbeat bound, naming the lost process.
+    3. A re-run of both resumes and ends with the record of the uninterrupted run."""
     workdir = tmp_path / "run"
     procs = _start(workdir, _free_port())
-    _wait_for_steps(procs, workdir, 2)
-    procs[1].kill()  # SIGKILL: no handler runs, no checkpoint
+    _wait_for_step(procs, workdir, 1)
+    procs[1].send_signal(signal.SIGTERM)  # process 1 only
+    codes, outs = _finish(procs)
+    assert codes == [preemption.EXIT_PREEMPTED] * 2, (codes, outs[0][-2000:], outs[1][-2000:])
+    assert "a stop signal on another process" in outs[0]
+    stopped = Checkpointer(str(workdir / "checkpoints")).latest_step()
+    # saved although not due, with steps left for the kill after the resume
+    assert stopped is not None and 1 <= stopped <= STEPS - 3
+
+    procs = _start(workdir, _free_port())
+    _wait_for_step(procs, workdir, stopped + 1)  # resumed, and one step further
+    procs[1].kill()  # SIGKILL
     killed_at = time.time()
     procs[0].wait(timeout=HEARTBEAT_S + 60)  # a hang fails here
     took = time.time() - killed_at
     codes, outs = _finish(procs)
+    assert "resum" in outs[0].lower()
     assert codes[1] == -signal.SIGKILL
     assert codes[0] != 0, outs[0][-3000:]
     # the survivor names the lost process: ours (exit 76) or, when the runtime's
@@ -126,29 +156,10 @@ def test_sigkill_of_one_process_ends_the_survivor_within_the_heartbeat_bound_the
     if ours:
         assert codes[0] == distributed.EXIT_LOST_PROCESS
     print(f"survivor exited {took:.1f} s after the SIGKILL (heartbeat {HEARTBEAT_S} s), "
-          f"code {codes[0]}")
-    # the checkpoint of step 2 (or later) survives; both processes re-run: resumed, and
-    # the record is the uninterrupted run's
-    print("latest checkpoint after the kill:",
+          f"code {codes[0]}; latest checkpoint after the kill:",
           Checkpointer(str(workdir / "checkpoints")).latest_step())
+
     codes, outs = _finish(_start(workdir, _free_port()))
     assert codes == [0, 0], outs[0][-3000:]
     assert "resum" in outs[0].lower()
-    assert _record(workdir) == straight
-
-
-@pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_the_same_checkpoint_then_resumes(
-        tmp_path, straight):
-    workdir = tmp_path / "run"
-    procs = _start(workdir, _free_port())
-    _wait_for_steps(procs, workdir, 1)
-    procs[1].send_signal(signal.SIGTERM)  # process 1 only
-    codes, outs = _finish(procs)
-    assert codes == [preemption.EXIT_PREEMPTED] * 2, (codes, outs[0][-2000:], outs[1][-2000:])
-    assert "a stop signal on another process" in outs[0]
-    stopped = Checkpointer(str(workdir / "checkpoints")).latest_step()
-    assert stopped is not None and 1 <= stopped < STEPS  # saved although not due
-    codes, outs = _finish(_start(workdir, _free_port()))
-    assert codes == [0, 0], outs[0][-3000:]
     assert _record(workdir) == straight
