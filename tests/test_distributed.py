@@ -3,7 +3,6 @@ run (jax.distributed on localhost, the command line as users run it): SIGTERM of
 process only, then SIGKILL of one process, then a re-run of both that resumes and ends
 with the record of an uninterrupted run."""
 
-import json
 import os
 import signal
 import socket
@@ -13,7 +12,7 @@ import time
 
 import pytest
 
-from tests.processes import TEST_XLA_FLAGS
+from tests.processes import TEST_XLA_FLAGS, strip_timings
 
 from igpo_jax import distributed, preemption
 from igpo_jax.checkpoint import Checkpointer
@@ -22,7 +21,6 @@ from igpo_jax.metrics import read_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEARTBEAT_S = 5
 STEPS = 6
-TIMING = {"rollout_seconds", "update_seconds", "logprob_seconds"}
 
 
 def _free_port() -> int:
@@ -68,16 +66,9 @@ def _last_step(workdir) -> int:
     """The highest rollout step of the records written so far (0 before the first); the
     checkpoints count rollout steps."""
     path = os.path.join(workdir, "metrics.jsonl")
-    last = 0
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                row = json.loads(line)
-            except ValueError:  # a line being written
-                continue
-            if "rollout_step" in row:
-                last = max(last, int(row["rollout_step"]))
-    return last
+    if not os.path.exists(path):
+        return 0
+    return max((r.get("rollout_step", 0) for r in read_metrics(path)), default=0)
 
 
 def _wait_for_step(procs, workdir, n, timeout=240):
@@ -91,8 +82,7 @@ def _wait_for_step(procs, workdir, n, timeout=240):
 
 
 def _record(workdir):
-    return [{k: v for k, v in r.items() if k not in TIMING}
-            for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))]
+    return strip_timings(read_metrics(os.path.join(workdir, "metrics.jsonl")))
 
 
 def test_single_process_answers_without_collectives():
@@ -119,8 +109,8 @@ def straight(tmp_path_factory):
 @pytest.mark.slow
 def test_sigterm_then_sigkill_of_one_process_then_a_rerun_ends_with_the_straight_record(
         tmp_path, straight):
-    """One run through both faults (one sequence, so the suite starts the two processes
-    three times rather than four):
+    """One run through both faults (one sequence: with the uninterrupted run, the suite
+    starts the two processes four times rather than five):
 
     1. SIGTERM to process 1 only: both processes stop with the preemption code at the
        same checkpoint, saved although not due.

@@ -249,9 +249,8 @@ def test_tiny_pipeline_runs_on_a_dream_shaped_model(tmp_path):
     """configs/tiny.py with model.family=dream: SFT -> IGPO on a Dream-shaped toy
     model (biases, shifted logits), then --export_hf writes Dream's layout."""
     from configs import tiny
-    from igpo_jax import export, run
+    from igpo_jax import export, pipeline, run
     from igpo_jax.checkpoint import load_params
-    from igpo_jax import pipeline
     c = tiny.get_config()
     c.model.family = "dream"
     # SFT then IGPO only (GRPO's stage runs the same programs; tests/test_pipeline.py runs
