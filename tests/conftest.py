@@ -45,11 +45,18 @@ def _release_compiled_programs():
     gc.collect()
 
 
+# xdist groups (pytest.ini: --dist loadgroup): the users of an expensive shared fixture
+# carry pytest.mark.xdist_group(NAME), so that one test process builds it, once
+STRAIGHT_RL = "straight_rl"  # straight_tiny_rl_metrics
+LORA_SFT = "lora_sft"  # lora_sft_run
+
+
 @pytest.fixture(scope="session")
 def straight_tiny_rl_metrics(tmp_path_factory):
     """The metrics of an uninterrupted 5-step run of configs/tiny.py:rl (eval off, no
     periodic checkpoint): what every interrupted-and-resumed twin must reproduce. Run
-    once per session for all the resume tests that compare with it."""
+    once per session for all the resume tests that compare with it (marked
+    ``xdist_group(STRAIGHT_RL)``)."""
     from configs import tiny
     from igpo_jax.configlib import typed
     from igpo_jax.metrics import read_metrics
@@ -59,3 +66,25 @@ def straight_tiny_rl_metrics(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("straight")
     trainer.train(typed(c), str(workdir))
     return read_metrics(str(workdir / "metrics.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def lora_sft_run(tmp_path_factory):
+    """A 2-step SFT run of configs/tiny.py with LoRA adapters (rank 4, alpha 8, on
+    q/k/v/up): an adapters-only workdir for the export and the stages built on it (its
+    users are marked ``xdist_group(LORA_SFT)``)."""
+    import numpy as np
+    from configs import tiny
+    from igpo_jax import experiment, sft
+    from igpo_jax.configlib import typed
+    c = tiny.get_config("rl")
+    c.mode, c.eval.every = "sft", 0
+    c.model.lora.update(rank=4, alpha=8.0, dropout=0.1, targets="q_proj,k_proj,v_proj,up_proj")
+    c.sft.num_steps = 2
+    root = tmp_path_factory.mktemp("lora_sft")
+    res = sft.train(typed(c), str(root / "sft"))
+    cfg = experiment.model_config(typed(c))
+    initial = experiment.initial_params(typed(c), cfg, experiment.build_mesh(typed(c)))
+    return dict(c=c, cfg=cfg, workdir=root / "sft",
+                params={k: np.asarray(v) for k, v in res["params"].items()},
+                initial={k: np.asarray(v) for k, v in initial.items()})

@@ -1,9 +1,11 @@
 import json
 import os
+import shutil
 
 import pytest
 
 from igpo_jax import configlib, pipeline, run
+from tests.conftest import LORA_SFT
 
 
 def _tiny():
@@ -131,3 +133,18 @@ def test_report_only_reports_finished_members_and_runs_none(tmp_path, capsys):
     assert ran == [] and list(results) == ["sft"]
     assert "grpo: not finished; not run (pipeline.report_only)" in capsys.readouterr().out
     assert not os.path.exists(tmp_path / "grpo")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group(LORA_SFT)
+def test_the_asset_export_refuses_an_adapters_only_stage(lora_sft_run, tmp_path):
+    """A LoRA stage's checkpoint has no base to ship: the demo's asset export points to
+    --export_hf, and writes nothing."""
+    stage = tmp_path / "sft"
+    shutil.copytree(lora_sft_run["workdir"], stage)
+    with pytest.raises(FileNotFoundError, match="has no DONE.json"):
+        pipeline.export_stage(str(stage), str(tmp_path / "asset"))
+    (stage / "DONE.json").write_text("{}")
+    with pytest.raises(ValueError, match="LoRA adapters only .* with --export_hf instead"):
+        pipeline.export_stage(str(stage), str(tmp_path / "asset"))
+    assert not (tmp_path / "asset").exists()

@@ -10,10 +10,12 @@ import pytest
 from igpo_jax import preemption
 from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.metrics import read_metrics
+from tests.conftest import STRAIGHT_RL
 from tests.processes import ROOT, sigterm_when, strip_timings, subprocess_env, tiny_rl_cmd
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(STRAIGHT_RL)
 def test_sigterm_checkpoints_exits_75_and_resumes_exactly(tmp_path, straight_tiny_rl_metrics):
     run = tmp_path / "interrupted"
     code, out = sigterm_when(run, lambda: (run / "metrics.jsonl").exists()

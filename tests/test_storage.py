@@ -19,6 +19,7 @@ from igpo_jax.checkpoint import Checkpointer
 from igpo_jax.metrics import read_metrics
 from igpo_jax.models import hf_io
 from igpo_jax.rl import trainer
+from tests.conftest import STRAIGHT_RL
 from tests.processes import ROOT, sigterm_when, strip_timings, subprocess_env, tiny_rl_cmd
 from igpo_jax.configlib import typed
 
@@ -83,6 +84,7 @@ def test_storage_round_trips_through_the_bucket(gcs):
     assert storage.absolute(f"{base}/b/") == f"{base}/b"  # not $PWD/gs:/...
 
 
+@pytest.mark.xdist_group(STRAIGHT_RL)
 def test_tiny_run_in_a_bucket_survives_sigterm_and_resumes_there(gcs, tmp_path,
                                                                  straight_tiny_rl_metrics):
     """configs/tiny.py with --workdir gs://...: SIGTERM after the first step's record,
