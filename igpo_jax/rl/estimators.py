@@ -89,7 +89,11 @@ class EstimatorConfig(BlockGeometry):
 
     @property
     def forward_passes(self) -> int:
-        """Model forward passes per call (per row)."""
+        """Model forward passes per call (per row); a registered estimator function may
+        say its own with a ``forward_passes(est)`` attribute."""
+        own = getattr(ESTIMATORS[self.name], "forward_passes", None)
+        if own is not None:
+            return own(self)
         if self.name == "one_step":
             return 1
         if self.name == "trajectory":

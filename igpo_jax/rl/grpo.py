@@ -109,7 +109,7 @@ def spg_loss(logp, old_logp, ref_logp, advantages, loss_mask, *, upper=None,
     pos = (advantages > 0)[:, None]
     bound = jnp.where(pos, logp, eubo_mix * up + (1.0 - eubo_mix) * logp)
     loss_sum = -(advantages[:, None] * bound * m).sum()
-    return loss_sum, m.sum(), _plain_stats(m, hint_mask)
+    return loss_sum, m.sum(), plain_stats(m, hint_mask)
 
 
 def wd1_loss(logp, old_logp, ref_logp, advantages, loss_mask, *, hint_mask=None, **_
@@ -121,7 +121,7 @@ def wd1_loss(logp, old_logp, ref_logp, advantages, loss_mask, *, hint_mask=None,
     over sequences is 1/G of it (a learning-rate factor)."""
     m = loss_mask.astype(jnp.float32)
     loss_sum = -(advantages * (logp * m).sum(axis=1)).sum()
-    return loss_sum, (m.sum(axis=1) > 0).sum().astype(jnp.float32), _plain_stats(m, hint_mask)
+    return loss_sum, (m.sum(axis=1) > 0).sum().astype(jnp.float32), plain_stats(m, hint_mask)
 
 
 def wd1_weights(advantages: jax.Array, group_size: int) -> jax.Array:
@@ -130,8 +130,9 @@ def wd1_weights(advantages: jax.Array, group_size: int) -> jax.Array:
     return (jax.nn.softmax(a, axis=1) - jax.nn.softmax(-a, axis=1)).reshape(-1)
 
 
-def _plain_stats(m, hint_mask) -> dict:
-    """The stats of a ratio-free loss (no clipping; ratio 1; no KL)."""
+def plain_stats(m, hint_mask) -> dict:
+    """The stats of a ratio-free loss (no clipping; ratio 1; no KL): the sums every policy
+    loss returns (``m``: the float loss mask, ``hint_mask``: bool or None)."""
     hm = jnp.zeros_like(m) if hint_mask is None else hint_mask.astype(jnp.float32) * m
     zero = jnp.zeros((), jnp.float32)
     return {"clip_count": zero, "kl_sum": zero, "token_count": m.sum(), "ratio_sum": m.sum(),
