@@ -73,8 +73,9 @@ def initialize(d) -> bool:
         raise ValueError(f"distributed.mode={d.mode!r}; expected one of {MODES}")
     if d.mode == "off":
         return False
-    if d.heartbeat_timeout_s < 1:
-        raise ValueError(f"distributed.heartbeat_timeout_s={d.heartbeat_timeout_s} must be >= 1")
+    if d.heartbeat_timeout_s < 1 or d.init_timeout_s < 1:
+        raise ValueError(f"distributed.heartbeat_timeout_s={d.heartbeat_timeout_s} and "
+                         f"distributed.init_timeout_s={d.init_timeout_s} must be >= 1")
     kw = settings(d)
     cluster = detected_cluster()
     if d.mode == "auto" and not kw and cluster is None:
@@ -86,8 +87,14 @@ def initialize(d) -> bool:
                          f"count and this process's id go together")
     if d.cpu_collectives:
         jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
-    log.info("jax.distributed.initialize(%s)%s", kw, f" on {cluster}" if cluster else "")
-    jax.distributed.initialize(**kw, heartbeat_timeout_seconds=int(d.heartbeat_timeout_s))
+    log.info("jax.distributed.initialize(%s)%s: waiting up to %d s for every process to "
+             "connect (distributed.init_timeout_s)", kw, f" on {cluster}" if cluster else "",
+             d.init_timeout_s)
+    # a process that never connects (not started, died during start-up, a wrong address)
+    # ends the others here after init_timeout_s: JAX's runtime aborts them (SIGABRT) with
+    # "DEADLINE_EXCEEDED ... RegisterTask"; no Python exception reaches this code
+    jax.distributed.initialize(**kw, heartbeat_timeout_seconds=int(d.heartbeat_timeout_s),
+                               initialization_timeout=int(d.init_timeout_s))
     log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
              jax.process_count(), jax.local_device_count(), jax.device_count())
     return True
@@ -153,3 +160,6 @@ class DistributedConfig(Section):
     heartbeat_timeout_s: int = field(
         100, "seconds without a heartbeat after which a process counts as lost (killed, "
         "preempted, partitioned): the others then stop with exit code 76 instead of hanging")
+    init_timeout_s: int = field(
+        300, "seconds each process waits at start-up for all of them to connect (JAX's "
+        "default); then it stops (JAX aborts it: exit 134 / SIGABRT, DEADLINE_EXCEEDED)")

@@ -3,6 +3,7 @@ run (jax.distributed on localhost, the command line as users run it): SIGTERM of
 process only, then SIGKILL of one process, then a re-run of both that resumes and ends
 with the record of an uninterrupted run."""
 
+import dataclasses
 import os
 import signal
 import socket
@@ -29,20 +30,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(workdir, port):
-    """The two processes of one run (process 0 first)."""
+def _start(workdir, port, only=(0, 1), extra=()):
+    """The two processes of one run (process 0 first; ``only``: the ones started)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_"))
            or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}  # (conftest)
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XLA_FLAGS=TEST_XLA_FLAGS)
     procs = []
-    for pid in (0, 1):
+    for pid in only:
         cmd = [sys.executable, "-m", "igpo_jax.main", "--config", "configs/tiny.py:rl",
                "--workdir", str(workdir), f"--config.rl.num_steps={STEPS}",
                "--config.eval.every=0", "--config.checkpoint.every=2",
                "--config.distributed.mode=on",
                f"--config.distributed.coordinator_address=127.0.0.1:{port}",
                "--config.distributed.num_processes=2", f"--config.distributed.process_id={pid}",
-               f"--config.distributed.heartbeat_timeout_s={HEARTBEAT_S}"]
+               f"--config.distributed.heartbeat_timeout_s={HEARTBEAT_S}", *extra]
         procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
     return procs
@@ -95,6 +96,25 @@ def test_a_heartbeat_timeout_below_one_second_is_refused_before_start():
                                       num_processes=2, process_id=0, heartbeat_timeout_s=0)
     with pytest.raises(ValueError, match="heartbeat_timeout_s=0"):
         distributed.initialize(d)
+    with pytest.raises(ValueError, match="init_timeout_s=0 must be >= 1"):
+        distributed.initialize(dataclasses.replace(d, heartbeat_timeout_s=5, init_timeout_s=0))
+
+
+@pytest.mark.slow
+def test_a_process_that_never_connects_ends_the_others_after_the_start_up_bound(tmp_path):
+    """Process 1 of 2 never starts (or dies before it connects): process 0 waits for it
+    distributed.init_timeout_s, not JAX's 300 s, then stops with JAX's own message; it
+    has said how long it waits."""
+    procs = _start(tmp_path / "run", _free_port(), only=(0,),
+                   extra=("--config.distributed.init_timeout_s=3",))
+    started = time.time()
+    codes, outs = _finish(procs, timeout=120)
+    took = time.time() - started
+    assert codes[0] not in (0, None), outs[0][-2000:]
+    assert "waiting up to 3 s for every process to connect" in outs[0], outs[0][-2000:]
+    assert "DEADLINE_EXCEEDED" in outs[0] and "RegisterTask" in outs[0], outs[0][-2000:]
+    assert took < 100, took  # start-up (imports) + 3 s, far below JAX's default 300 s
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 @pytest.fixture(scope="module")

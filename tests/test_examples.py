@@ -1,6 +1,8 @@
-"""The README's Python example runs and does what it says."""
+"""The README's Python examples run and do what they say; the tests it names exist."""
 
+import glob
 import os
+import re
 import runpy
 
 import numpy as np
@@ -103,3 +105,17 @@ def test_extending_example_trains_one_step_with_its_additions(extending, tmp_pat
     assert all(n >= 1 for n in calls.values()), calls
     rows = read_metrics(str(tmp_path / "run" / "metrics.jsonl"))
     assert len(rows) == 1 and np.isfinite(rows[0]["loss"]) and rows[0]["grad_norm"] > 0
+
+
+def test_the_readme_and_docs_name_only_tests_that_exist():
+    """Every ``file.py::test_name`` the README or docs/ cite as evidence is a test of that
+    file (a renamed or merged test must be renamed there too)."""
+    cited = []
+    for doc in [os.path.join(ROOT, "README.md")] + glob.glob(os.path.join(ROOT, "docs", "*.md")):
+        text = open(doc, encoding="utf-8").read()
+        cited += re.findall(r"((?:tests/)?[\w/]*test_\w+\.py)::(\w+)", text)
+    assert len(cited) > 10
+    for path, name in cited:
+        file = os.path.join(ROOT, path if path.startswith("tests/") else "tests/" + path)
+        assert os.path.exists(file), path
+        assert re.search(rf"def {name}\b", open(file, encoding="utf-8").read()), (path, name)
