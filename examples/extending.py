@@ -36,6 +36,7 @@ rewards.REWARDS["exact"] = ExactAnswer.from_config
 
 
 # ---- a policy loss: REINFORCE with the group advantage, every loss token weighted the same
+# (no ratio: old_logp is not read; no KL: run it with rl.beta = 0)
 def reinforce(logp, old_logp, ref_logp, advantages, loss_mask, *, hint_mask=None, **_):
     m = loss_mask.astype(jnp.float32)
     loss_sum = -(advantages[:, None] * logp * m).sum()
@@ -45,14 +46,15 @@ def reinforce(logp, old_logp, ref_logp, advantages, loss_mask, *, hint_mask=None
 grpo.POLICY_LOSSES["reinforce"] = reinforce
 
 
-# ---- an estimator: block b scored with the prompt, the earlier blocks and the hints
-# visible and the rest of the completion masked (one forward pass per block)
+# ---- an estimator: block b wholly masked (its hints too, so that every token gets a
+# prediction), the earlier blocks clean, the later ones masked but for their hints: the
+# block decoder's view of a block before its first step (one forward pass per block)
 def block_prefix(params, cfg, est, prompt_ids, prompt_attn, masked_prompt, completion_ids,
                  order, hint_mask, keys, *, with_entropy=True, dropout_rng=None):
     block = jnp.arange(completion_ids.shape[1]) // est.block_length  # [C]
     logp = ent = jnp.zeros(completion_ids.shape, jnp.float32)
     for b in range(est.num_blocks):
-        hide = (block >= b)[None, :] & ~hint_mask
+        hide = (block == b)[None, :] | ((block > b)[None, :] & ~hint_mask)
         lp, en = logprobs.masked_logprobs(params, cfg, prompt_ids, prompt_attn,
                                           completion_ids, hide, masked_prompt, dropout_rng)
         logp = jnp.where(block == b, lp, logp)
@@ -71,7 +73,7 @@ def main(workdir: str | None = None) -> dict:
     from igpo_jax.rl import trainer
     c = tiny.get_config("rl")
     c.rl.update(algo="grpo", num_steps=1, num_iterations=1, loss="reinforce",
-                estimator="block_prefix")
+                estimator="block_prefix", beta=0.0)
     c.reward.name = "exact"
     c.eval.every = 0
     workdir = workdir or os.path.join(tempfile.mkdtemp(prefix="igpo-extending-"), "run")

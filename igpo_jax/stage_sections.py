@@ -66,8 +66,8 @@ class EvalConfig(Section):
     exact_sampler: bool = field(
         False, "evaluate with cache=none, unmask=fixed whatever sampler says")
     protocol: str = field(
-        "", "a published evaluation protocol (igpo_jax/protocols.py: d1_gsm8k, d1_math500, "
-        "d1_countdown, d1_sudoku, llada_gsm8k): its prompt, problems and grader; the "
+        "", "a published evaluation protocol (igpo_jax/protocols.py: "
+        f"{' | '.join(sorted(protocols.PROTOCOLS))}): its prompt, problems and grader; the "
         "sampler settings come from the recipe (configs/eval_protocols.py)")
 
     def __post_init__(self):

@@ -111,3 +111,27 @@ def test_the_schema_is_declared_once_in_the_typed_sections():
     assert c.rl.micro_batch_size == rl_fields["micro_batch_size"].default
     # the synthetic task's keys are a typed section too
     assert type(configlib.typed(c).data.synthetic).__name__ == "SyntheticConfig"
+
+
+def test_names_added_to_a_registry_from_outside_are_valid_config_values(monkeypatch):
+    """Each registry the README's "Extending" names is read when a config is checked,
+    not copied at import: a name added from a user's file passes validation, and is
+    refused again once it is gone."""
+    from igpo_jax.rl import augment, estimators
+    keys = {"reward.name": (rewards.REWARDS, rewards.REWARDS["math"]),
+            "rl.loss": (grpo.POLICY_LOSSES, grpo.POLICY_LOSSES["wd1"]),
+            "rl.estimator": (estimators.ESTIMATORS, estimators.ESTIMATORS["one_step"]),
+            "rl.algo": (augment.AUGMENTATIONS, augment.AUGMENTATIONS["grpo"]),
+            "data.source": (sources.FILE_SOURCES, sources.FILE_SOURCES["gsm8k"]),
+            "model.family": (family.FAMILIES, family.FAMILIES["llada"])}
+    for key, (registry, entry) in keys.items():
+        c = _tiny()
+        section, name = key.split(".")
+        c[section][name] = "mine"
+        with pytest.raises(ConfigError, match=rf"config\.{key}='mine'"):
+            configlib.typed(c)
+        monkeypatch.setitem(registry, "mine", entry)
+        assert configlib.typed(c)[section][name] == "mine", key
+        monkeypatch.undo()
+        with pytest.raises(ConfigError, match=rf"config\.{key}='mine'"):
+            configlib.typed(c)

@@ -91,7 +91,7 @@ def test_single_process_answers_without_collectives():
     assert distributed.lost_processes() is None
 
 
-def test_a_heartbeat_timeout_below_one_second_is_refused_before_start():
+def test_timeouts_below_one_second_are_refused_before_start():
     d = distributed.DistributedConfig(mode="on", coordinator_address="127.0.0.1:1",
                                       num_processes=2, process_id=0, heartbeat_timeout_s=0)
     with pytest.raises(ValueError, match="heartbeat_timeout_s=0"):
@@ -110,11 +110,12 @@ def test_a_process_that_never_connects_ends_the_others_after_the_start_up_bound(
     started = time.time()
     codes, outs = _finish(procs, timeout=120)
     took = time.time() - started
-    assert codes[0] not in (0, None), outs[0][-2000:]
+    assert codes[0] == -signal.SIGABRT, (codes, outs[0][-2000:])  # JAX's runtime aborts it
     assert "waiting up to 3 s for every process to connect" in outs[0], outs[0][-2000:]
     assert "DEADLINE_EXCEEDED" in outs[0] and "RegisterTask" in outs[0], outs[0][-2000:]
     assert took < 100, took  # start-up (imports) + 3 s, far below JAX's default 300 s
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run").exists()  # stopped before the workdir was made
+    print(f"process 0 stopped {took:.1f} s after its launch (bound 3 s)")
 
 
 @pytest.fixture(scope="module")

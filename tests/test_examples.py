@@ -34,10 +34,12 @@ def extending():
     from igpo_jax.rl import estimators, grpo
     registries = (rewards.REWARDS, grpo.POLICY_LOSSES, estimators.ESTIMATORS)
     saved = [dict(r) for r in registries]
-    yield runpy.run_path(os.path.join(ROOT, "examples", "extending.py"))
-    for r, before in zip(registries, saved):
-        r.clear()
-        r.update(before)
+    try:
+        yield runpy.run_path(os.path.join(ROOT, "examples", "extending.py"))
+    finally:
+        for r, before in zip(registries, saved):
+            r.clear()
+            r.update(before)
 
 
 def test_extending_example_registers_a_reward_a_loss_and_an_estimator(extending, tmp_path):
@@ -62,8 +64,8 @@ def test_extending_example_registers_a_reward_a_loss_and_an_estimator(extending,
                                                    jnp.asarray(m))
     np.testing.assert_allclose(float(s), -(adv[:, None] * logp * m).sum(), rtol=1e-5)
     assert float(d) == m.sum() and float(stats["token_count"]) == m.sum()
-    # the estimator, against the float64 numpy forward: block b with the earlier blocks
-    # and the hints visible, the rest masked
+    # the estimator, against the float64 numpy forward: block b masked (hints too), the
+    # earlier blocks clean, the later ones masked but for their hints
     c, t, model = ref.random_model(tmp_path / "m", seed=7)
     est = estimators.EstimatorConfig("block_prefix", **GEO)
     assert est.forward_passes == 2  # its own count (2 blocks)
@@ -74,7 +76,7 @@ def test_extending_example_registers_a_reward_a_loss_and_an_estimator(extending,
     block = np.arange(COMP.shape[1]) // GEO["block_length"]
     want, want_ent = np.zeros(COMP.shape), np.zeros(COMP.shape)
     for b in range(2):
-        lp, en, _ = _np_scores(c, t, (block >= b)[None, :] & ~HINT)
+        lp, en, _ = _np_scores(c, t, (block == b)[None, :] | ((block > b)[None, :] & ~HINT))
         want[:, block == b], want_ent[:, block == b] = lp[:, block == b], en[:, block == b]
     tol = ref.f32_atol(c, PROMPT.shape[1] + COMP.shape[1], want)
     np.testing.assert_allclose(np.asarray(got), want, atol=tol, rtol=0)

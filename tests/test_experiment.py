@@ -121,7 +121,7 @@ def test_a_stage_from_an_sft_lora_run_starts_from_its_merged_adapters(lora_sft_r
     got = experiment.initial_params(typed(r), cfg, experiment.build_mesh(typed(r)))
     want = lora.merge(sft_params, lora_sft_run["cfg"].lora)
     assert set(got) == set(want)
-    for k in want:  # the same merge of the same float32 values
+    for k in want:  # the jitted merge against the eager one: float32 rounding may differ
         np.testing.assert_allclose(np.asarray(got[k]), np.asarray(want[k]), rtol=1e-6,
                                    atol=1e-7)
     # a LoRA stage on top of it starts from the merged base with fresh adapters

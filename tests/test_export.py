@@ -17,7 +17,6 @@ from igpo_jax.configlib import typed
 from igpo_jax.models import hf_io, llada, lora, transformer
 from tests.conftest import LORA_SFT
 
-pytestmark = pytest.mark.slow  # whole training runs, a CLI process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,6 +56,7 @@ def _read_hf_tensors(out):
     return tensors
 
 
+@pytest.mark.slow  # a training run (shared), a CLI process
 @pytest.mark.xdist_group(LORA_SFT)
 def test_export_merges_adapters_into_a_loadable_hf_checkpoint(lora_sft_run, tmp_path):
     run = lora_sft_run
@@ -108,6 +108,7 @@ def test_export_merges_adapters_into_a_loadable_hf_checkpoint(lora_sft_run, tmp_
     assert not (out / "modeling_llada.py").exists()
 
 
+@pytest.mark.slow  # a training run (shared), a CLI process
 @pytest.mark.xdist_group(LORA_SFT)
 def test_export_cli_bfloat16_with_source_files(lora_sft_run, tmp_path):
     """The README's command: --export_hf on a LoRA run, bf16, one file, source extras."""
@@ -116,7 +117,8 @@ def test_export_cli_bfloat16_with_source_files(lora_sft_run, tmp_path):
     source.mkdir()
     (source / "modeling_llada.py").write_text("# modelling code\n")
     (source / "tokenizer.json").write_text("{}")
-    hf0 = llada.config_to_hf(transformer.TransformerConfig.tiny())  # stands in for the original folder
+    # stands in for the original folder
+    hf0 = llada.config_to_hf(transformer.TransformerConfig.tiny())
     hf0.update(custom_key=7)
     (source / "config.json").write_text(json.dumps(hf0))
     out = tmp_path / "hf_bf16"
@@ -143,6 +145,7 @@ def test_export_cli_bfloat16_with_source_files(lora_sft_run, tmp_path):
     assert json.load(open(out2 / "config.json"))["custom_key"] == 7
 
 
+@pytest.mark.slow  # a training run (shared), a CLI process
 @pytest.mark.xdist_group(LORA_SFT)
 def test_a_lora_run_evaluates_from_its_workdir_as_from_its_exported_folder(lora_sft_run, tmp_path):
     """The adapters-only workdir (its base rebuilt, adapters merged) and the Hugging Face

@@ -215,7 +215,10 @@ def load_tfds(cfg: Mapping[str, Any], split: str) -> list[Example]:
 
 
 # data.source: the generated task, a file in one of the FILE_SOURCES formats, or tfds
-SOURCES = ("synthetic",) + tuple(FILE_SOURCES) + ("tfds",)
+def sources() -> tuple[str, ...]:
+    """The valid ``data.source`` names, with :data:`FILE_SOURCES` as it is now (formats
+    added from a user's file count)."""
+    return ("synthetic",) + tuple(FILE_SOURCES) + ("tfds",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +234,7 @@ class TfdsConfig(Section):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
-    """The config's ``data`` section (``source`` from :data:`SOURCES`; ``synthetic`` is
+    """The config's ``data`` section (``source`` from :func:`sources`; ``synthetic`` is
     passed to ``data/synthetic.py`` as it is)."""
 
     source: str = field("synthetic", "synthetic | gsm8k | metamath | math | amc | countdown | "
@@ -256,7 +259,8 @@ class DataConfig(Section):
         "(data/planning.py)")
 
     def __post_init__(self):
-        check(self.source in SOURCES, "data.source", self.source, f"expected one of {SOURCES}")
+        check(self.source in sources(), "data.source", self.source,
+              f"expected one of {sources()}")
         check(self.source != "tfds" or self.tfds.name, "data.tfds.name", self.tfds.name,
               "data.source='tfds' needs the dataset's name")
         formats = tuple(FILE_SOURCES)

@@ -176,11 +176,16 @@ class Igpo(Resample):
 
 AUGMENTATIONS: dict[str, type[Augmentation]] = {
     "grpo": Grpo, "igpo": Igpo, "resample": Resample}
-ALGORITHMS = tuple(AUGMENTATIONS)
+
+
+def algorithms() -> tuple[str, ...]:
+    """The valid ``rl.algo`` names: :data:`AUGMENTATIONS` as it is now (entries added
+    from a user's file count)."""
+    return tuple(AUGMENTATIONS)
 
 
 def make(algo: str, **kw) -> Augmentation:
     """The augmentation named ``algo`` (``rl.algo``) with its settings."""
     if algo not in AUGMENTATIONS:
-        raise ValueError(f"rl.algo={algo!r}; expected one of {ALGORITHMS}")
+        raise ValueError(f"rl.algo={algo!r}; expected one of {algorithms()}")
     return AUGMENTATIONS[algo](**kw)

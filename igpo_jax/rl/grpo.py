@@ -174,7 +174,7 @@ RATIO_FREE = ("spg", "wd1")
 @dataclasses.dataclass(frozen=True)
 class RLConfig(Section):
     """The config's ``rl`` section (names from the registries above and
-    ``rl.augment.ALGORITHMS``)."""
+    ``rl.augment.AUGMENTATIONS``)."""
 
     algo: str = field(
         "igpo", "grpo | igpo | resample (IGPO's extra samples without hints: control)")
@@ -229,8 +229,9 @@ class RLConfig(Section):
         return self.prompts_per_step * self.group_size
 
     def __post_init__(self):
-        from igpo_jax.rl.augment import ALGORITHMS
-        check(self.algo in ALGORITHMS, "rl.algo", self.algo, f"expected one of {ALGORITHMS}")
+        from igpo_jax.rl.augment import algorithms
+        check(self.algo in algorithms(), "rl.algo", self.algo,
+              f"expected one of {algorithms()}")
         check(self.group_size >= 2, "rl.group_size", self.group_size,
               "group methods need at least 2 completions per prompt")
         check(self.num_steps >= 0, "rl.num_steps", self.num_steps, "must be >= 0")

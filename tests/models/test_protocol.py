@@ -53,8 +53,9 @@ def test_the_hf_files_transpose_exactly_the_layouts_linear_tensors(tmp_path):
 
 
 def test_a_family_with_only_its_own_parts_runs_on_the_shared_transformer(monkeypatch):
-    toy = dataclasses.replace(llada.FAMILY, name="toy", title="Toy",
-                              switches=dict(family="toy"), presets={})
+    # only what a family must say; LLaDA's layout and chat format stand in for its own
+    toy = protocol.Family(name="toy", title="Toy", switches=dict(family="toy"), presets={},
+                          checkpoint="", layout=llada.FAMILY.layout, chat=llada.FAMILY.chat)
     for fn in ("param_specs", "init_params", "hidden_states", "logits_from_hidden", "forward"):
         assert getattr(toy, fn) is getattr(transformer, fn)
     monkeypatch.setattr(family, "FAMILIES", dict(family.FAMILIES))  # undone after the test

@@ -18,10 +18,10 @@ from igpo_jax.configlib import typed
 # whole training runs; one test process builds the module's runs (pytest.ini: loadgroup)
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lora_rl")]
 
-def tiny_lora(mode="rl", **rl):
+
+def tiny_lora(**rl):
     from configs import tiny
     c = tiny.get_config("rl")
-    c.mode = mode
     c.eval.every = 0
     c.model.lora.update(rank=4, alpha=8.0, dropout=0.1, targets="q_proj,k_proj,v_proj,up_proj")
     c.rl.update(**{"num_steps": 3, "num_iterations": 2, **rl})
