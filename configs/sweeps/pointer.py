@@ -10,8 +10,9 @@ in ``igpo_jax/assets/pointer_sft_long`` with the first stage beside it; see
 the prompts drawn and all sampling randomness, so members with the same seed are
 paired. ``sft_eval`` is the start checkpoint evaluated on the same held-out problems.
 At the end the pipeline reports, per group, the mean and 95% t interval over seeds
-of the held-out accuracy (1,000 distinct problems never trained on, 200 per hop count
-2-6, greedy, exact sampler) and the training diagnostics, and the paired differences
+of the held-out accuracy (1,000 distinct problems never trained on, each one's hop
+count drawn uniformly from 2-6: 202 / 191 / 188 / 214 / 205; greedy, exact sampler)
+and the training diagnostics, and the paired differences
 ``grpo - sft``, ``igpo - sft``, ``igpo - grpo``, ``igpo - resample`` and
 ``resample - grpo`` (t interval over seeds and a bootstrap over seeds x problems):
 ``seed_report.md``, ``seed_report.json``, ``seeds.png``.
@@ -55,7 +56,7 @@ RL = {"rl.num_steps": 40, **pointer.RL_TUNED}
 def get_config(arg: str = "main"):
     if arg not in ("main", "ablations", "tune"):
         raise ValueError(f"configs/sweeps/pointer.py:{arg}: expected main, ablations or tune")
-    c = pointer.get_config()  # 1,000 held-out problems: 200 distinct per hop count 2-6
+    c = pointer.get_config()  # 1,000 distinct held-out problems, hops 2-6
     stages = dict(c.pipeline.stages)
     # the two SFT stages (shipped), and the start checkpoint on the same held-out problems
     start = [("sft", stages["sft"]), ("sft_long", stages["sft_long"]),
