@@ -76,3 +76,22 @@ def test_the_ablation_sweep_reports_under_its_own_name():
         assert sweep.get_config("main").pipeline.report_name == "seed_report"
     with pytest.raises(ConfigError, match="pipeline.report_name"):
         PipelineConfig(report_name="docs/x")
+
+
+def test_the_answer_slot_diagnosis_never_uses_a_report_seed():
+    """configs/sweeps/pointer.py:answer_slot: GRPO on the diagnosis seeds, then seed 5
+    with a KL term and with half the learning rate; its own report; no report or
+    ablation seed among its members."""
+    from configs.sweeps import pointer
+    c = pointer.get_config("answer_slot")
+    stages = dict(c.pipeline.stages)
+    rl = {n: s for n, s in stages.items() if "@" in n}
+    assert sorted(rl) == ["beta=0.04@5", "grpo@2", "grpo@3", "grpo@4", "grpo@5",
+                          "lr=1.5e-5@5"]
+    assert not {s["seed"] for s in rl.values()} & set(pointer.REPORT_SEEDS + pointer.TUNING_SEEDS)
+    main = dict(pointer.get_config("main").pipeline.stages)["grpo@201"]
+    # the diagnosis members are the report's GRPO member but for the seed and one key
+    for name, key in (("grpo@5", None), ("beta=0.04@5", "rl.beta"), ("lr=1.5e-5@5", "optim.lr")):
+        differ = {k for k in set(main) | set(rl[name]) if main.get(k) != rl[name].get(k)}
+        assert differ == {"seed"} | ({key} if key else set()), (name, differ)
+    assert c.pipeline.report_name == "answer_slot_report"

@@ -24,6 +24,10 @@ and the training diagnostics, and the paired differences
   ``.json`` / ``.png``, beside the main one.
 - ``tune``: the tuning seeds, with ``RL`` below as the starting point; the RL settings
   were chosen on these seeds only.
+- ``answer_slot``: a diagnosis after the report (README, "What spreads the seeds"):
+  GRPO on the diagnosis seeds 2-5 (never report seeds), then on seed 5, which learned
+  the report seeds' ``\boxed{>}`` answer-slot error, with a KL term (rl.beta 0.04) and
+  with half the learning rate (1.5e-5). No reported number depends on it.
 
 The seeds were written here before any report run and are not changed after looking
 at results.
@@ -46,6 +50,7 @@ _spec.loader.exec_module(seeds)
 
 TUNING_SEEDS = (0, 1)
 REPORT_SEEDS = (201, 202, 203, 204, 205)
+DIAGNOSIS_SEEDS = (2, 3, 4, 5)  # the answer-slot diagnosis (after the report)
 ABLATION_SEEDS = REPORT_SEEDS[:3]
 
 # the RL settings of every member, chosen on the tuning seeds (README, "RL on the
@@ -54,12 +59,23 @@ RL = {"rl.num_steps": 40, **pointer.RL_TUNED}
 
 
 def get_config(arg: str = "main"):
-    if arg not in ("main", "ablations", "tune"):
-        raise ValueError(f"configs/sweeps/pointer.py:{arg}: expected main, ablations or tune")
+    if arg not in ("main", "ablations", "tune", "answer_slot"):
+        raise ValueError(f"configs/sweeps/pointer.py:{arg}: expected main, ablations, tune "
+                         f"or answer_slot")
     c = pointer.get_config()  # 1,000 distinct held-out problems, hops 2-6
     stages = dict(c.pipeline.stages)
     # the two SFT stages (shipped), and the start checkpoint on the same held-out problems
     start = [("sft", stages["sft"]), ("sft_long", stages["sft_long"]),
              ("sft_eval", {"mode": "eval", "model.init_from": "{workdir}/sft_long"})]
     rl = {**{k: v for k, v in stages["igpo"].items() if k != "rl.algo"}, **RL}
-    return seeds.seed_sweep(c, arg, start, rl, TUNING_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
+    if arg != "answer_slot":
+        return seeds.seed_sweep(c, arg, start, rl, TUNING_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
+    c = seeds.seed_sweep(c, "tune", start, rl, DIAGNOSIS_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
+    grpo = {**rl, "rl.algo": "grpo"}
+    c.pipeline.stages = tuple(start) + tuple(
+        (f"grpo@{s}", {**grpo, "seed": s}) for s in DIAGNOSIS_SEEDS) + (
+        ("beta=0.04@5", {**grpo, "rl.beta": 0.04, "seed": 5}),
+        ("lr=1.5e-5@5", {**grpo, "optim.lr": 1.5e-5, "seed": 5}))
+    c.pipeline.compare = (("beta=0.04", "grpo"), ("lr=1.5e-5", "grpo"))
+    c.pipeline.report_name = "answer_slot_report"
+    return c
