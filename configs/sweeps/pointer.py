@@ -3,6 +3,8 @@
     python -m igpo_jax.main --config configs/sweeps/pointer.py --workdir runs/pointer_seeds
     python -m igpo_jax.main --config configs/sweeps/pointer.py:ablations --workdir runs/pointer_seeds
     python -m igpo_jax.main --config configs/sweeps/pointer.py:tune --workdir runs/pointer_tune
+    python -m igpo_jax.main --config configs/sweeps/pointer.py:answer_slot \
+        --workdir runs/pointer_answer_slot
 
 Every member starts from the pointer recipe's second SFT stage (``sft_long``, shipped
 in ``igpo_jax/assets/pointer_sft_long`` with the first stage beside it; see
