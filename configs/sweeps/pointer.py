@@ -3,7 +3,7 @@
     python -m igpo_jax.main --config configs/sweeps/pointer.py --workdir runs/pointer_seeds
     python -m igpo_jax.main --config configs/sweeps/pointer.py:ablations --workdir runs/pointer_seeds
     python -m igpo_jax.main --config configs/sweeps/pointer.py:tune --workdir runs/pointer_tune
-    python -m igpo_jax.main --config configs/sweeps/pointer.py:answer_slot \
+    python -m igpo_jax.main --config configs/sweeps/pointer.py:answer_slot \\
         --workdir runs/pointer_answer_slot
 
 Every member starts from the pointer recipe's second SFT stage (``sft_long``, shipped
@@ -28,7 +28,7 @@ and the training diagnostics, and the paired differences
   were chosen on these seeds only.
 - ``answer_slot``: a diagnosis after the report (README, "What spreads the seeds"):
   GRPO on the diagnosis seeds 2-5 (never report seeds), then on seed 5, which learned
-  the report seeds' ``\boxed{>}`` answer-slot error, with a KL term (rl.beta 0.04) and
+  the report seeds' ``\\boxed{>}`` answer-slot error, with a KL term (rl.beta 0.04) and
   with half the learning rate (1.5e-5). No reported number depends on it.
 
 The seeds were written here before any report run and are not changed after looking
