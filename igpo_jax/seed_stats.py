@@ -117,7 +117,10 @@ def seed_report(results: Mapping[str, dict], workdir: str,
                 comparisons: Sequence[tuple[str, str]] = (), reps: int = 10000) -> dict:
     """Per group: each metric's mean and 95% interval over seeds; per comparison
     ``(a, b)``: the paired held-out accuracy difference a - b (t interval over seeds
-    and the seeds x problems bootstrap)."""
+    and the seeds x problems bootstrap). A comparison whose two sides were evaluated on
+    different held-out sets (a start member that only has its own smaller evaluation,
+    e.g. when ``pipeline.only`` ran one member) is not paired: it is listed under
+    ``skipped`` with the reason."""
     groups: dict[str, dict[int, dict]] = {}
     for name, r in results.items():
         sm = split_member(name)
@@ -143,6 +146,12 @@ def seed_report(results: Mapping[str, dict], workdir: str,
         pb = {s: per_problem(r["_dir"]) for s, r in groups[b].items()}
         pa = {s: v for s, v in pa.items() if v is not None}
         pb = {s: v for s, v in pb.items() if v is not None}
+        sizes = {len(pa[s]) for s in pa if s in pb}, {len(pb[s]) for s in pb if s in pa}
+        if sizes[0] != sizes[1]:
+            out.setdefault("skipped", {})[label] = (
+                f"held-out sets differ: {sorted(sizes[0])} vs {sorted(sizes[1])} problems "
+                f"(is {b}'s evaluation on the sweep's held-out problems missing?)")
+            continue
         cmp["bootstrap"] = hierarchical_bootstrap(pa, pb, reps=reps)
         out["comparisons"][label] = cmp
     return out
@@ -195,4 +204,6 @@ def format_seed_report(rep: dict) -> str:
             b_ci = f"[{_pct(bs['lo'])}, {_pct(bs['hi'])}]" if bs.get("lo") is not None else "-"
             lines.append(f"| {name} | {c['n']} | {_pct(c['mean'])} pts | {t_ci} | {b_ci} | "
                          f"{c['wins']}/{c['n']} |")
+    for name, why in rep.get("skipped", {}).items():
+        lines.append(f"\nnot compared: {name}: {why}")
     return "\n".join(lines)

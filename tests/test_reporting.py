@@ -95,3 +95,23 @@ def test_the_answer_slot_diagnosis_never_uses_a_report_seed():
         differ = {k for k in set(main) | set(rl[name]) if main.get(k) != rl[name].get(k)}
         assert differ == {"seed"} | ({key} if key else set()), (name, differ)
     assert c.pipeline.report_name == "answer_slot_report"
+
+
+def test_a_start_member_evaluated_on_other_problems_is_not_paired(tmp_path):
+    """One seeded member run alone (``pipeline.only``): the start checkpoint has only its
+    own 20-problem evaluation, not the sweep's 30 problems; the comparison with it is
+    listed as not compared (with the reason) instead of failing the whole report."""
+    def member(name, ok):
+        d = tmp_path / name / "eval"
+        os.makedirs(d)
+        with open(d / "generations.jsonl", "w") as f:
+            for i, o in enumerate(ok):
+                f.write(json.dumps({"index": i, "sample": 0, "correct": bool(o)}) + "\n")
+        return dict(heldout_accuracy=float(np.mean(ok)))
+    results = {"sft": member("sft", [1, 0] * 10), "grpo@5": member("grpo@5", [1, 1, 0] * 10),
+               "beta@5": member("beta@5", [1, 0, 0] * 10)}
+    rep = reporting.report_seeds(results, str(tmp_path), [("grpo", "sft"), ("beta", "grpo")])
+    assert "grpo - sft" not in rep["comparisons"]
+    assert "held-out sets differ: [30] vs [20] problems" in rep["skipped"]["grpo - sft"]
+    assert rep["comparisons"]["beta - grpo"]["mean"] == pytest.approx(-1 / 3)
+    assert "not compared: grpo - sft" in (tmp_path / "seed_report.md").read_text()
