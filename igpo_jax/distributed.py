@@ -73,9 +73,9 @@ def initialize(d) -> bool:
         raise ValueError(f"distributed.mode={d.mode!r}; expected one of {MODES}")
     if d.mode == "off":
         return False
-    if d.heartbeat_timeout_s < 1 or d.init_timeout_s < 1:
-        raise ValueError(f"distributed.heartbeat_timeout_s={d.heartbeat_timeout_s} and "
-                         f"distributed.init_timeout_s={d.init_timeout_s} must be >= 1")
+    for key in ("heartbeat_timeout_s", "init_timeout_s"):
+        if getattr(d, key) < 1:
+            raise ValueError(f"distributed.{key}={getattr(d, key)} must be >= 1")
     kw = settings(d)
     cluster = detected_cluster()
     if d.mode == "auto" and not kw and cluster is None:

@@ -139,9 +139,6 @@ def seed_report(results: Mapping[str, dict], workdir: str,
         b = _baseline(b, results, groups, workdir)
         if a not in groups or b not in groups:
             continue
-        acc = lambda g: {s: r["heldout_accuracy"] for s, r in groups[g].items()  # noqa: E731
-                         if r.get("heldout_accuracy") is not None}
-        cmp = paired(acc(a), acc(b))
         pa = {s: per_problem(r["_dir"]) for s, r in groups[a].items()}
         pb = {s: per_problem(r["_dir"]) for s, r in groups[b].items()}
         pa = {s: v for s, v in pa.items() if v is not None}
@@ -152,6 +149,9 @@ def seed_report(results: Mapping[str, dict], workdir: str,
                 f"held-out sets differ: {sorted(sizes[0])} vs {sorted(sizes[1])} problems "
                 f"(is {b}'s evaluation on the sweep's held-out problems missing?)")
             continue
+        acc = lambda g: {s: r["heldout_accuracy"] for s, r in groups[g].items()  # noqa: E731
+                         if r.get("heldout_accuracy") is not None}
+        cmp = paired(acc(a), acc(b))
         cmp["bootstrap"] = hierarchical_bootstrap(pa, pb, reps=reps)
         out["comparisons"][label] = cmp
     return out

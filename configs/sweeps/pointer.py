@@ -72,6 +72,8 @@ def get_config(arg: str = "main"):
     rl = {**{k: v for k, v in stages["igpo"].items() if k != "rl.algo"}, **RL}
     if arg != "answer_slot":
         return seeds.seed_sweep(c, arg, start, rl, TUNING_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
+    # the sweep's held-out and evaluation settings; its members are replaced below (GRPO
+    # on every diagnosis seed, the two variants on seed 5 only)
     c = seeds.seed_sweep(c, "tune", start, rl, DIAGNOSIS_SEEDS, REPORT_SEEDS, ABLATION_SEEDS)
     grpo = {**rl, "rl.algo": "grpo"}
     c.pipeline.stages = tuple(start) + tuple(
